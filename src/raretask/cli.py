@@ -1,0 +1,107 @@
+"""Command-line interface: ``raretask plan | bench | study``.
+
+Bad input never produces a traceback: argument and configuration errors print one line
+``raretask: error: ...`` to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we want exactly one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"raretask: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _add_mixture_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mixture (SPEC A1)")
+    g.add_argument("--tasks", type=int, default=32, help="K, number of tasks (default 32)")
+    g.add_argument("--block-dim", type=int, default=16, help="d, dimension of each task block (default 16)")
+    g.add_argument("--beta", type=float, default=1.5, help="prior exponent, pi_k ~ k^-beta (default 1.5)")
+    g.add_argument("--prior", type=float, nargs="+", default=None, metavar="P",
+                   help="explicit prior, K numbers summing to 1 (overrides --beta)")
+    a = g.add_mutually_exclusive_group()
+    a.add_argument("--alpha", type=float, default=1.0, help="spectral decay lambda_j = j^-alpha (default 1)")
+    a.add_argument("--alpha-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="complexity sweep: alpha_k linear over [LO, HI], task 1 gets HI")
+    g.add_argument("--rank1", action="store_true", help="rank-1 special case (d = 1, lambda = 1)")
+    g.add_argument("--noise", type=float, default=0.0, help="target noise sigma (default 0)")
+    g.add_argument("--frequent-mass", type=float, default=0.8, help="rho for the frequent set F (default 0.8)")
+    g.add_argument("--feature-threshold", type=float, default=0.5,
+                   help="alignment above which a feature counts as learned (default 0.5)")
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from .mixture import MixtureSpec
+
+    return MixtureSpec(
+        n_tasks=args.tasks,
+        block_dim=1 if args.rank1 else args.block_dim,
+        beta=args.beta,
+        prior=tuple(args.prior) if args.prior else None,
+        alpha=args.alpha,
+        alpha_range=tuple(args.alpha_range) if args.alpha_range else None,
+        rank1=args.rank1,
+        noise=args.noise,
+        frequent_mass=args.frequent_mass,
+        feature_threshold=args.feature_threshold,
+    )
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import build_plan
+
+    spec = _spec_from_args(args)
+    widths = args.width or [w for w in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if w <= spec.D]
+    plan = build_plan(spec, widths)
+    if args.json:
+        print(json.dumps(plan, indent=2 if args.indent else None))
+        return 0
+    from .report.console import print_plan
+
+    print_plan(plan)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="raretask", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"raretask {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plan = sub.add_parser("plan", help="predict which tasks a width-N model learns (closed form)")
+    _add_mixture_args(plan)
+    plan.add_argument("--width", type=int, action="append", metavar="N",
+                      help="student width N (repeatable; default the SPEC grid up to D)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    plan.add_argument("--indent", action="store_true", help="indent the JSON output")
+    plan.set_defaults(func=_cmd_plan)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        sys.stderr.write(f"raretask: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("raretask: interrupted; re-run the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

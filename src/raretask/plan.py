@@ -1,0 +1,73 @@
+"""The planner: closed-form answers about a mixture (SPEC A4, Part C).
+
+``build_plan`` turns a mixture and a list of widths into one JSON-ready dict; the CLI renders
+it as a table or prints it as JSON. Tasks are 1-based in everything returned here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from . import __version__
+from .mixture import (
+    MixtureSpec,
+    critical_widths,
+    predicted_task_loss,
+    predicted_total_loss,
+    proposition6,
+    retained_features,
+    validate_widths,
+)
+
+
+def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
+    """Predict, for each width, which features of which tasks a trained model retains.
+
+    Returns a dict with keys ``mixture``, ``tasks`` (prior, complexity m_k(0.9), critical
+    widths N*_{k,1} and N*_{k,d}), ``widths`` (retained n_k(N), predicted losses),
+    ``frequent_set`` (1-based) and ``rare`` (Proposition 6 for the rarest task outside F,
+    or None when every task is frequent).
+    """
+    widths = validate_widths(spec, widths)
+    crit = critical_widths(spec)
+    m90 = spec.complexity_m90()
+    tasks = [
+        {
+            "task": k + 1,
+            "prior": float(spec.pi[k]),
+            "alpha": float(spec.alphas[k]) if not spec.rank1 else None,
+            "complexity_m90": int(m90[k]),
+            "critical_width": int(crit[k, 0]),
+            "critical_width_all": int(crit[k, -1]),
+        }
+        for k in range(spec.K)
+    ]
+    rows = []
+    for N in widths:
+        n = retained_features(spec, N)
+        rows.append(
+            {
+                "width": N,
+                "retained": [int(x) for x in n],
+                "tasks_learned": [k + 1 for k in range(spec.K) if n[k] > 0],
+                "predicted_loss": [float(x) for x in predicted_task_loss(spec, N)],
+                "predicted_total_loss": predicted_total_loss(spec, N),
+            }
+        )
+    p6 = proposition6(spec)
+    rare = None
+    if p6 is not None:
+        rare = {
+            "task": p6.task + 1,
+            "utility": p6.utility,
+            "critical_width_prop6": p6.critical_width,
+            "delta_star": p6.delta_star,
+        }
+    return {
+        "raretask_version": __version__,
+        "mixture": spec.to_dict(),
+        "tasks": tasks,
+        "widths": rows,
+        "frequent_set": [int(k) + 1 for k in spec.frequent_set],
+        "rare": rare,
+    }

@@ -1,0 +1,1 @@
+"""Rendering of results: console tables, figures and self-contained HTML reports."""

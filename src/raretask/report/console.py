@@ -1,0 +1,67 @@
+"""Rich console rendering of planner output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_plan(plan: dict[str, Any], console: Console | None = None) -> None:
+    """Print a plan (``raretask.plan.build_plan`` output) as readable tables."""
+    console = console or Console()
+    mix = plan["mixture"]
+    console.print(
+        f"[bold]Mixture[/bold] K={mix['n_tasks']} d={mix['block_dim']} D={mix['D']} "
+        + ("explicit prior" if mix["prior"] else f"beta={mix['beta']}")
+        + (f" alpha in {mix['alpha_range']}" if mix["alpha_range"] else f" alpha={mix['alpha']}")
+        + (" rank-1" if mix["rank1"] else "")
+        + f"  frequent set F = tasks {_ranges(plan['frequent_set'])} (rho={mix['frequent_mass']})"
+    )
+    widths = plan["widths"]
+    t = Table(title="Per task: critical widths (Theorem 3) and retained features n_k(N) / predicted loss L*_k(N)")
+    for col in ("task", "prior", "m90", "N*_1", "N*_all"):
+        t.add_column(col, justify="right")
+    for w in widths:
+        t.add_column(f"N={w['width']}", justify="right")
+    for i, task in enumerate(plan["tasks"]):
+        cells = [
+            str(task["task"]),
+            f"{task['prior']:.4g}",
+            str(task["complexity_m90"]),
+            str(task["critical_width"]),
+            str(task["critical_width_all"]),
+        ]
+        for w in widths:
+            n = w["retained"][i]
+            style = "green" if n == mix["block_dim"] else ("yellow" if n > 0 else "dim")
+            cells.append(f"[{style}]{n}[/{style}] / {w['predicted_loss'][i]:.3g}")
+        t.add_row(*cells)
+    console.print(t)
+    s = Table(title="Per width (Theorem 3)")
+    for col in ("width N", "tasks learned", "predicted total loss"):
+        s.add_column(col, justify="right")
+    for w in widths:
+        s.add_row(str(w["width"]), str(len(w["tasks_learned"])), f"{w['predicted_total_loss']:.5g}")
+    console.print(s)
+    if plan["rare"]:
+        r = plan["rare"]
+        console.print(
+            f"Rare task {r['task']} (utility {r['utility']:.3g}): Proposition 6 critical width "
+            f"N*_r = {r['critical_width_prop6']}, residual threshold delta*_r = {r['delta_star']:.4g}"
+        )
+
+
+def _ranges(ks: list[int]) -> str:
+    if not ks:
+        return "{}"
+    out, start, prev = [], ks[0], ks[0]
+    for k in ks[1:] + [None]:  # type: ignore[list-item]
+        if k is not None and k == prev + 1:
+            prev = k
+            continue
+        out.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if k is not None:
+            start = prev = k
+    return "{" + ",".join(out) + "}"

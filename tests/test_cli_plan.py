@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from raretask.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "raretask.cli", *args], capture_output=True, text=True)
+
+
+def test_plan_json_has_documented_fields(capsys):
+    assert main(["plan", "--json", "--width", "16", "--width", "64"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mixture"]["n_tasks"] == 32 and out["mixture"]["D"] == 512
+    t1 = out["tasks"][0]
+    assert set(t1) >= {"task", "prior", "complexity_m90", "critical_width", "critical_width_all"}
+    assert t1["task"] == 1 and t1["critical_width"] == 1
+    w = out["widths"][1]
+    assert w["width"] == 64 and len(w["retained"]) == 32 and sum(w["retained"]) == 64
+    assert len(w["predicted_loss"]) == 32 and w["predicted_total_loss"] > 0
+    assert out["frequent_set"][0] == 1
+    assert set(out["rare"]) >= {"task", "critical_width_prop6", "delta_star"}
+    assert out["rare"]["task"] == 32
+
+
+def test_plan_alpha_range_and_table(capsys):
+    assert main(["plan", "--alpha-range", "0.5", "2", "--width", "32"]) == 0
+    text = capsys.readouterr().out
+    assert "N=32" in text and "Proposition 6" in text
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--width", "600"], "invalid width"),
+        (["--block-dim", "0"], "invalid block_dim"),
+        (["--tasks", "2", "--prior", "0.5", "0.6"], "invalid prior"),
+        (["--tasks", "2", "--prior", "0.5", "nan"], "invalid prior"),
+        (["--tasks", "2", "--prior", "-0.5", "1.5"], "invalid prior"),
+        (["--beta", "abc"], "invalid float value"),
+        (["--gamma", "1"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, needle):
+    r = run_cli("plan", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("raretask: error:")
+    assert "Traceback" not in r.stderr
