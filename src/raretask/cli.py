@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--indent", action="store_true", help="indent the JSON output")
     plan.set_defaults(func=_cmd_plan)
 
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub)
+
     return p
 
 

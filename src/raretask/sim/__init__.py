@@ -4,6 +4,8 @@ from ._config import MODES, TrainConfig
 from ._engine import Engine, MemberState, grown_capacities, initial_capacities
 from ._init import init_params
 from ._reference import ReferenceTrainer
+from ._runner import metric_rows, run_engine
+from ._schedule import RecordSchedule
 from ._sampling import (
     FunctionSampler,
     PriorSampler,

@@ -1,0 +1,233 @@
+"""``raretask bench``: performance measured against a reference in the same run.
+
+``bench synthetic`` times the plain per-sample PyTorch trainer (width after width) and the
+engine (all widths on shared batches) on the same work, and prints steps/s of each, their
+ratio, the achieved GFLOP/s and the machine's float32 matmul GFLOP/s measured here.
+``bench memory`` runs a long tiny run and samples the process's resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PAPER_GRID = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def geometric_widths(lo: int, hi: int, n: int) -> list[int]:
+    return sorted({int(round(x)) for x in np.geomspace(lo, hi, n)})
+
+
+def matmul_peak(sizes=(512, 1024), repeats: int = 30) -> dict[int, float]:
+    """Best observed float32 GFLOP/s of a square JAX matmul per size (after warm-up)."""
+    import jax
+    import jax.numpy as jnp
+
+    out = {}
+    f = jax.jit(lambda a, b: a @ b)
+    for n in sizes:
+        a = jnp.ones((n, n), jnp.float32)
+        f(a, a).block_until_ready()
+        best = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                c = f(a, a)
+            c.block_until_ready()
+            best = max(best, 2.0 * n**3 * repeats / (time.perf_counter() - t) / 1e9)
+        out[n] = best
+    return out
+
+
+def time_reference(spec, cfg, widths, steps: int, warmup: int = 3) -> dict[int, float]:
+    """Seconds per step of the reference trainer, per width."""
+    from .sim import ReferenceTrainer
+
+    out = {}
+    for w in widths:
+        r = ReferenceTrainer(spec, cfg, w)
+        r.train(warmup)
+        t = time.perf_counter()
+        r.train(steps)
+        out[w] = (time.perf_counter() - t) / steps
+    return out
+
+
+def time_engine(spec, cfg, widths, steps: int, chunk: int = 256) -> float:
+    """Seconds per step of the engine training ``widths`` together (compilation excluded)."""
+    from .sim import Engine
+
+    eng = Engine(spec, cfg, widths, chunk=chunk)
+    eng.advance(chunk)  # compile and warm up
+    t = time.perf_counter()
+    eng.advance(steps)
+    return (time.perf_counter() - t) / steps
+
+
+def time_metrics(spec, widths) -> float:
+    """Seconds to record the exact SPEC A3 metrics of all ``widths`` once."""
+    from .mixture import task_metrics
+    from .sim import init_params
+
+    params = [init_params(spec, w, 0) for w in widths]
+    t = time.perf_counter()
+    for E, Dec in params:
+        task_metrics(spec, E, Dec)
+    return time.perf_counter() - t
+
+
+def bench_synthetic(widths: list[int], steps: int, ref_steps: int, batch: int, paper_steps: int,
+                    record_points: int, console=None) -> dict:
+    from .mixture import MixtureSpec
+    from .sim import Engine, TrainConfig
+
+    spec = MixtureSpec()
+    cfg = TrainConfig(batch_size=batch)
+    say = console.print if console else (lambda *a, **k: None)
+    say(f"[bold]bench synthetic[/bold]: K={spec.K} d={spec.d} D={spec.D} B={batch}, widths {widths}")
+    say("measuring float32 matmul peak ...")
+    peak = matmul_peak()
+    say(f"reference (PyTorch per-sample autograd + AdamW), {ref_steps} steps per width ...")
+    ref = time_reference(spec, cfg, widths, ref_steps)
+    ref_total = sum(ref.values())
+    say(f"engine, {len(widths)} widths together, {steps} steps ...")
+    eng_s = time_engine(spec, cfg, widths, steps)
+    flops = Engine(spec, cfg, widths).flops_per_step()
+    say(f"engine, width 512 alone, {steps} steps ...")
+    w512 = max(w for w in widths) if 512 not in widths else 512
+    eng512 = time_engine(spec, cfg, [w512], steps)
+    flops512 = Engine(spec, cfg, [w512]).flops_per_step()
+    grid = [w for w in PAPER_GRID if w <= spec.D]
+    say(f"engine, paper grid {grid}, {steps} steps ...")
+    paper_s = time_engine(spec, cfg, grid, steps)
+    metric_s = time_metrics(spec, grid)
+    best_peak = max(peak.values())
+    result = {
+        "widths": widths,
+        "batch": batch,
+        "reference_steps_per_s": {str(w): 1.0 / s for w, s in ref.items()},
+        "reference_sequential_s_per_step": ref_total,
+        "engine_steps_per_s": 1.0 / eng_s,
+        "speedup": ref_total / eng_s,
+        "engine_gflops": flops / eng_s / 1e9,
+        "matmul_peak_gflops": {str(k): v for k, v in peak.items()},
+        "width512_steps_per_s": 1.0 / eng512,
+        "width512_gflops": flops512 / eng512 / 1e9,
+        "width512_fraction_of_peak": flops512 / eng512 / 1e9 / best_peak,
+        "paper_grid": grid,
+        "paper_grid_steps_per_s": 1.0 / paper_s,
+        "paper_projection_minutes": (paper_s * paper_steps + metric_s * record_points) / 60.0,
+        "paper_steps": paper_steps,
+    }
+    if console:
+        from rich.table import Table
+
+        t = Table(title="raretask bench synthetic")
+        t.add_column("measurement")
+        t.add_column("value", justify="right")
+        for w, s in ref.items():
+            t.add_row(f"reference width {w}", f"{1 / s:.1f} steps/s")
+        t.add_row("reference, widths one after another", f"{1 / ref_total:.2f} steps/s")
+        t.add_row(f"engine, {len(widths)} widths on shared batches", f"{1 / eng_s:.1f} steps/s")
+        t.add_row("[bold]speed-up (engine / reference)[/bold]", f"[bold]{ref_total / eng_s:.1f}x[/bold]")
+        t.add_row("engine achieved", f"{result['engine_gflops']:.0f} GFLOP/s")
+        for n, v in peak.items():
+            t.add_row(f"float32 matmul peak ({n}^3, JAX)", f"{v:.0f} GFLOP/s")
+        t.add_row(f"engine width {w512} alone", f"{1 / eng512:.1f} steps/s, {result['width512_gflops']:.0f} GFLOP/s")
+        t.add_row(f"[bold]width {w512}: fraction of peak[/bold]", f"[bold]{result['width512_fraction_of_peak']:.0%}[/bold]")
+        t.add_row(f"paper grid ({len(grid)} widths)", f"{1 / paper_s:.1f} steps/s")
+        t.add_row(f"[bold]projected paper phase diagram ({paper_steps:,} steps)[/bold]",
+                  f"[bold]{result['paper_projection_minutes']:.1f} min[/bold]")
+        console.print(t)
+    return result
+
+
+def bench_memory(steps: int, samples: int, console=None) -> dict:
+    """RSS over a long tiny run (metrics and traces streamed to disk)."""
+    from .mixture import MixtureSpec
+    from .sim import RecordSchedule, TrainConfig, run_engine
+
+    spec = MixtureSpec(n_tasks=4, block_dim=2)
+    cfg = TrainConfig(steps=steps, batch_size=16, warmup=10)
+    rss = []
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    every = max(1, steps // samples)
+    nxt = [every]
+
+    def progress(done, total):
+        if done >= nxt[0]:
+            rss.append((done, rss_mb()))
+            nxt[0] += every
+
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        run_engine(spec, cfg, [2, 4], d, record=RecordSchedule("linear", 200), trace_tasks=[3],
+                   trace_every=10, progress=progress, chunk=4096, checkpoint_seconds=5.0)
+        secs = time.perf_counter() - t
+    first = rss[min(1, len(rss) - 1)][1]
+    result = {"steps": steps, "seconds": secs, "rss_mb": rss, "rss_growth_mb": rss[-1][1] - first}
+    if console:
+        console.print(f"{steps:,} steps in {secs:.0f} s; RSS (MB) at "
+                      + ", ".join(f"{s:,}: {m:.0f}" for s, m in rss[:: max(1, len(rss) // 8)])
+                      + f"; growth after the first sample {result['rss_growth_mb']:+.1f} MB")
+    return result
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="performance benchmarks against the reference implementation")
+    bsub = p.add_subparsers(dest="bench", required=True, parser_class=type(p))
+    s = bsub.add_parser("synthetic", help="engine vs plain per-sample trainer (SPEC A2)")
+    s.add_argument("--widths", type=int, nargs="+", default=geometric_widths(8, 512, 10))
+    s.add_argument("--steps", type=int, default=512, help="engine steps timed per configuration")
+    s.add_argument("--ref-steps", type=int, default=20, help="reference steps timed per width")
+    s.add_argument("--batch", type=int, default=1024)
+    s.add_argument("--paper-steps", type=int, default=100_000)
+    s.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    s.set_defaults(func=_cmd_synthetic)
+    m = bsub.add_parser("memory", help="resident memory over a long streamed run")
+    m.add_argument("--steps", type=int, default=1_000_000)
+    m.add_argument("--samples", type=int, default=40)
+    m.add_argument("--json", type=Path, default=None)
+    m.set_defaults(func=_cmd_memory)
+
+
+def _check_positive(**kw) -> None:
+    from .errors import ConfigError
+
+    for k, v in kw.items():
+        if v < 1:
+            raise ConfigError(k, f"{v}", "integer >= 1")
+
+
+def _cmd_synthetic(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    _check_positive(steps=args.steps, ref_steps=args.ref_steps, batch=args.batch)
+    res = bench_synthetic(args.widths, args.steps, args.ref_steps, args.batch, args.paper_steps,
+                          record_points=60, console=Console())
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_memory(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    _check_positive(steps=args.steps, samples=args.samples)
+    res = bench_memory(args.steps, args.samples, console=Console())
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
