@@ -72,6 +72,35 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .studies import build_config, run_study
+
+    overrides = list(args.set or [])
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.widths:
+        overrides.append("widths=" + json.dumps(args.widths))
+    if args.seeds:
+        overrides.append("seeds=" + json.dumps(args.seeds))
+    cfg = build_config(args.name, args.preset, overrides)
+    out = args.out or f"runs/{args.name}-{args.preset}"
+    console = Console(stderr=True)
+    summary = run_study(cfg, out, restart=args.restart, console=console)
+    t = Table(title=f"{args.name} ({args.preset}): theory vs measurement")
+    for col in ("check", "measured", "expected", "ok"):
+        t.add_column(col)
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    for c in summary["checks"]:
+        ok = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[c["ok"]]
+        t.add_row(c["name"], fmt(c["measured"]), fmt(c["expected"]), ok)
+    Console().print(t)
+    print(f"report: {out}/report.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="raretask", description=__doc__.splitlines()[0])
     from . import __version__
@@ -86,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     plan.add_argument("--indent", action="store_true", help="indent the JSON output")
     plan.set_defaults(func=_cmd_plan)
+
+    from .studies import STUDIES
+
+    st = sub.add_parser("study", help="run a named synthetic study (SPEC A5) with figures and a report")
+    st.add_argument("name", choices=STUDIES)
+    st.add_argument("--preset", default="quick", help="preset from the study's preset file (quick, paper, ...)")
+    st.add_argument("--out", default=None, help="run directory (default runs/NAME-PRESET); re-running resumes")
+    st.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set train.steps=2000 --set mixture.beta=1.2")
+    st.add_argument("--steps", type=int, default=None, help="shortcut for --set train.steps=N")
+    st.add_argument("--widths", type=int, nargs="+", default=None, help="shortcut for --set widths=[...]")
+    st.add_argument("--seeds", type=int, nargs="+", default=None, help="shortcut for --set seeds=[...]")
+    st.add_argument("--restart", action="store_true", help="discard an existing run directory first")
+    st.set_defaults(func=_cmd_study)
 
     from .bench import add_bench_parser
 

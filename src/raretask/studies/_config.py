@@ -1,0 +1,145 @@
+"""Study configuration: one dataclass for every named study, presets in JSON files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+from ..errors import ConfigError
+from ..mixture import MixtureSpec
+from ..sim import RecordSchedule, TrainConfig
+
+
+@dataclass
+class StudyConfig:
+    """A fully resolved study: what to train, how, and what to record."""
+
+    study: str
+    """Study name (phase, residual, retention, long-horizon, complexity, rank1, one-neuron)."""
+    preset: str = "quick"
+    """Preset the values came from (quick or paper), recorded for provenance."""
+    mixture: dict = field(default_factory=dict)
+    """Keyword arguments of ``MixtureSpec`` (SPEC A1)."""
+    train: dict = field(default_factory=dict)
+    """Keyword arguments of ``TrainConfig`` (SPEC A2); ``train.seed`` is replaced per seed."""
+    widths: list = field(default_factory=lambda: [4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
+    """Student widths N (each 1..D)."""
+    seeds: list = field(default_factory=lambda: [0])
+    """Seeds; each seed is an independent run (data and initialisation)."""
+    betas: list | None = None
+    """Prior exponents to sweep (replaces mixture.beta per cell); None: just mixture.beta."""
+    alpha_ranges: list | None = None
+    """Complexity sweep: list of [lo, hi] (replaces mixture.alpha_range per cell)."""
+    gaps: list = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024])
+    """Retention: steps G between rare-task injections (SPEC A5.3)."""
+    rare_task: int | None = None
+    """Retention: 1-based rare task; None: the rarest task."""
+    record_points: int = 60
+    """Number of log-spaced steps at which exact metrics are recorded."""
+    trace_every: int = 1
+    """Retention: keep the rare task's corrected signal every this many steps."""
+    eta: float = 0.01
+    """One-neuron: step size."""
+    lambdas: list = field(default_factory=lambda: [1.0, 1.0])
+    """One-neuron: (lambda_1, lambda_2) of the common and the rare task."""
+    theta0: float = 0.3
+    """One-neuron: initial angle after a rare update (radians, 0 < theta0 < pi/2)."""
+
+    def __post_init__(self) -> None:
+        from . import STUDIES
+
+        if self.study not in STUDIES:
+            raise ConfigError("study", f"{self.study!r}", ", ".join(STUDIES))
+        if not isinstance(self.mixture, dict) or not isinstance(self.train, dict):
+            raise ConfigError("mixture", "mixture and train must be tables of options")
+        spec = self.spec()  # validates the mixture
+        self.train_config(0)  # validates the training options
+        if not self.widths or not isinstance(self.widths, list):
+            raise ConfigError("widths", f"{self.widths!r}", f"non-empty list of integers 1..{spec.D}")
+        for w in self.widths:
+            spec.check_width(w, "widths")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError("seeds", f"{self.seeds!r}", "non-empty list of integers >= 0")
+        if self.betas is not None:
+            if not self.betas or any(not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0 for b in self.betas):
+                raise ConfigError("betas", f"{self.betas!r}", "list of finite numbers >= 0, or null")
+        if self.alpha_ranges is not None:
+            for r in self.alpha_ranges:
+                MixtureSpec(**{**self.mixture, "alpha_range": tuple(r)})
+        if any(not isinstance(g, int) or g < 1 for g in self.gaps):
+            raise ConfigError("gaps", f"{self.gaps!r}", "list of integers >= 1")
+        if self.rare_task is not None and not (isinstance(self.rare_task, int) and 1 <= self.rare_task <= spec.K):
+            raise ConfigError("rare_task", f"{self.rare_task!r}", f"1..{spec.K} or null")
+        RecordSchedule("log", self.record_points)
+        if not isinstance(self.trace_every, int) or self.trace_every < 1:
+            raise ConfigError("trace_every", f"{self.trace_every!r}", "integer >= 1")
+        if not (isinstance(self.eta, (int, float)) and 0 < self.eta < 1):
+            raise ConfigError("eta", f"{self.eta!r}", "0 < eta < 1")
+        if len(self.lambdas) != 2 or any(not (isinstance(v, (int, float)) and v > 0) for v in self.lambdas):
+            raise ConfigError("lambdas", f"{self.lambdas!r}", "two positive numbers")
+        if not (isinstance(self.theta0, (int, float)) and 0 < self.theta0 < math.pi / 2):
+            raise ConfigError("theta0", f"{self.theta0!r}", "0 < theta0 < pi/2")
+
+    def spec(self, **override) -> MixtureSpec:
+        kw = {**self.mixture, **override}
+        for key in ("prior", "alpha_range"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        try:
+            return MixtureSpec(**kw)
+        except TypeError as e:
+            raise ConfigError("mixture", str(e), ", ".join(f.name for f in fields(MixtureSpec))) from None
+
+    def train_config(self, seed: int) -> TrainConfig:
+        kw = {**self.train, "seed": seed}
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        try:
+            return TrainConfig(**kw)
+        except TypeError as e:
+            raise ConfigError("train", str(e), ", ".join(f.name for f in fields(TrainConfig))) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_preset(study: str, preset: str) -> dict[str, Any]:
+    """The preset table for ``study`` from ``presets/<study>.json``."""
+    from . import STUDIES
+
+    if study not in STUDIES:
+        raise ConfigError("study", f"{study!r}", ", ".join(STUDIES))
+    text = resources.files("raretask.studies").joinpath("presets", f"{study}.json").read_text()
+    table = json.loads(text)
+    if preset not in table:
+        raise ConfigError("preset", f"{preset!r}", ", ".join(sorted(table)))
+    return copy.deepcopy(table[preset])
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (dotted keys reach into mixture/train; values are JSON,
+    or plain strings). Unknown top-level keys raise ConfigError."""
+    cfg = copy.deepcopy(cfg)
+    known = {f.name for f in fields(StudyConfig)}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError("set", f"{item!r} is not key=value", "e.g. --set train.steps=2000")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.split(".")
+        if parts[0] not in known:
+            raise ConfigError("set", f"unknown option {parts[0]!r}", ", ".join(sorted(known)))
+        target = cfg
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise ConfigError("set", f"{key!r}: {p!r} is not a table")
+        target[parts[-1]] = value
+    return cfg

@@ -1,0 +1,55 @@
+"""Entry points: ``build_config`` (preset + overrides) and ``run_study`` (run, analyse, report)."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ._config import StudyConfig, apply_overrides, load_preset
+from ._run import finish, prepare_run_dir, run_cells
+
+_MODULES = {"phase": "phase", "residual": "residual", "retention": "retention",
+            "long-horizon": "long_horizon", "complexity": "complexity", "rank1": "rank1",
+            "one-neuron": "one_neuron"}
+
+
+def build_config(study: str, preset: str = "quick", overrides: list[str] | None = None) -> StudyConfig:
+    """Resolve a study's preset and ``key=value`` overrides into a validated StudyConfig."""
+    raw = apply_overrides(load_preset(study, preset), overrides or [])
+    try:
+        return StudyConfig(study=study, preset=preset, **raw)
+    except TypeError as e:
+        raise ConfigError("preset", str(e)) from None
+
+
+def module(study: str):
+    return importlib.import_module(f"raretask.studies.{_MODULES[study]}")
+
+
+def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=None) -> dict:
+    """Run (or resume) a study in ``out`` and write its results, figures and report.
+
+    Returns the summary dict (also written to ``out/summary.json``)."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    prepare_run_dir(cfg, out, restart)
+    mod = module(cfg.study)
+    if hasattr(mod, "run"):  # studies that are not engine runs (one-neuron)
+        results, trace, train_s = mod.run(cfg, out)
+    else:
+        cells = mod.cells(cfg)
+        total = sum(c.train.steps for c in cells)
+        if console is not None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            with Progress(TextColumn(f"[bold]{cfg.study}[/bold]"), BarColumn(),
+                          TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=console, transient=False) as bar:
+                task = bar.add_task("train", total=total)
+                results, trace, train_s = run_cells(cells, out, progress=lambda n: bar.advance(task, n))
+        else:
+            results, trace, train_s = run_cells(cells, out)
+    analysis = mod.analyze(cfg, results, trace, out)
+    return finish(cfg, out, analysis, results, trace, time.perf_counter() - t0, train_s)

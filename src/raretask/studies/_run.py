@@ -1,0 +1,155 @@
+"""Running a study: cells of engine runs in one resumable run directory.
+
+Run directory::
+
+    config.json        resolved StudyConfig + package version + seeds (written once)
+    cells/<id>/        one engine run per cell (see raretask.sim._runner), resumable
+    results.parquet    tidy metrics of every cell
+    trace.parquet      per-step traces (retention studies)
+    summary.json       checks, headline numbers, timing
+    figures/*.png      figures
+    report.html        self-contained report
+    timing.json        wall time of every invocation
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import ConfigError
+from ..mixture import MixtureSpec
+from ..report.html import Check, Figure, write_report
+from ..sim import RecordSchedule, TaskSampler, TrainConfig, run_engine
+from ..sim._runner import atomic_parquet
+from ._config import StudyConfig
+
+
+@dataclass
+class Cell:
+    """One engine run of a study: all widths of one (beta, seed, gap, ...) setting."""
+
+    id: str
+    """Folder name under cells/ (unique within the study)."""
+    labels: dict
+    """Columns added to this cell's result rows (e.g. beta, seed, gap)."""
+    spec: MixtureSpec
+    train: TrainConfig
+    widths: list
+    sampler: TaskSampler | None = None
+    trace_tasks: list = field(default_factory=list)
+    trace_every: int = 1
+    record: RecordSchedule = field(default_factory=RecordSchedule)
+
+
+@dataclass
+class Analysis:
+    """What a study's analysis returns."""
+
+    intro: str
+    checks: list[Check]
+    figures: list[Figure]
+    summary: dict
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+def dump_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    tmp.replace(path)
+
+
+def prepare_run_dir(cfg: StudyConfig, out: Path, restart: bool) -> dict:
+    """Create ``out`` (or check it belongs to this config) and record the provenance."""
+    if restart and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    conf_path = out / "config.json"
+    record = {"config": cfg.to_dict(), "raretask_version": __version__}
+    if conf_path.exists():
+        old = json.loads(conf_path.read_text())
+        if old.get("config") != json.loads(json.dumps(record["config"], default=_json_default)):
+            raise ConfigError("out", f"{out} holds a run with a different configuration",
+                              "another --out, or --restart to discard it")
+        return old
+    record.update({"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
+                   "machine": platform.machine(), "seeds": cfg.seeds})
+    dump_json(record, conf_path)
+    return record
+
+
+def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None):
+    """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels."""
+    metrics, traces, seconds = [], [], 0.0
+    for cell in cells:
+        done_before = [0]
+
+        def cb(done: int, total: int) -> None:
+            if progress:
+                progress(done - done_before[0])
+            done_before[0] = done
+
+        res = run_engine(cell.spec, cell.train, cell.widths, out / "cells" / cell.id, sampler=cell.sampler,
+                         record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
+                         progress=cb)
+        if progress and res["resumed_from"] >= cell.train.steps:
+            progress(cell.train.steps)  # already complete: count it as done
+        elif progress:
+            progress(res["resumed_from"])
+        seconds += res["seconds"]
+        m = res["metrics"].assign(cell=cell.id, **cell.labels)
+        metrics.append(m)
+        if res["trace"] is not None:
+            traces.append(res["trace"].assign(cell=cell.id, **cell.labels))
+    results = pd.concat(metrics, ignore_index=True)
+    trace = pd.concat(traces, ignore_index=True) if traces else None
+    return results, trace, seconds
+
+
+def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFrame | None,
+           trace: pd.DataFrame | None, wall: float, train_seconds: float) -> dict:
+    """Write results.parquet, trace.parquet, summary.json and report.html."""
+    if results is not None:
+        atomic_parquet(results.assign(study=cfg.study), out / "results.parquet")
+    if trace is not None:
+        atomic_parquet(trace.assign(study=cfg.study), out / "trace.parquet")
+    timing_path = out / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else []
+    timing.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": wall,
+                   "training_seconds_this_call": train_seconds})
+    dump_json(timing, timing_path)
+    checks = analysis.checks + [c for f in analysis.figures for c in f.checks]
+    summary = {
+        "study": cfg.study, "preset": cfg.preset, "raretask_version": __version__, "seeds": cfg.seeds,
+        "checks": [{"name": c.name, "measured": c.measured, "expected": c.expected, "ok": c.ok} for c in checks],
+        "all_checks_ok": all(c.ok for c in checks if c.ok is not None),
+        **analysis.summary,
+        "timing": {"wall_seconds_total": sum(t["wall_seconds"] for t in timing), "invocations": len(timing)},
+        "figures": [str(Path(f.path).relative_to(out)) for f in analysis.figures],
+    }
+    dump_json(summary, out / "summary.json")
+    meta = {"study": cfg.study, "preset": cfg.preset, "raretask": __version__, "seeds": cfg.seeds,
+            "wall time (s)": round(summary["timing"]["wall_seconds_total"], 1)}
+    write_report(out / "report.html", f"raretask study: {cfg.study} ({cfg.preset})", analysis.intro,
+                 analysis.checks, analysis.figures, cfg.to_dict(), meta)
+    return summary
