@@ -3,7 +3,10 @@
 Run directory::
 
     config.json        resolved StudyConfig + package version + seeds (written once)
-    cells/<id>/        one engine run per cell (see raretask.sim._runner), resumable
+    cells.json         cell id -> content key of its engine run
+    ../.cells/<key>/   one engine run per cell (see raretask.sim._runner), resumable; keyed by
+                       the cell's full content, so studies that need the same run (phase and
+                       residual, say) share it instead of training twice
     results.parquet    tidy metrics of every cell
     trace.parquet      per-step traces (retention studies)
     summary.json       checks, headline numbers, timing
@@ -14,6 +17,7 @@ Run directory::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -33,6 +37,8 @@ from ..sim import RecordSchedule, TaskSampler, TrainConfig, run_engine
 from ..sim._runner import atomic_parquet
 from ._config import StudyConfig
 
+ENGINE_FORMAT = 1  # bump when the engine's numerics change, so cached cells are not reused
+
 
 @dataclass
 class Cell:
@@ -49,6 +55,16 @@ class Cell:
     trace_tasks: list = field(default_factory=list)
     trace_every: int = 1
     record: RecordSchedule = field(default_factory=RecordSchedule)
+
+    def key(self) -> str:
+        """Content hash of everything that determines this cell's engine run."""
+        blob = json.dumps({
+            "spec": self.spec.to_dict(), "train": self.train.to_dict(), "widths": list(self.widths),
+            "sampler": self.sampler.describe() if self.sampler is not None else None,
+            "trace": [int(t) for t in self.trace_tasks], "trace_every": self.trace_every,
+            "record": [self.record.kind, self.record.points], "engine": ENGINE_FORMAT,
+        }, sort_keys=True, default=_json_default)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -98,9 +114,18 @@ def prepare_run_dir(cfg: StudyConfig, out: Path, restart: bool) -> dict:
     return record
 
 
+def cell_root(out: Path) -> Path:
+    """Where engine runs live: beside the run directory, shared by the studies there."""
+    return out.resolve().parent / ".cells"
+
+
 def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None):
     """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels."""
     metrics, traces, seconds = [], [], 0.0
+    ids = [c.id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("cells", "duplicate cell ids", "unique ids")
+    dump_json({c.id: c.key() for c in cells}, out / "cells.json")
     for cell in cells:
         done_before = [0]
 
@@ -109,7 +134,7 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
                 progress(done - done_before[0])
             done_before[0] = done
 
-        res = run_engine(cell.spec, cell.train, cell.widths, out / "cells" / cell.id, sampler=cell.sampler,
+        res = run_engine(cell.spec, cell.train, cell.widths, cell_root(out) / cell.key(), sampler=cell.sampler,
                          record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
                          progress=cb)
         if progress and res["resumed_from"] >= cell.train.steps:
