@@ -92,10 +92,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
     t = Table(title=f"{args.name} ({args.preset}): theory vs measurement")
     for col in ("check", "measured", "expected", "ok"):
         t.add_column(col)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    from rich.markup import escape
+
+    fmt = lambda v: escape(f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     for c in summary["checks"]:
         ok = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[c["ok"]]
-        t.add_row(c["name"], fmt(c["measured"]), fmt(c["expected"]), ok)
+        t.add_row(escape(c["name"]), fmt(c["measured"]), fmt(c["expected"]), ok)
     Console().print(t)
     print(f"report: {out}/report.html")
     return 0

@@ -97,7 +97,8 @@ def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, p
     laid out in that order in Xw. Each width is handled on its own: stacking the widths
     into one product was measured slower (it moves every A through memory twice more).
     """
-    jnp = _jax().numpy
+    jax = _jax()
+    jnp = jax.numpy
     Dn = states[0][0].shape[1]
     out = []
     for st in states:
@@ -113,10 +114,17 @@ def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, p
             contiguous = tasks[-1] - tasks[0] == n - 1
             Ag = A3[tasks[0]:tasks[-1] + 1] if contiguous else A3[np.asarray(tasks)]
             Xg = Xw[off:off + n * cap].reshape(n, cap, Dn)
-            R = jnp.einsum("kdD,kcD->kdc", Ag, Xg)
-            if Ew is not None:
-                R = R - sigma * jnp.swapaxes(Ew[off:off + n * cap].reshape(n, cap, d), 1, 2)
-            parts.append(jnp.einsum("kdc,kcD->kdD", R, Xg))
+            Eg = None if Ew is None else Ew[off:off + n * cap].reshape(n, cap, d)
+
+            def product(Ag=Ag, Xg=Xg, Eg=Eg):
+                R = jnp.einsum("kdD,kcD->kdc", Ag, Xg)
+                if Eg is not None:
+                    R = R - sigma * jnp.swapaxes(Eg, 1, 2)
+                return jnp.einsum("kdc,kcD->kdD", R, Xg)
+
+            # A group with no sample this step (an injected task between injections) costs nothing.
+            present = jnp.sum(counts[np.asarray(tasks)]) > 0
+            parts.append(jax.lax.cond(present, product, lambda: jnp.zeros((n, d, Dn), Xw.dtype)))
             order.extend(tasks)
         G = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         if order != sorted(order):
