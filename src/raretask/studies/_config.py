@@ -38,6 +38,10 @@ class StudyConfig:
     """Retention: steps G between rare-task injections (SPEC A5.3)."""
     rare_task: int | None = None
     """Retention: 1-based rare task; None: the rarest task."""
+    retention_widths: list | None = None
+    """Complexity study: widths of its retention part (None: ``widths``)."""
+    gaps_enabled: bool = True
+    """Complexity study: also run the retention part over ``gaps``."""
     record_points: int = 60
     """Number of log-spaced steps at which exact metrics are recorded."""
     trace_every: int = 1
@@ -70,6 +74,8 @@ class StudyConfig:
         if self.alpha_ranges is not None:
             for r in self.alpha_ranges:
                 MixtureSpec(**{**self.mixture, "alpha_range": tuple(r)})
+        for w in self.retention_widths or []:
+            spec.check_width(w, "retention_widths")
         if any(not isinstance(g, int) or g < 1 for g in self.gaps):
             raise ConfigError("gaps", f"{self.gaps!r}", "list of integers >= 1")
         if self.rare_task is not None and not (isinstance(self.rare_task, int) and 1 <= self.rare_task <= spec.K):
