@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/raretask plan --width 16 --width 64 --width 256
+	$(BIN)/raretask study phase --preset quick --out runs/phase-quick
+	$(BIN)/raretask study retention --preset quick --out runs/retention-quick
+	@echo
+	@echo "Reports: runs/phase-quick/report.html  runs/retention-quick/report.html"
 
 test: install
 	$(BIN)/python -m pytest

@@ -47,7 +47,7 @@ def heatmap_with_staircase(ax, matrix: np.ndarray, grid, staircase: dict[str, np
     ax.set_ylabel("task k (1 = most frequent)")
     styles = ["w-", "r--", "c:"]
     for (label, crit), st in zip(staircase.items(), styles):
-        x = grid_position(grid, crit)
+        x = grid_position(grid, crit) - 0.5  # the boundary just before the critical width
         ks = np.arange(1, K + 1)
         ax.step(np.repeat(x, 2)[:], np.column_stack([ks - 0.5, ks + 0.5]).reshape(-1), st, lw=2, label=label,
                 where="post")

@@ -42,6 +42,8 @@ class StudyConfig:
     """Complexity study: widths of its retention part (None: ``widths``)."""
     gaps_enabled: bool = True
     """Complexity study: also run the retention part over ``gaps``."""
+    checkpoint_seconds: float = 60.0
+    """Wall time between checkpoints of a long run (results are flushed with them)."""
     record_points: int = 60
     """Number of log-spaced steps at which exact metrics are recorded."""
     trace_every: int = 1
@@ -81,6 +83,8 @@ class StudyConfig:
         if self.rare_task is not None and not (isinstance(self.rare_task, int) and 1 <= self.rare_task <= spec.K):
             raise ConfigError("rare_task", f"{self.rare_task!r}", f"1..{spec.K} or null")
         RecordSchedule("log", self.record_points)
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
+            raise ConfigError("checkpoint_seconds", f"{self.checkpoint_seconds!r}", "number >= 0")
         if not isinstance(self.trace_every, int) or self.trace_every < 1:
             raise ConfigError("trace_every", f"{self.trace_every!r}", "integer >= 1")
         if not (isinstance(self.eta, (int, float)) and 0 < self.eta < 1):

@@ -48,8 +48,9 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
                           TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
                           TimeRemainingColumn(), console=console, transient=False) as bar:
                 task = bar.add_task("train", total=total)
-                results, trace, train_s = run_cells(cells, out, progress=lambda n: bar.advance(task, n))
+                results, trace, train_s = run_cells(cells, out, progress=lambda n: bar.advance(task, n),
+                                                    checkpoint_seconds=cfg.checkpoint_seconds)
         else:
-            results, trace, train_s = run_cells(cells, out)
+            results, trace, train_s = run_cells(cells, out, checkpoint_seconds=cfg.checkpoint_seconds)
     analysis = mod.analyze(cfg, results, trace, out)
     return finish(cfg, out, analysis, results, trace, time.perf_counter() - t0, train_s)

@@ -119,7 +119,8 @@ def cell_root(out: Path) -> Path:
     return out.resolve().parent / ".cells"
 
 
-def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None):
+def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None,
+              checkpoint_seconds: float = 60.0):
     """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels."""
     metrics, traces, seconds = [], [], 0.0
     ids = [c.id for c in cells]
@@ -136,7 +137,7 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
 
         res = run_engine(cell.spec, cell.train, cell.widths, cell_root(out) / cell.key(), sampler=cell.sampler,
                          record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
-                         progress=cb)
+                         progress=cb, checkpoint_seconds=checkpoint_seconds)
         if progress and res["resumed_from"] >= cell.train.steps:
             progress(cell.train.steps)  # already complete: count it as done
         elif progress:
