@@ -177,5 +177,5 @@ def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFram
     meta = {"study": cfg.study, "preset": cfg.preset, "raretask": __version__, "seeds": cfg.seeds,
             "wall time (s)": round(summary["timing"]["wall_seconds_total"], 1)}
     write_report(out / "report.html", f"raretask study: {cfg.study} ({cfg.preset})", analysis.intro,
-                 analysis.checks, analysis.figures, cfg.to_dict(), meta)
+                 checks, analysis.figures, cfg.to_dict(), meta)
     return summary
