@@ -93,8 +93,9 @@ def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, p
     """dL/dP for every member: list of (D, D) matrices.
 
     Xw (sum C, D): samples in per-task windows (zero rows as padding), Ew (sum C, d) noise
-    or None. ``layout``: static list of (tasks, capacity, offset) groups of equal capacity,
-    laid out in that order in Xw. Each width is handled on its own: stacking the widths
+    or None. ``layout``: static list of (tasks, capacity, offset, sparse) groups of equal
+    capacity, laid out in that order in Xw; a sparse group is mostly empty and is skipped
+    at steps where it has no sample. Each width is handled on its own: stacking the widths
     into one product was measured slower (it moves every A through memory twice more).
     """
     jax = _jax()
@@ -109,7 +110,7 @@ def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, p
             continue
         A3 = A.reshape(K, d, Dn)
         parts, order = [], []
-        for tasks, cap, off in layout:
+        for tasks, cap, off, sparse in layout:
             n = len(tasks)
             contiguous = tasks[-1] - tasks[0] == n - 1
             Ag = A3[tasks[0]:tasks[-1] + 1] if contiguous else A3[np.asarray(tasks)]
@@ -122,9 +123,11 @@ def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, p
                     R = R - sigma * jnp.swapaxes(Eg, 1, 2)
                 return jnp.einsum("kdc,kcD->kdD", R, Xg)
 
-            # A group with no sample this step (an injected task between injections) costs nothing.
-            present = jnp.sum(counts[np.asarray(tasks)]) > 0
-            parts.append(jax.lax.cond(present, product, lambda: jnp.zeros((n, d, Dn), Xw.dtype)))
+            if sparse:  # an injected task: skip its window between injections (a cond costs fusion)
+                present = jnp.sum(counts[np.asarray(tasks)]) > 0
+                parts.append(jax.lax.cond(present, product, lambda: jnp.zeros((n, d, Dn), Xw.dtype)))
+            else:
+                parts.append(product())
             order.extend(tasks)
         G = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
         if order != sorted(order):
@@ -209,27 +212,31 @@ class Engine:
         self._key = seed_key(int(cfg.seed))
         self._rows = int(self.sampler.max_batch)
         self._base_rows = min(int(getattr(self.sampler, "batch_size", self._rows)), self._rows)
-        self.capacity = initial_capacities(self.sampler.counts(np.arange(_PROBE_STEPS)))
+        probe = self.sampler.counts(np.arange(_PROBE_STEPS))
+        self.capacity = initial_capacities(probe)
+        # tasks absent from most batches (an injected rare task) get a window that is skipped when empty
+        self._sparse = (probe == 0).mean(0) > 0.5
         self.recompilations = 0
         self._compiled: dict = {}
         self._wdiag = spec.teacher_diag.astype(np.float32)
 
     # ---------------------------------------------------------------- layout
     def _layout(self, cap: np.ndarray):
-        """Static window layout: groups of tasks with equal capacity, largest first.
+        """Static window layout: groups of tasks with equal capacity (and sparsity), largest first.
 
-        Returns (groups, offsets): groups is a tuple of (tasks, capacity, offset); offsets
-        (K,) is the first window row of each task."""
-        order = sorted(range(self.spec.K), key=lambda k: (-int(cap[k]), k))
+        Returns (groups, offsets): groups is a tuple of (tasks, capacity, offset, sparse);
+        offsets (K,) is the first window row of each task."""
+        key = lambda k: (-int(cap[k]), bool(self._sparse[k]))  # noqa: E731
+        order = sorted(range(self.spec.K), key=lambda k: (*key(k), k))
         groups, offsets, off, i = [], np.zeros(self.spec.K, np.int64), 0, 0
         while i < len(order):
-            c = int(cap[order[i]])
+            c, sparse = int(cap[order[i]]), bool(self._sparse[order[i]])
             tasks = []
-            while i < len(order) and int(cap[order[i]]) == c:
+            while i < len(order) and key(order[i]) == (-c, sparse):
                 tasks.append(order[i])
                 offsets[order[i]] = off + c * (len(tasks) - 1)
                 i += 1
-            groups.append((tuple(tasks), c, off))
+            groups.append((tuple(tasks), c, off, sparse))
             off += c * len(tasks)
         return tuple(groups), offsets
 
@@ -268,7 +275,7 @@ class Engine:
         return step
 
     def _scan_fn(self, cap: np.ndarray):
-        key = (tuple(int(c) for c in cap), self._rows, self._base_rows)
+        key = (tuple(int(c) for c in cap), tuple(bool(x) for x in self._sparse), self._rows, self._base_rows)
         if key in self._compiled:
             return self._compiled[key]
         if self._compiled:
