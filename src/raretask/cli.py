@@ -33,6 +33,9 @@ def _add_mixture_args(p: argparse.ArgumentParser) -> None:
     a.add_argument("--alpha", type=float, default=1.0, help="spectral decay lambda_j = j^-alpha (default 1)")
     a.add_argument("--alpha-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="complexity sweep: alpha_k linear over [LO, HI], task 1 gets HI")
+    g.add_argument("--frequencies", type=str, default=None, metavar="CSV",
+                   help="measured task frequencies: CSV with columns task,frequency[,spectrum] "
+                        "(spectrum: ';'-separated lambdas); frequencies are normalised to sum 1")
     g.add_argument("--rank1", action="store_true", help="rank-1 special case (d = 1, lambda = 1)")
     g.add_argument("--noise", type=float, default=0.0, help="target noise sigma (default 0)")
     g.add_argument("--frequent-mass", type=float, default=0.8, help="rho for the frequent set F (default 0.8)")
@@ -43,11 +46,20 @@ def _add_mixture_args(p: argparse.ArgumentParser) -> None:
 def _spec_from_args(args: argparse.Namespace):
     from .mixture import MixtureSpec
 
+    n_tasks, block_dim, prior, spectrum = args.tasks, 1 if args.rank1 else args.block_dim, args.prior, None
+    if args.frequencies:
+        from .mixture.frequencies import read_frequencies
+
+        prior, spectrum = read_frequencies(args.frequencies)
+        n_tasks = len(prior)
+        if spectrum is not None:
+            block_dim = len(spectrum[0])
     return MixtureSpec(
-        n_tasks=args.tasks,
-        block_dim=1 if args.rank1 else args.block_dim,
+        n_tasks=n_tasks,
+        block_dim=block_dim,
         beta=args.beta,
-        prior=tuple(args.prior) if args.prior else None,
+        prior=tuple(prior) if prior else None,
+        spectrum=spectrum,
         alpha=args.alpha,
         alpha_range=tuple(args.alpha_range) if args.alpha_range else None,
         rank1=args.rank1,
@@ -63,12 +75,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     widths = args.width or [w for w in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if w <= spec.D]
     plan = build_plan(spec, widths)
+    if args.target_task is not None:
+        from .plan import build_target
+
+        plan["target"] = build_target(spec, args.target_task - 1, args.width or [64], args.features,
+                                      tradeoff=args.tradeoff)
+        if args.plot:
+            from .report.planner import plot_tradeoff
+
+            plot_tradeoff(plan["target"], args.plot)
+    elif args.tradeoff or args.plot:
+        from .errors import ConfigError
+
+        raise ConfigError("tradeoff", "needs --target-task", "--target-task K --width N --tradeoff")
     if args.json:
         print(json.dumps(plan, indent=2 if args.indent else None))
         return 0
     from .report.console import print_plan
 
     print_plan(plan)
+    if "target" in plan:
+        from .report.console import print_target
+
+        print_target(plan["target"])
     return 0
 
 
@@ -114,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mixture_args(plan)
     plan.add_argument("--width", type=int, action="append", metavar="N",
                       help="student width N (repeatable; default the SPEC grid up to D)")
+    plan.add_argument("--target-task", type=int, default=None, metavar="K",
+                      help="inverse question for task K: the frequency a width-N model needs to learn it, "
+                           "and the width it needs at its current frequency")
+    plan.add_argument("--features", type=int, default=1, metavar="M",
+                      help="with --target-task: learn the task's first M features (default 1)")
+    plan.add_argument("--tradeoff", action="store_true",
+                      help="with --target-task: the frontier of (width, frequency) routes and their cost")
+    plan.add_argument("--plot", type=str, default=None, metavar="PNG", help="with --tradeoff: save the frontier plot")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     plan.add_argument("--indent", action="store_true", help="indent the JSON output")
     plan.set_defaults(func=_cmd_plan)

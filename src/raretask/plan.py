@@ -11,6 +11,9 @@ from typing import Any, Sequence
 from . import __version__
 from .mixture import (
     MixtureSpec,
+    feature_ranks,
+    min_frequency,
+    tradeoff,
     critical_widths,
     predicted_task_loss,
     predicted_total_loss,
@@ -71,3 +74,29 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
         "frequent_set": [int(k) + 1 for k in spec.frequent_set],
         "rare": rare,
     }
+
+
+def build_target(spec: MixtureSpec, task: int, widths: Sequence[int], features: int = 1,
+                 tradeoff_routes: bool = False, tradeoff: bool | None = None) -> dict[str, Any]:
+    """Inverse questions for one task (0-based ``task``): per width, the smallest frequency
+    that makes a width-N model learn its first ``features`` features, and the smallest width
+    at its current frequency; optionally the whole frontier of routes (SPEC Part C)."""
+    from .mixture import tradeoff as frontier
+
+    want_frontier = tradeoff if tradeoff is not None else tradeoff_routes
+    widths = validate_widths(spec, widths)
+    pi_k = float(spec.pi[task]) if 0 <= task < spec.K else None
+    per_width = []
+    for N in widths:
+        p = min_frequency(spec, task, N, features)
+        per_width.append({"width": N, "min_frequency": p,
+                          "upweight": None if p is None else p / pi_k,
+                          "learned_at_current_frequency": p is not None and p <= pi_k})
+    out = {
+        "task": task + 1, "features": features, "frequency": pi_k,
+        "min_width_at_current_frequency": int(feature_ranks(spec)[task, features - 1]),
+        "per_width": per_width,
+    }
+    if want_frontier:
+        out["tradeoff"] = [r.__dict__ for r in frontier(spec, task, widths[0], features)]
+    return out

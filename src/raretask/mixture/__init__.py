@@ -8,6 +8,7 @@ from ._metrics import (
     task_losses,
     task_metrics,
 )
+from ._inverse import Route, min_frequency, reweighted, tradeoff
 from ._spec import MixtureSpec, validate_widths
 from ._theory import (
     Corollary5,

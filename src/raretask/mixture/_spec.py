@@ -51,6 +51,9 @@ class MixtureSpec:
     alpha_range: tuple[float, float] | None = None
     """Complexity sweep (App. D): alpha_k linearly spaced over [lo, hi]; the most frequent
     task gets hi (simplest), the rarest lo. Both finite, 0 <= lo <= hi."""
+    spectrum: tuple[tuple[float, ...], ...] | None = None
+    """Explicit spectra lambda_{k,j}: K rows of d positive numbers, each non-increasing
+    (e.g. measured); overrides ``alpha``/``alpha_range``."""
     rank1: bool = False
     """Rank-1 special case (App. E.1.2): forces d = 1 and lambda = 1, so utility = prior."""
     noise: float = 0.0
@@ -100,6 +103,16 @@ class MixtureSpec:
             if abs(p.sum() - 1.0) > 1e-6:
                 raise ConfigError("prior", f"sums to {p.sum():.9g}", "positive numbers summing to 1 within 1e-6")
             object.__setattr__(self, "prior", tuple(float(x) for x in p))
+        if self.spectrum is not None:
+            lam = np.asarray(self.spectrum, dtype=np.float64)
+            allowed = f"{self.n_tasks} rows of {self.block_dim} positive, non-increasing numbers"
+            if lam.shape != (self.n_tasks, self.block_dim):
+                raise ConfigError("spectrum", f"shape {lam.shape}", allowed)
+            if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+                raise ConfigError("spectrum", "contains a non-positive or non-finite value", allowed)
+            if np.any(np.diff(lam, axis=1) > 0):
+                raise ConfigError("spectrum", "a row increases", allowed)
+            object.__setattr__(self, "spectrum", tuple(tuple(float(x) for x in row) for row in lam))
         noise = _finite("noise", self.noise, "finite number >= 0")
         if noise < 0:
             raise ConfigError("noise", f"{noise} < 0", "finite number >= 0")
@@ -146,6 +159,8 @@ class MixtureSpec:
         """lambda_{k,j} = j^(-alpha_k), shape (K, d); lambda_{k,1} = 1 (not normalised)."""
         if self.rank1:
             return np.ones((self.K, 1))
+        if self.spectrum is not None:
+            return np.asarray(self.spectrum, dtype=np.float64)
         j = np.arange(1, self.d + 1, dtype=np.float64)
         return j[None, :] ** (-self.alphas[:, None])
 
@@ -203,10 +218,15 @@ class MixtureSpec:
             raise ConfigError(name, f"N = {width} outside 1..D", f"integer 1..{self.D} (D = K*d)")
         return int(width)
 
+    def to_dict_fields(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (no derived keys)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["prior"] = list(self.prior) if self.prior is not None else None
         out["alpha_range"] = list(self.alpha_range) if self.alpha_range is not None else None
+        out["spectrum"] = [list(r) for r in self.spectrum] if self.spectrum is not None else None
         out["D"] = self.D
         return out
 
@@ -221,6 +241,8 @@ class MixtureSpec:
         for key in ("prior", "alpha_range"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
+        if kw.get("spectrum") is not None:
+            kw["spectrum"] = tuple(tuple(r) for r in kw["spectrum"])
         return cls(**kw)
 
 

@@ -65,3 +65,30 @@ def _ranges(ks: list[int]) -> str:
         if k is not None:
             start = prev = k
     return "{" + ",".join(out) + "}"
+
+
+def print_target(target: dict[str, Any], console: Console | None = None) -> None:
+    """Print the planner's inverse answers for one task."""
+    console = console or Console()
+    console.print(f"\n[bold]Target task {target['task']}[/bold] (frequency {target['frequency']:.4g}): "
+                  f"learning its first {target['features']} feature(s) needs width "
+                  f"[bold]{target['min_width_at_current_frequency']}[/bold] at the current frequency.")
+    t = Table(title="Or up-weight it (the other tasks scaled down in proportion)")
+    for col in ("width N", "frequency needed", "up-weighting", "learned now?"):
+        t.add_column(col, justify="right")
+    for r in target["per_width"]:
+        p = r["min_frequency"]
+        t.add_row(str(r["width"]), "impossible (N < M)" if p is None else f"{p:.4g}",
+                  "" if p is None else f"{r['upweight']:.3g}x", "yes" if r["learned_at_current_frequency"] else "no")
+    console.print(t)
+    if target.get("tradeoff"):
+        f = Table(title="Trade-off frontier: frequency vs width, and the cost to the other tasks")
+        for col in ("width N", "frequency", "up-weighting", "params vs reference", "other-task loss",
+                    "other-task loss without up-weighting"):
+            f.add_column(col, justify="right")
+        rows = target["tradeoff"]
+        step = max(1, len(rows) // 24)
+        for r in rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else []):
+            f.add_row(str(r["width"]), f"{r['frequency']:.4g}", f"{r['upweight']:.3g}x", f"{r['params_ratio']:.3g}x",
+                      f"{r['other_loss']:.4g}", f"{r['other_loss_at_original']:.4g}")
+        console.print(f)

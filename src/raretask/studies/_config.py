@@ -99,6 +99,8 @@ class StudyConfig:
         for key in ("prior", "alpha_range"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
+        if kw.get("spectrum") is not None:
+            kw["spectrum"] = tuple(tuple(r) for r in kw["spectrum"])
         try:
             return MixtureSpec(**kw)
         except TypeError as e:

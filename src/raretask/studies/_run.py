@@ -104,7 +104,12 @@ def prepare_run_dir(cfg: StudyConfig, out: Path, restart: bool) -> dict:
     record = {"config": cfg.to_dict(), "raretask_version": __version__}
     if conf_path.exists():
         old = json.loads(conf_path.read_text())
-        if old.get("config") != json.loads(json.dumps(record["config"], default=_json_default)):
+        new = json.loads(json.dumps(record["config"], default=_json_default))
+        # options added to StudyConfig after the run began are fine at their default values
+        defaults = json.loads(json.dumps(StudyConfig(study=cfg.study).to_dict(), default=_json_default))
+        prev = {**{k: v for k, v in new.items() if k not in old.get("config", {}) and v == defaults.get(k)},
+                **old.get("config", {})}
+        if prev != new:
             raise ConfigError("out", f"{out} holds a run with a different configuration",
                               "another --out, or --restart to discard it")
         return old
