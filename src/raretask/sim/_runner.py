@@ -30,6 +30,7 @@ from ._sampling import TaskSampler
 from ._schedule import RecordSchedule
 
 
+_SEGMENT_CHUNKS = 16  # chunks per segment between checkpoint opportunities
 _MAX_BUFFERED_ROWS = 200_000  # flush earlier than the checkpoint clock when rows pile up
 
 
@@ -128,7 +129,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     last_ckpt = t0
     while engine.step < cfg.steps:
         nxt = rec_steps[rec_steps > engine.step]
-        target = int(nxt[0]) if len(nxt) else cfg.steps
+        # bounded segments, so the checkpoint clock is honoured between far-apart record steps
+        target = min(int(nxt[0]) if len(nxt) else cfg.steps, engine.step + _SEGMENT_CHUNKS * chunk)
         start = engine.step
         sig = engine.advance(target - start)
         if len(trace_tasks):
