@@ -134,3 +134,17 @@ def test_cli_study_bad_input_is_one_line(tmp_path):
                         "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "invalid widths" in r.stderr
+
+
+def test_upweight_study_trains_at_multiples_of_the_plan(tmp_path):
+    from raretask.mixture import min_frequency
+
+    cfg = build_config("upweight", "quick", ["mixture={\"n_tasks\": 6, \"block_dim\": 2, \"beta\": 1.5}",
+                                             "train.steps=200", "train.batch_size=64", "widths=[3]",
+                                             "record_points=4"])
+    s = run_study(cfg, tmp_path / "up")
+    p = min_frequency(cfg.spec(), 5, 3, 1)
+    assert s["planned"] == {"3": pytest.approx(p)}
+    df = pd.read_parquet(tmp_path / "up" / "results.parquet")
+    assert sorted(df["multiplier"].unique()) == [0.5, 1.5]
+    assert len(s["checks"]) == 2

@@ -1,6 +1,6 @@
 """Named, configurable studies reproducing the paper's synthetic experiments (SPEC A5)."""
 
-STUDIES = ("phase", "residual", "retention", "long-horizon", "complexity", "rank1", "one-neuron")
+STUDIES = ("phase", "residual", "retention", "long-horizon", "complexity", "rank1", "one-neuron", "upweight")
 
 from ._config import StudyConfig, apply_overrides, load_preset  # noqa: E402
 from ._main import build_config, run_study  # noqa: E402

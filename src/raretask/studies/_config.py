@@ -38,6 +38,10 @@ class StudyConfig:
     """Retention: steps G between rare-task injections (SPEC A5.3)."""
     rare_task: int | None = None
     """Retention: 1-based rare task; None: the rarest task."""
+    multipliers: list = field(default_factory=lambda: [0.5, 1.5])
+    """Up-weighting study: multiples of the planner's minimal frequency to train at."""
+    features: int = 1
+    """Up-weighting study: how many of the target task's features the plan is for."""
     retention_widths: list | None = None
     """Complexity study: widths of its retention part (None: ``widths``)."""
     gaps_enabled: bool = True
@@ -76,6 +80,10 @@ class StudyConfig:
         if self.alpha_ranges is not None:
             for r in self.alpha_ranges:
                 MixtureSpec(**{**self.mixture, "alpha_range": tuple(r)})
+        if not self.multipliers or any(not isinstance(m, (int, float)) or m <= 0 for m in self.multipliers):
+            raise ConfigError("multipliers", f"{self.multipliers!r}", "list of numbers > 0")
+        if not isinstance(self.features, int) or not 1 <= self.features <= spec.d:
+            raise ConfigError("features", f"{self.features!r}", f"1..{spec.d}")
         for w in self.retention_widths or []:
             spec.check_width(w, "retention_widths")
         if any(not isinstance(g, int) or g < 1 for g in self.gaps):

@@ -78,6 +78,8 @@ class Analysis:
 
 
 def _json_default(o: Any):
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
