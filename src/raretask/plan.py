@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import __version__
+from .errors import ConfigError
 from .mixture import (
     MixtureSpec,
     feature_ranks,
     min_frequency,
-    tradeoff,
     critical_widths,
     predicted_task_loss,
     predicted_total_loss,
@@ -77,15 +77,18 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
 
 
 def build_target(spec: MixtureSpec, task: int, widths: Sequence[int], features: int = 1,
-                 tradeoff_routes: bool = False, tradeoff: bool | None = None) -> dict[str, Any]:
+                 tradeoff: bool = False) -> dict[str, Any]:
     """Inverse questions for one task (0-based ``task``): per width, the smallest frequency
     that makes a width-N model learn its first ``features`` features, and the smallest width
-    at its current frequency; optionally the whole frontier of routes (SPEC Part C)."""
+    at its current frequency; with ``tradeoff`` the whole frontier of routes (SPEC Part C)."""
     from .mixture import tradeoff as frontier
 
-    want_frontier = tradeoff if tradeoff is not None else tradeoff_routes
     widths = validate_widths(spec, widths)
-    pi_k = float(spec.pi[task]) if 0 <= task < spec.K else None
+    if not 0 <= task < spec.K:
+        raise ConfigError("target_task", f"{task + 1}", f"1..{spec.K}")
+    if not 1 <= features <= spec.d:
+        raise ConfigError("features", f"{features}", f"1..{spec.d}")
+    pi_k = float(spec.pi[task])
     per_width = []
     for N in widths:
         p = min_frequency(spec, task, N, features)
@@ -97,6 +100,6 @@ def build_target(spec: MixtureSpec, task: int, widths: Sequence[int], features: 
         "min_width_at_current_frequency": int(feature_ranks(spec)[task, features - 1]),
         "per_width": per_width,
     }
-    if want_frontier:
+    if tradeoff:
         out["tradeoff"] = [r.__dict__ for r in frontier(spec, task, widths[0], features)]
     return out
