@@ -37,6 +37,7 @@ from ..sim import RecordSchedule, TaskSampler, TrainConfig, run_engine
 from ..sim._runner import atomic_parquet
 from ._config import StudyConfig
 
+_LATER_SPEC_OPTIONS = {"spectrum"}
 ENGINE_FORMAT = 1  # bump when the engine's numerics change, so cached cells are not reused
 
 
@@ -58,8 +59,11 @@ class Cell:
 
     def key(self) -> str:
         """Content hash of everything that determines this cell's engine run."""
+        # mixture options added after cells were first cached are left out at their defaults,
+        # so existing cached runs keep their keys
+        spec = {k: v for k, v in self.spec.to_dict().items() if not (k in _LATER_SPEC_OPTIONS and v is None)}
         blob = json.dumps({
-            "spec": self.spec.to_dict(), "train": self.train.to_dict(), "widths": list(self.widths),
+            "spec": spec, "train": self.train.to_dict(), "widths": list(self.widths),
             "sampler": self.sampler.describe() if self.sampler is not None else None,
             "trace": [int(t) for t in self.trace_tasks], "trace_every": self.trace_every,
             "record": [self.record.kind, self.record.points], "engine": ENGINE_FORMAT,
