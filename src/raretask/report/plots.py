@@ -51,6 +51,7 @@ def heatmap_with_staircase(ax, matrix: np.ndarray, grid, staircase: dict[str, np
         ks = np.arange(1, K + 1)
         ax.step(np.repeat(x, 2)[:], np.column_stack([ks - 0.5, ks + 0.5]).reshape(-1), st, lw=2, label=label,
                 where="post")
+    ax.set_xlim(-0.5, len(grid) - 0.5)  # staircases below the first grid width would widen the axis
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     ax.set_title(title)
     if fig is not None:

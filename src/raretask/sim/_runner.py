@@ -81,7 +81,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
         record: metric schedule (default 60 log-spaced steps).
         trace_tasks: 0-based tasks whose corrected signal is kept every ``trace_every`` steps.
         checkpoint_seconds: wall time between checkpoints (results are flushed with them).
-        progress: called as progress(done_steps, total_steps) after each segment.
+        progress: called as progress(done_steps, total_steps) once at the start (done_steps
+            is the resumed step) and after each segment.
     Returns: {"metrics": DataFrame, "trace": DataFrame | None, "seconds": float (this call's
     training time), "resumed_from": int, "recompilations": int}.
     """
@@ -125,6 +126,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
         np.savez(tmp, **state)
         os.replace(tmp, ckpt)
 
+    if progress:
+        progress(engine.step, cfg.steps)  # where this call starts (after a resume: not 0)
     t0 = time.perf_counter()
     last_ckpt = t0
     while engine.step < cfg.steps:

@@ -139,20 +139,17 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
         raise ConfigError("cells", "duplicate cell ids", "unique ids")
     dump_json({c.id: c.key() for c in cells}, out / "cells.json")
     for cell in cells:
-        done_before = [0]
+        last: list[int | None] = [None]
 
         def cb(done: int, total: int) -> None:
+            # the first call reports where the cell starts: a resumed part counts as done
             if progress:
-                progress(done - done_before[0])
-            done_before[0] = done
+                progress(done - (last[0] or 0))
+            last[0] = done
 
         res = run_engine(cell.spec, cell.train, cell.widths, cell_root(out) / cell.key(), sampler=cell.sampler,
                          record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
                          progress=cb, checkpoint_seconds=checkpoint_seconds)
-        if progress and res["resumed_from"] >= cell.train.steps:
-            progress(cell.train.steps)  # already complete: count it as done
-        elif progress:
-            progress(res["resumed_from"])
         seconds += res["seconds"]
         m = res["metrics"].assign(cell=cell.id, **cell.labels)
         metrics.append(m)
