@@ -38,7 +38,7 @@ from ..sim._runner import atomic_parquet
 from ._config import StudyConfig
 
 _LATER_SPEC_OPTIONS = {"spectrum"}
-ENGINE_FORMAT = 1  # bump when the engine's numerics change, so cached cells are not reused
+ENGINE_FORMAT = 2  # bump when the engine's numerics change, so cached cells are not reused
 
 
 @dataclass
