@@ -177,12 +177,17 @@ def bench_memory(steps: int, samples: int, console=None) -> dict:
         run_engine(spec, cfg, [2, 4], d, record=RecordSchedule("linear", 200), trace_tasks=[3],
                    trace_every=10, progress=progress, chunk=4096, checkpoint_seconds=5.0)
         secs = time.perf_counter() - t
-    first = rss[min(1, len(rss) - 1)][1]
-    result = {"steps": steps, "seconds": secs, "rss_mb": rss, "rss_growth_mb": rss[-1][1] - first}
+    steps_arr = np.array([r[0] for r in rss], float)
+    mb = np.array([r[1] for r in rss])
+    late = steps_arr >= steps / 2  # after warm-up: caches, allocator pools, first flushes
+    slope = float(np.polyfit(steps_arr[late], mb[late], 1)[0] * 100_000) if late.sum() >= 2 else float("nan")
+    result = {"steps": steps, "seconds": secs, "rss_mb": rss, "rss_second_half_min_mb": float(mb[late].min()),
+              "rss_second_half_max_mb": float(mb[late].max()), "rss_slope_mb_per_100k_steps": slope}
     if console:
         console.print(f"{steps:,} steps in {secs:.0f} s; RSS (MB) at "
                       + ", ".join(f"{s:,}: {m:.0f}" for s, m in rss[:: max(1, len(rss) // 8)])
-                      + f"; growth after the first sample {result['rss_growth_mb']:+.1f} MB")
+                      + f"; second half: {mb[late].min():.0f}-{mb[late].max():.0f} MB, "
+                      f"trend {slope:+.2f} MB per 100k steps")
     return result
 
 
