@@ -121,9 +121,13 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
         traces[w] = tr
         axes[0, 0].plot(tr["step"], tr["corrected_signal"], "-", color=f"C{i}", lw=0.8, label=f"N = {w}")
         cyc = injection_cycles(tr, g_show)
-        good = cyc[cyc["jump"] > 1e-3]  # injections that moved the signal at all
-        kept[w] = float(np.nanmedian(good["kept"])) if len(good) else 0.0
         s = tr.set_index("step")["corrected_signal"]
+        # while the signal is still rising: at the plateau gain and decay balance by definition
+        start, end = float(s.iloc[: max(1, g_show)].mean()), float(s.iloc[-window:].mean())
+        reached = s.index[(s - start) >= 0.8 * (end - start)] if end > start else s.index[:0]
+        rising = cyc["step"] < (reached[0] if len(reached) else s.index.max())
+        good = cyc[rising & (cyc["jump"] > 1e-3)]  # injections that moved the signal at all
+        kept[w] = float(np.nanmedian(good["kept"])) if len(good) else 0.0
         rise[w] = float(s.iloc[-window:].mean() - s.iloc[: max(1, g_show)].mean())
     # zoom on the six cycles where the wide model's signal rises fastest, same window for both
     s = traces[large].set_index("step")["corrected_signal"]
@@ -146,9 +150,11 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
     axes[-1, 0].set_xlabel("step")
     p2 = save(fig, out / "figures" / "retention-dynamics.png")
     checks2 = [
-        Check(f"N={small}, G={g_show}: median share of an injection's gain (> 1e-3; none: 0) kept until the next",
+        Check(f"N={small}, G={g_show}: median share of an injection's gain kept until the next, while rising "
+              "(gains > 1e-3; none: 0)",
               kept[small], "< 0.5 (decays between injections)", bool(kept[small] < 0.5)),
-        Check(f"N={large}, G={g_show}: median share of an injection's gain (> 1e-3; none: 0) kept until the next",
+        Check(f"N={large}, G={g_show}: median share of an injection's gain kept until the next, while rising "
+              "(gains > 1e-3; none: 0)",
               kept[large], ">= 0.5 (retains)", bool(kept[large] >= 0.5)),
         Check(f"N={large}, G={g_show}: rise of s~_r from the first cycle to the end",
               rise[large], "> 0.3 (accumulates across injections)", bool(rise[large] > 0.3)),
