@@ -1,7 +1,6 @@
 """Studies end to end on tiny configurations: outputs, resume, bad input."""
 
 import json
-import shutil
 import subprocess
 import sys
 

@@ -151,7 +151,6 @@ def _rotated_loss(M, U, v_idx, b, t):
 def test_proposition6_matches_second_order_stability(spec):
     p6 = proposition6(spec)
     assert p6 is not None
-    F = spec.frequent_set
     # mixture restricted to F plus the rare task's leading feature (rank one)
     MF = np.diag(frequent_matrix_diag(spec))
     b = np.zeros(spec.D)

@@ -194,7 +194,6 @@ class Engine:
     def __init__(self, spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int],
                  sampler: TaskSampler | None = None, trace_tasks: Sequence[int] = (),
                  chunk: int = 256, init=None):
-        jax = _jax()
         self.spec, self.cfg = spec, cfg
         self.widths = [spec.check_width(w) for w in widths]
         if not self.widths:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..mixture import critical_widths
-from ..report.html import Check, Figure
+from ..report.html import Figure
 from ..report.plots import new_figure, save
 from . import phase, retention
 from ._config import StudyConfig
