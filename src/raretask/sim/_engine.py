@@ -163,6 +163,23 @@ def _member_update(st, grads, lr, t1, cfg):
     return (E, Dec, mE, vE, mDec, vDec)
 
 
+def _draw_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: int, batch_rows):
+    """The standard normal rows of one step: ``base_rows`` always, ``extra_rows`` more
+    (injections) only when the batch needs them. Shared by the compiled scan and
+    ``Engine.batch_at``, so both see the same samples. Returns (base_rows + extra_rows, cols)."""
+    jax = _jax()
+    jnp = jax.numpy
+    rows = normal(derive_key(key, stepno, stream), (base_rows, cols))
+    if not extra_rows:
+        return rows
+    extra = jax.lax.cond(
+        batch_rows > base_rows,
+        lambda: normal(derive_key(key, stepno, stream + 1), (extra_rows, cols)),
+        lambda: jnp.zeros((extra_rows, cols), jnp.float32),
+    )
+    return jnp.concatenate([rows, extra])
+
+
 def _traced_signal(E, idx, lam, N, D):
     """Corrected signal s~ of tracked tasks from ||P_E e_i||^2 via a Cholesky solve.
 
@@ -294,16 +311,8 @@ class Engine:
         base_rows, extra_rows = self._base_rows, self._rows - self._base_rows
 
         def draw(stepno, stream, cols, batch_rows):
-            # Rows beyond the ordinary batch (injections) are drawn only when present.
-            parts = [normal(derive_key(self._key, stepno, stream), (base_rows, cols))]
-            if extra_rows:
-                parts.append(jax.lax.cond(
-                    batch_rows > base_rows,
-                    lambda: normal(derive_key(self._key, stepno, stream + 1), (extra_rows, cols)),
-                    lambda: jnp.zeros((extra_rows, cols), jnp.float32),
-                ))
-            parts.append(jnp.zeros((1, cols), jnp.float32))  # the zero row for padding
-            return jnp.concatenate(parts)
+            rows = _draw_rows(self._key, stepno, stream, base_rows, extra_rows, cols, batch_rows)
+            return jnp.concatenate([rows, jnp.zeros((1, cols), jnp.float32)])  # the zero row for padding
 
         def body(states, xs):
             active, stepno, gather, counts, lr = xs
@@ -385,10 +394,7 @@ class Engine:
         base, extra = self._base_rows, self._rows - self._base_rows
 
         def rows(stream: int, cols: int) -> np.ndarray:
-            parts = [np.asarray(normal(derive_key(self._key, jnp.int32(step), stream), (base, cols)))]
-            if extra and b > base:
-                parts.append(np.asarray(normal(derive_key(self._key, jnp.int32(step), stream + 1), (extra, cols))))
-            return np.concatenate(parts)[:b]
+            return np.array(_draw_rows(self._key, jnp.int32(step), stream, base, extra, cols, b))[:b]
 
         t = np.repeat(np.arange(self.spec.K), counts)
         noise = rows(2, self.spec.d) if self.spec.noise > 0 else None

@@ -81,6 +81,11 @@ class Analysis:
     summary: dict
 
 
+def last_step(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each cell's final recorded step."""
+    return results[results["step"] == results.groupby("cell")["step"].transform("max")]
+
+
 def _json_default(o: Any):
     if isinstance(o, np.bool_):
         return bool(o)

@@ -17,7 +17,7 @@ from ..report.html import Check, Figure
 from ..report.plots import heatmap_with_staircase, new_figure, save
 from ..sim import RecordSchedule
 from ._config import StudyConfig
-from ._run import Analysis, Cell
+from ._run import Analysis, Cell, last_step
 from ._theory_helpers import first_grid_index, theory_grid_tables
 
 
@@ -43,7 +43,7 @@ def cells(cfg: StudyConfig) -> list[Cell]:
 
 def final_table(results: pd.DataFrame, value: str, grid: list[int], K: int) -> np.ndarray:
     """Seed-mean of ``value`` at each cell's last step, as (K, len(grid))."""
-    last = results[results["step"] == results.groupby("cell")["step"].transform("max")]
+    last = last_step(results)
     t = last.groupby(["width", "task"])[value].mean().unstack("width")
     return t.reindex(index=range(1, K + 1), columns=grid).to_numpy()
 
@@ -104,7 +104,7 @@ def plot_phase(spec, grid, res, title: str, path: Path, theory: dict) -> Path:
 def plot_total_loss(spec, grid, res, title: str, path: Path) -> Path:
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
-    last = res[res["step"] == res.groupby("cell")["step"].transform("max")]
+    last = last_step(res)
     per_seed = last.groupby(["seed", "width"])["total_loss"].first().unstack("width")[grid]
     mean, std = per_seed.mean().to_numpy(), per_seed.std().fillna(0).to_numpy()
     ax.errorbar(grid, mean, yerr=std, fmt="o", color="C0", label="measured (mean ± sd over seeds)")

@@ -20,12 +20,12 @@ from ..mixture import proposition6
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
 from ._config import StudyConfig
-from ._run import Analysis
+from ._run import Analysis, last_step
 from .phase import cells, settings  # noqa: F401  (same runs as the phase diagram)
 
 
 def final_by_width(res: pd.DataFrame) -> pd.DataFrame:
-    last = res[res["step"] == res.groupby("cell")["step"].transform("max")]
+    last = last_step(res)
     return last.groupby(["width", "task"])[["corrected_signal", "residual"]].mean().reset_index()
 
 

@@ -18,7 +18,7 @@ from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
 from ..sim import RecordSchedule
 from ._config import StudyConfig
-from ._run import Analysis, Cell
+from ._run import Analysis, Cell, last_step
 
 
 def target(cfg: StudyConfig) -> int:
@@ -53,7 +53,8 @@ def cells(cfg: StudyConfig) -> list[Cell]:
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
     k = target(cfg) + 1
-    last = results[(results["step"] == results.groupby("cell")["step"].transform("max")) & (results["task"] == k)]
+    last = last_step(results)
+    last = last[last["task"] == k]
     fin = last.groupby(["width", "multiplier"])[["n_features", "corrected_signal"]].mean().reset_index()
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
