@@ -73,20 +73,23 @@ class MemberState:
     vE: np.ndarray
     mDec: np.ndarray
     vDec: np.ndarray
+    mem: np.ndarray | None = None
+    """Conflict removal only: the protected task's latest encoder gradient (N, D)."""
 
     @classmethod
-    def fresh(cls, E: np.ndarray, Dec3: np.ndarray) -> "MemberState":
+    def fresh(cls, E: np.ndarray, Dec3: np.ndarray, memory: bool = False) -> "MemberState":
         Dec = np.asarray(Dec3, np.float32).reshape(-1, Dec3.shape[-1])
         E = np.asarray(E, np.float32)
         z = np.zeros_like
-        return cls(E, Dec, z(E), z(E), z(Dec), z(Dec))
+        return cls(E, Dec, z(E), z(E), z(Dec), z(Dec), z(E) if memory else None)
 
     def decoders(self, spec: MixtureSpec) -> np.ndarray:
         """Dec as (K, d, N)."""
         return self.Dec.reshape(spec.K, spec.d, -1)
 
     def as_tuple(self):
-        return (self.E, self.Dec, self.mE, self.vE, self.mDec, self.vDec)
+        base = (self.E, self.Dec, self.mE, self.vE, self.mDec, self.vDec)
+        return base if self.mem is None else base + (self.mem,)
 
 
 def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, population):
@@ -146,10 +149,28 @@ def _adamw(p, g, m, v, lr, bc1, bc2s, cfg):
     return p, m, v
 
 
+def _project_conflict(st, g, counts, task: int, d: int):
+    """Encoder gradient with the common tasks' part projected off the protected task's
+    direction when they conflict (PCGrad, Yu et al. 2020, one-sided: only the common part
+    moves). The protected task is absent from most batches, so its direction is its latest
+    encoder gradient, kept in the member's memory.
+
+    Returns (gE (N, D), new memory (N, D))."""
+    jnp = _jax().numpy
+    E, Dec, mem = st[0], st[1], st[6]
+    gE = Dec.T @ g
+    g_r = Dec[task * d:(task + 1) * d].T @ g[task * d:(task + 1) * d]
+    mem = jnp.where(counts[task] > 0, g_r, mem)
+    g_c = gE - g_r
+    dot, nn = jnp.sum(g_c * mem), jnp.sum(mem * mem)
+    coef = jnp.where((dot < 0) & (nn > 0), dot / jnp.where(nn > 0, nn, 1.0), 0.0)
+    return g_c - coef * mem + g_r, mem
+
+
 def _member_update(st, grads, lr, t1, cfg):
     """Clip (as torch.nn.utils.clip_grad_norm_) then AdamW (as torch.optim.AdamW)."""
     jnp = _jax().numpy
-    E, Dec, mE, vE, mDec, vDec = st
+    E, Dec, mE, vE, mDec, vDec = st[:6]
     gE, gDec = grads
     if math.isfinite(cfg.clip):
         norm = jnp.sqrt(jnp.sum(gE * gE) + jnp.sum(gDec * gDec))
@@ -160,7 +181,7 @@ def _member_update(st, grads, lr, t1, cfg):
     bc2s = jnp.sqrt(1.0 - b2**t1)
     E, mE, vE = _adamw(E, gE, mE, vE, lr, bc1, bc2s, cfg)
     Dec, mDec, vDec = _adamw(Dec, gDec, mDec, vDec, lr, bc1, bc2s, cfg)
-    return (E, Dec, mE, vE, mDec, vDec)
+    return (E, Dec, mE, vE, mDec, vDec) + tuple(st[6:])
 
 
 def _draw_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: int, batch_rows):
@@ -178,6 +199,23 @@ def _draw_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: 
         lambda: jnp.zeros((extra_rows, cols), jnp.float32),
     )
     return jnp.concatenate([rows, extra])
+
+
+def _step_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: int, batch_rows, src,
+               replay_rows: int):
+    """All rows a step's windows gather from: its own rows, one zero row (padding), then the
+    replayed task's rows, drawn from the key of their source step ``src`` (zeros if src < 0).
+    Returns (base_rows + extra_rows + 1 + replay_rows, cols)."""
+    jax = _jax()
+    jnp = jax.numpy
+    parts = [_draw_rows(key, stepno, stream, base_rows, extra_rows, cols, batch_rows),
+             jnp.zeros((1, cols), jnp.float32)]
+    if replay_rows:
+        parts.append(jax.lax.cond(
+            src >= 0,
+            lambda: normal(derive_key(key, jnp.maximum(src, 0), stream + 4), (replay_rows, cols)),
+            lambda: jnp.zeros((replay_rows, cols), jnp.float32)))
+    return jnp.concatenate(parts)
 
 
 def _traced_signal(E, idx, lam, N, D):
@@ -206,11 +244,17 @@ class Engine:
             (returned by ``advance``), e.g. the rare task of a retention study.
         chunk: steps per compiled scan (segments of any length reuse it).
         init: optional list of (E (N, D), Dec (K, d, N)) per member; default ``init_params``.
+        conflict_removal: optional 0-based task to protect: the other tasks' encoder
+            gradient is projected off its latest gradient when they conflict (PCGrad-style
+            remedy, SPEC Part C). None: plain training.
+
+    A sampler with a ``replay_task`` (the replay remedy) has that task's samples drawn by
+    source step (``replay_source``), so a replayed batch holds the very same samples.
     """
 
     def __init__(self, spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int],
                  sampler: TaskSampler | None = None, trace_tasks: Sequence[int] = (),
-                 chunk: int = 256, init=None):
+                 chunk: int = 256, init=None, conflict_removal: int | None = None):
         self.spec, self.cfg = spec, cfg
         self.widths = [spec.check_width(w) for w in widths]
         if not self.widths:
@@ -222,8 +266,14 @@ class Engine:
         if chunk < 1:
             raise ConfigError("chunk", f"{chunk}", "integer >= 1")
         self.chunk = int(chunk)
+        if conflict_removal is not None and not 0 <= int(conflict_removal) < spec.K:
+            raise ConfigError("conflict_removal", f"task {int(conflict_removal) + 1}", f"tasks 1..{spec.K} or None")
+        self.protect = None if conflict_removal is None else int(conflict_removal)
+        replay = getattr(self.sampler, "replay_task", None)
+        self._replay = None if replay is None else int(replay)
+        self._replay_rows = int(getattr(self.sampler, "replay_rows", 0)) if self._replay is not None else 0
         inits = init if init is not None else [init_params(spec, w, cfg.seed) for w in self.widths]
-        self.members = [MemberState.fresh(E, Dec) for E, Dec in inits]
+        self.members = [MemberState.fresh(E, Dec, self.protect is not None) for E, Dec in inits]
         self.step = 0
         self._key = seed_key(int(cfg.seed))
         self._rows = int(self.sampler.max_batch)
@@ -256,15 +306,27 @@ class Engine:
             off += c * len(tasks)
         return tuple(groups), offsets
 
-    def _gather(self, counts: np.ndarray, cap: np.ndarray, zero_row: int) -> np.ndarray:
+    def _main_counts(self, counts: np.ndarray) -> np.ndarray:
+        """Counts of the samples drawn from the step's own rows (all but a replayed task)."""
+        if self._replay is None:
+            return counts
+        c = np.array(counts, copy=True)
+        c[..., self._replay] = 0
+        return c
+
+    def _gather(self, counts: np.ndarray, cap: np.ndarray, zero_row: int, replay: bool = True) -> np.ndarray:
         """Row index for every window position of every step, (T, sum C) int32.
 
         Samples are numbered task by task (task 0's first); positions past a task's count
-        point at ``zero_row``."""
+        point at ``zero_row``. A replayed task's samples are the rows after ``zero_row``
+        (unless ``replay`` is False: an explicit batch holds every sample in task order)."""
         T = counts.shape[0]
         _, offsets = self._layout(cap)
         out = np.full((T, int(cap.sum())), zero_row, np.int32)
-        start = np.concatenate([np.zeros((T, 1), np.int64), np.cumsum(counts, 1)[:, :-1]], 1)
+        main = self._main_counts(counts) if replay else counts
+        start = np.concatenate([np.zeros((T, 1), np.int64), np.cumsum(main, 1)[:, :-1]], 1)
+        if replay and self._replay is not None:
+            start[:, self._replay] = zero_row + 1
         for k in range(self.spec.K):
             lane = np.arange(cap[k])
             rows = start[:, k:k + 1] + lane[None, :]
@@ -280,18 +342,26 @@ class Engine:
         population = cfg.mode == "population"
         wdiag = jnp.asarray(self._wdiag)
 
+        protect = self.protect
+
         def step(states, Xw, Ew, counts, lr, t1):
             inv_b = 1.0 / jnp.sum(counts).astype(jnp.float32)
             G = _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, groups, spec.K, spec.d,
                                 sigma, population)
-            return tuple(
-                _member_update(st, (st[1].T @ g, g @ st[0].T), lr, t1, cfg) for st, g in zip(states, G)
-            )
+            out = []
+            for st, g in zip(states, G):
+                if protect is None:
+                    out.append(_member_update(st, (st[1].T @ g, g @ st[0].T), lr, t1, cfg))
+                else:
+                    gE, mem = _project_conflict(st, g, counts, protect, spec.d)
+                    out.append(_member_update(st[:6] + (mem,), (gE, g @ st[0].T), lr, t1, cfg))
+            return tuple(out)
 
         return step
 
     def _scan_fn(self, cap: np.ndarray):
-        key = (tuple(int(c) for c in cap), tuple(bool(x) for x in self._sparse), self._rows, self._base_rows)
+        key = (tuple(int(c) for c in cap), tuple(bool(x) for x in self._sparse), self._rows, self._base_rows,
+               self._replay_rows)
         if key in self._compiled:
             return self._compiled[key]
         if self._compiled:
@@ -309,18 +379,18 @@ class Engine:
         lam = jnp.asarray(spec.spectra[self.trace_tasks].astype(np.float32))
         widths = self.widths
         base_rows, extra_rows = self._base_rows, self._rows - self._base_rows
+        replay, replay_rows = self._replay, self._replay_rows
 
-        def draw(stepno, stream, cols, batch_rows):
-            rows = _draw_rows(self._key, stepno, stream, base_rows, extra_rows, cols, batch_rows)
-            return jnp.concatenate([rows, jnp.zeros((1, cols), jnp.float32)])  # the zero row for padding
+        def draw(stepno, stream, cols, batch_rows, src):
+            return _step_rows(self._key, stepno, stream, base_rows, extra_rows, cols, batch_rows, src, replay_rows)
 
         def body(states, xs):
-            active, stepno, gather, counts, lr = xs
+            active, stepno, gather, counts, lr, src = xs
 
             def do(states):
-                b = jnp.sum(counts)
-                Xw = draw(stepno, 0, D, b)[gather] if need_x else None
-                Ew = draw(stepno, 2, d, b)[gather] if noisy else None
+                b = jnp.sum(counts) - (counts[replay] if replay is not None else 0)
+                Xw = draw(stepno, 0, D, b, src)[gather] if need_x else None
+                Ew = draw(stepno, 2, d, b, src)[gather] if noisy else None
                 t1 = (stepno + 1).astype(jnp.float32)
                 return step(states, Xw, Ew, counts, lr, t1)
 
@@ -365,14 +435,18 @@ class Engine:
             if np.any(batch == 0):
                 raise ConfigError("sampler", f"step {int(steps[np.argmin(batch)])} has an empty batch",
                                   "at least one sample per step")
-            if batch.max() > self._rows:  # a custom sampler exceeded its bound: grow, never drop
-                self._rows = int(batch.max())
+            main = self._main_counts(counts[:n]).sum(1)
+            if main.max() > self._rows:  # a custom sampler exceeded its bound: grow, never drop
+                self._rows = int(main.max())
             self.capacity = grown_capacities(self.capacity, counts[:n])
             gather = self._gather(counts, self.capacity, self._rows)
             lr = self.cfg.lr_at(steps).astype(np.float32)
             active = np.arange(self.chunk) < n
+            src = np.full(self.chunk, -1, np.int32)
+            if self._replay is not None:
+                src[:n] = self.sampler.replay_source(steps[:n])
             run = self._scan_fn(self.capacity)
-            states, sig = run(states, (active, steps.astype(np.int32), gather, counts.astype(np.int32), lr))
+            states, sig = run(states, (active, steps.astype(np.int32), gather, counts.astype(np.int32), lr, src))
             traces.append(np.asarray(sig)[:n])
             self.step += n
             done += n
@@ -389,14 +463,21 @@ class Engine:
         Used to check the compiled path against the reference on the very same samples.
         """
         jnp = _jax().numpy
-        counts = self.sampler.counts(np.asarray([step]))[0]
-        b = int(counts.sum())
+        counts = self.sampler.counts(np.asarray([step]))
+        b = int(self._main_counts(counts).sum())
+        src = int(self.sampler.replay_source(np.asarray([step]))[0]) if self._replay is not None else -1
         base, extra = self._base_rows, self._rows - self._base_rows
+        cap = grown_capacities(self.capacity, counts)
+        gather = self._gather(counts, cap, self._rows)[0]
+        _, offsets = self._layout(cap)
+        take = np.concatenate([gather[offsets[k]:offsets[k] + counts[0, k]] for k in range(self.spec.K)])
 
         def rows(stream: int, cols: int) -> np.ndarray:
-            return np.array(_draw_rows(self._key, jnp.int32(step), stream, base, extra, cols, b))[:b]
+            r = _step_rows(self._key, jnp.int32(step), stream, base, extra, cols, b, jnp.int32(src),
+                           self._replay_rows)
+            return np.array(r)[take]
 
-        t = np.repeat(np.arange(self.spec.K), counts)
+        t = np.repeat(np.arange(self.spec.K), counts[0])
         noise = rows(2, self.spec.d) if self.spec.noise > 0 else None
         return rows(0, self.spec.D), t, noise
 
@@ -408,7 +489,7 @@ class Engine:
         x, t = np.asarray(x, np.float32)[order], t[order]
         counts = np.bincount(t, minlength=self.spec.K)[None, :]
         self.capacity = grown_capacities(self.capacity, counts)
-        gather = self._gather(counts, self.capacity, len(t))[0]
+        gather = self._gather(counts, self.capacity, len(t), replay=False)[0]
         Xw = np.concatenate([x, np.zeros((1, x.shape[1]), np.float32)])[gather]
         Ew = None
         if noise is not None:
@@ -450,7 +531,7 @@ class Engine:
         out = {"step": np.asarray(self.step), "widths": np.asarray(self.widths),
                "capacity": self.capacity.copy(), "rows": np.asarray(self._rows)}
         for i, m in enumerate(self.members):
-            for name, a in zip(("E", "Dec", "mE", "vE", "mDec", "vDec"), m.as_tuple()):
+            for name, a in zip(("E", "Dec", "mE", "vE", "mDec", "vDec", "mem"), m.as_tuple()):
                 out[f"m{i}_{name}"] = a
         return out
 
@@ -461,10 +542,13 @@ class Engine:
         self.step = int(state["step"])
         self.capacity = np.asarray(state["capacity"], np.int64).copy()
         self._rows = int(state["rows"])
-        self.members = [
-            MemberState(*[np.array(state[f"m{i}_{n}"]) for n in ("E", "Dec", "mE", "vE", "mDec", "vDec")])
-            for i in range(len(self.widths))
-        ]
+        names = ("E", "Dec", "mE", "vE", "mDec", "vDec") + (("mem",) if self.protect is not None else ())
+        for i in range(len(self.widths)):
+            if any(f"m{i}_{n}" not in state for n in names):
+                raise ConfigError("checkpoint", "made with different conflict-removal settings",
+                                  "a checkpoint of the same run")
+        self.members = [MemberState(*[np.array(state[f"m{i}_{n}"]) for n in names])
+                        for i in range(len(self.widths))]
 
     def flops_per_step(self, batch: int | None = None) -> float:
         """Useful floating-point operations of one exact step (padding not counted):

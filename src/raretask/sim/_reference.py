@@ -30,9 +30,13 @@ class ReferenceTrainer:
     Args:
         spec: the mixture; cfg: optimiser settings; width: N;
         params: optional initial (E (N, D), Dec (K, d, N)); default ``init_params``.
+        conflict_removal: optional 0-based task to protect: the other tasks' encoder
+            gradient is projected off that task's latest encoder gradient when their inner
+            product is negative (PCGrad-style, one-sided). None: plain training.
     """
 
-    def __init__(self, spec: MixtureSpec, cfg: TrainConfig, width: int, params=None):
+    def __init__(self, spec: MixtureSpec, cfg: TrainConfig, width: int, params=None,
+                 conflict_removal: int | None = None):
         torch = _torch()
         self.spec, self.cfg, self.width = spec, cfg, spec.check_width(width)
         E, Dec = params if params is not None else init_params(spec, width, cfg.seed)
@@ -42,9 +46,11 @@ class ReferenceTrainer:
         self.opt = torch.optim.AdamW([self.E, self.Dec], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
         self.step_count = 0
+        self.protect = conflict_removal
+        self.memory = torch.zeros_like(self.E) if conflict_removal is not None else None
 
-    def loss(self, x, t, noise=None):
-        """Batch mean of the squared error summed over outputs. x (B, D), t (B,) 0-based."""
+    def sample_losses(self, x, t, noise=None):
+        """Squared error summed over outputs, per sample: (B,). x (B, D), t (B,) 0-based."""
         torch = _torch()
         x = torch.as_tensor(np.asarray(x, np.float32))
         t = torch.as_tensor(np.asarray(t, np.int64))
@@ -53,10 +59,35 @@ class ReferenceTrainer:
         y = torch.einsum("bdD,bD->bd", self.W[t], x)
         if noise is not None:
             y = y + self.spec.noise * torch.as_tensor(np.asarray(noise, np.float32))
-        return ((pred - y) ** 2).sum(1).mean()
+        return ((pred - y) ** 2).sum(1)
+
+    def loss(self, x, t, noise=None):
+        """Batch mean of the squared error summed over outputs. x (B, D), t (B,) 0-based."""
+        return self.sample_losses(x, t, noise).mean()
+
+    def _backward(self, x, t, noise=None) -> None:
+        torch = _torch()
+        self.opt.zero_grad(set_to_none=True)
+        if self.protect is None:
+            self.loss(x, t, noise).backward()
+            return
+        per = self.sample_losses(x, t, noise)
+        rare = torch.as_tensor(np.asarray(t) == self.protect)
+        loss_r = (per * rare).sum() / len(per)
+        loss_c = (per * ~rare).sum() / len(per)
+        g_r, = torch.autograd.grad(loss_r, self.E, retain_graph=True)
+        g_c, = torch.autograd.grad(loss_c, self.E, retain_graph=True)
+        if bool(rare.any()):
+            self.memory = g_r.detach().clone()
+        dot, nn = (g_c * self.memory).sum(), (self.memory * self.memory).sum()
+        if dot < 0 and nn > 0:
+            g_c = g_c - dot / nn * self.memory
+        (loss_r + loss_c).backward()
+        self.E.grad = (g_c + g_r).detach()
 
     def gradients(self, x, t, noise=None) -> tuple[np.ndarray, np.ndarray]:
-        """Unclipped gradients (dL/dE (N, D), dL/dDec (K, d, N)) on one batch."""
+        """Unclipped gradients (dL/dE (N, D), dL/dDec (K, d, N)) on one batch (without
+        conflict removal: that needs the memory of earlier steps)."""
         self.opt.zero_grad(set_to_none=True)
         self.loss(x, t, noise).backward()
         return self.E.grad.numpy().copy(), self.Dec.grad.numpy().copy()
@@ -66,8 +97,7 @@ class ReferenceTrainer:
         torch = _torch()
         for g in self.opt.param_groups:
             g["lr"] = float(self.cfg.lr_at(self.step_count))
-        self.opt.zero_grad(set_to_none=True)
-        self.loss(x, t, noise).backward()
+        self._backward(x, t, noise)
         if np.isfinite(self.cfg.clip):
             torch.nn.utils.clip_grad_norm_([self.E, self.Dec], self.cfg.clip)
         self.opt.step()

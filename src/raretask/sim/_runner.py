@@ -74,7 +74,7 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
                sampler: TaskSampler | None = None, record: RecordSchedule | None = None,
                trace_tasks: Sequence[int] = (), trace_every: int = 1,
                checkpoint_seconds: float = 60.0, progress: Callable[[int, int], None] | None = None,
-               chunk: int = 256) -> dict:
+               chunk: int = 256, conflict_removal: int | None = None) -> dict:
     """Train ``widths`` for ``cfg.steps`` steps in ``out_dir``, resuming if it holds a run.
 
     Args:
@@ -83,6 +83,7 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
         checkpoint_seconds: wall time between checkpoints (results are flushed with them).
         progress: called as progress(done_steps, total_steps) once at the start (done_steps
             is the resumed step) and after each segment.
+        conflict_removal: 0-based task protected by gradient-conflict removal (see Engine).
     Returns: {"metrics": DataFrame, "trace": DataFrame | None, "seconds": float (this call's
     training time), "resumed_from": int, "recompilations": int}.
     """
@@ -92,7 +93,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     if trace_every < 1:
         raise ConfigError("trace_every", f"{trace_every}", "integer >= 1")
     record = record or RecordSchedule()
-    engine = Engine(spec, cfg, widths, sampler=sampler, trace_tasks=trace_tasks, chunk=chunk)
+    engine = Engine(spec, cfg, widths, sampler=sampler, trace_tasks=trace_tasks, chunk=chunk,
+                    conflict_removal=conflict_removal)
     rec_steps = record.steps(cfg.steps)
     ckpt = out / "checkpoint.npz"
     parts = 0

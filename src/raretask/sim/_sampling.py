@@ -81,6 +81,9 @@ class RetentionSampler:
     """0-based rare task."""
     gap: int
     """G >= 1, steps between injections."""
+    replay_every: int = 0
+    """Replay remedy (SPEC Part C): every this many steps between injections, the samples
+    of the latest injection are presented again (no new rare data). 0: no replay."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.rare < len(self.prior):
@@ -89,6 +92,9 @@ class RetentionSampler:
             raise ConfigError("gap", f"{self.gap}", "integer >= 1")
         if self.injection_size < 1:
             raise ConfigError("gap", f"round(G*pi_r*B) = 0 for G={self.gap}", "G with G*pi_r*B >= 0.5")
+        if self.replay_every and not 1 <= self.replay_every < self.gap:
+            raise ConfigError("replay_every", f"{self.replay_every} with gap {self.gap}",
+                              "0 (off) or 1 <= replay_every < gap")
 
     @property
     def injection_size(self) -> int:
@@ -103,13 +109,35 @@ class RetentionSampler:
         p[self.rare] = 0.0
         p /= p.sum()
         c = _block_draws(self.seed, 2, steps, lambda rng, n: rng.multinomial(self.batch_size, p, size=n))
-        inject = (np.asarray(steps) + 1) % self.gap == 0
-        c[inject, self.rare] += self.injection_size
+        c[self.replay_source(steps) >= 0, self.rare] += self.injection_size
         return c
 
+    @property
+    def replay_task(self) -> int | None:
+        """0-based task whose samples the engine draws by source step (replay on), else None."""
+        return self.rare if self.replay_every else None
+
+    @property
+    def replay_rows(self) -> int:
+        return self.injection_size if self.replay_every else 0
+
+    def replay_source(self, steps: np.ndarray) -> np.ndarray:
+        """Per step, the step whose rare samples it holds: itself at an injection, the latest
+        injection at a replay, -1 when the rare task is absent. int64 (len(steps),)."""
+        t = np.asarray(steps, np.int64)
+        src = np.where((t + 1) % self.gap == 0, t, -1)
+        if self.replay_every:
+            last = (t + 1) // self.gap * self.gap - 1  # latest injection at or before t
+            replay = ((t + 1) % self.replay_every == 0) & (src < 0) & (last >= 0)
+            src = np.where(replay, last, src)
+        return src
+
     def describe(self) -> dict:
-        return {"kind": "retention", "batch_size": self.batch_size, "rare_task": self.rare + 1,
-                "gap": self.gap, "injection_size": self.injection_size}
+        out = {"kind": "retention", "batch_size": self.batch_size, "rare_task": self.rare + 1,
+               "gap": self.gap, "injection_size": self.injection_size}
+        if self.replay_every:  # absent when off, so earlier runs keep their cache keys
+            out["replay_every"] = self.replay_every
+        return out
 
 
 @dataclass(frozen=True)

@@ -56,18 +56,23 @@ class Cell:
     trace_tasks: list = field(default_factory=list)
     trace_every: int = 1
     record: RecordSchedule = field(default_factory=RecordSchedule)
+    conflict_removal: int | None = None
+    """0-based task protected by gradient-conflict removal (remedies study), or None."""
 
     def key(self) -> str:
         """Content hash of everything that determines this cell's engine run."""
         # mixture options added after cells were first cached are left out at their defaults,
         # so existing cached runs keep their keys
         spec = {k: v for k, v in self.spec.to_dict().items() if not (k in _LATER_SPEC_OPTIONS and v is None)}
-        blob = json.dumps({
+        content = {
             "spec": spec, "train": self.train.to_dict(), "widths": list(self.widths),
             "sampler": self.sampler.describe() if self.sampler is not None else None,
             "trace": [int(t) for t in self.trace_tasks], "trace_every": self.trace_every,
             "record": [self.record.kind, self.record.points], "engine": ENGINE_FORMAT,
-        }, sort_keys=True, default=_json_default)
+        }
+        if self.conflict_removal is not None:  # absent when off: earlier cells keep their keys
+            content["conflict_removal"] = int(self.conflict_removal)
+        blob = json.dumps(content, sort_keys=True, default=_json_default)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -154,7 +159,8 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
 
         res = run_engine(cell.spec, cell.train, cell.widths, cell_root(out) / cell.key(), sampler=cell.sampler,
                          record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
-                         progress=cb, checkpoint_seconds=checkpoint_seconds)
+                         progress=cb, checkpoint_seconds=checkpoint_seconds,
+                         conflict_removal=cell.conflict_removal)
         seconds += res["seconds"]
         m = res["metrics"].assign(cell=cell.id, **cell.labels)
         metrics.append(m)

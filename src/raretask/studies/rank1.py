@@ -21,7 +21,10 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     spec = cfg.spec()
     grid = sorted(cfg.widths)
     align = final_table(results, "signal", grid, spec.K)  # s_k = ||P_E e_k||^2 when d = 1
-    learned = final_table(results, "n_features", grid, spec.K) >= 1
+    # seed-mean alignment against the feature threshold: one seed's unresolved near-tie
+    # (tasks 30 and 32 differ in prior by ~10%) is a property of that seed's init, not of
+    # the staircase
+    learned = align >= spec.feature_threshold
     crit = critical_widths(spec)[:, 0]
     th_idx = np.searchsorted(np.asarray(grid), crit, side="left")
     emp_idx = first_grid_index(learned)
