@@ -147,3 +147,39 @@ def test_upweight_study_trains_at_multiples_of_the_plan(tmp_path):
     df = pd.read_parquet(tmp_path / "up" / "results.parquet")
     assert sorted(df["multiplier"].unique()) == [0.5, 1.5]
     assert len(s["checks"]) == 2
+
+
+REMEDIES_TINY = ["mixture={\"n_tasks\": 8, \"block_dim\": 2, \"beta\": 1.5}", "train.steps=256",
+                 "train.batch_size=64", "train.warmup=20", "train.lr=0.01", "widths=[3]", "rare_task=6",
+                 "remedy_gap=16", "short_gap=2", "replay_every=4", "record_points=5"]
+
+
+def test_remedies_study_compares_each_remedy_with_its_cost(tmp_path):
+    from raretask.mixture import min_frequency
+
+    cfg = build_config("remedies", "quick", REMEDIES_TINY)
+    s = run_study(cfg, tmp_path / "rem")
+    t = pd.DataFrame(s["table"]).set_index("remedy")
+    assert list(t.index) == ["baseline", "shorter-gaps", "replay", "upweight", "conflict-removal", "double-width"]
+    assert t.loc["double-width", "width"] == 6 and t.loc["double-width", "compute_ratio"] == pytest.approx(2.0)
+    assert t.loc["baseline", "compute_ratio"] == 1.0 and t.loc["baseline", "common_loss_change"] == 0.0
+    # replay shows the rare samples 4x as often without new ones
+    assert t.loc["replay", "rare_fresh_samples"] == t.loc["baseline", "rare_fresh_samples"]
+    assert t.loc["replay", "rare_presentations"] > 3 * t.loc["baseline", "rare_presentations"]
+    assert t.loc["replay", "compute_ratio"] > 1.0
+    assert t.loc["upweight", "rare_frequency"] == pytest.approx(1.5 * min_frequency(cfg.spec(), 5, 3, 1))
+    assert 1.0 < t.loc["conflict-removal", "compute_ratio"] < 1.1
+    assert s["verdict"][0].startswith("N = 3, task 6: learned with ")
+    assert (tmp_path / "rem" / "figures" / "remedies.png").exists()
+    tr = pd.read_parquet(tmp_path / "rem" / "trace.parquet")
+    assert set(tr["remedy"]) == set(t.index) - {"double-width"}
+
+
+@pytest.mark.parametrize("override, field", [("replay_every=16", "replay_every"), ("short_gap=16", "short_gap"),
+                                             ("widths=[9]", "widths")])
+def test_remedies_settings_are_validated(override, field):
+    from raretask.studies.remedies import cells
+
+    cfg = build_config("remedies", "quick", REMEDIES_TINY + [override])
+    with pytest.raises(ConfigError, match=f"invalid {field}"):
+        cells(cfg)

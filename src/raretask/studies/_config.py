@@ -58,6 +58,18 @@ class StudyConfig:
     """One-neuron: (lambda_1, lambda_2) of the common and the rare task."""
     theta0: float = 0.3
     """One-neuron: initial angle after a rare update (radians, 0 < theta0 < pi/2)."""
+    replay_every: int = 0
+    """Retention and remedies: replay the latest injection's rare samples every this many
+    steps between injections (no new rare data); 0: off (retention) / 8 (remedies)."""
+    conflict_removal: bool = False
+    """Retention: project the other tasks' encoder gradient off the rare task's latest
+    gradient when they conflict (PCGrad-style remedy)."""
+    remedy_gap: int = 64
+    """Remedies: steps G between the rare task's injections in the baseline."""
+    short_gap: int = 1
+    """Remedies: the gap of the 'shorter gaps' remedy (same long-run frequency)."""
+    upweight_margin: float = 1.5
+    """Remedies: the up-weighted frequency as a multiple of the planner's minimum p*(N)."""
 
     def __post_init__(self) -> None:
         from . import STUDIES
@@ -99,6 +111,16 @@ class StudyConfig:
             raise ConfigError("eta", f"{self.eta!r}", "0 < eta < 1")
         if len(self.lambdas) != 2 or any(not (isinstance(v, (int, float)) and v > 0) for v in self.lambdas):
             raise ConfigError("lambdas", f"{self.lambdas!r}", "two positive numbers")
+        for name in ("remedy_gap", "short_gap"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(name, f"{v!r}", "integer >= 1")
+        if not isinstance(self.replay_every, int) or self.replay_every < 0:
+            raise ConfigError("replay_every", f"{self.replay_every!r}", "integer >= 0 (0: off)")
+        if not isinstance(self.conflict_removal, bool):
+            raise ConfigError("conflict_removal", f"{self.conflict_removal!r}", "true or false")
+        if not (isinstance(self.upweight_margin, (int, float)) and self.upweight_margin > 0):
+            raise ConfigError("upweight_margin", f"{self.upweight_margin!r}", "number > 0")
         if not (isinstance(self.theta0, (int, float)) and 0 < self.theta0 < math.pi / 2):
             raise ConfigError("theta0", f"{self.theta0!r}", "0 < theta0 < pi/2")
 

@@ -12,7 +12,8 @@ from ._run import finish, prepare_run_dir, run_cells
 
 _MODULES = {"phase": "phase", "residual": "residual", "retention": "retention",
             "long-horizon": "long_horizon", "complexity": "complexity", "rank1": "rank1",
-            "one-neuron": "one_neuron", "upweight": "upweight"}
+            "one-neuron": "one_neuron", "upweight": "upweight",
+            "remedies": "remedies"}
 
 
 def build_config(study: str, preset: str = "quick", overrides: list[str] | None = None) -> StudyConfig:

@@ -35,10 +35,13 @@ def cells(cfg: StudyConfig) -> list[Cell]:
     for gap in cfg.gaps:
         for seed in cfg.seeds:
             train = cfg.train_config(seed)
-            sampler = RetentionSampler(spec.pi, train.batch_size, seed=seed, rare=r, gap=gap)
+            # remedies as options: replay needs gaps of at least two steps
+            replay = cfg.replay_every if cfg.replay_every and cfg.replay_every < gap else 0
+            sampler = RetentionSampler(spec.pi, train.batch_size, seed=seed, rare=r, gap=gap, replay_every=replay)
             out.append(Cell(id=f"gap{gap}-seed{seed}", labels={"gap": gap, "seed": seed}, spec=spec, train=train,
                             widths=list(cfg.widths), sampler=sampler, trace_tasks=[r],
-                            trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points)))
+                            trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points),
+                            conflict_removal=r if cfg.conflict_removal else None))
     return out
 
 
