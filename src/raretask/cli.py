@@ -117,7 +117,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     cfg = build_config(args.name, args.preset, overrides)
     out = args.out or f"runs/{args.name}-{args.preset}"
     console = Console(stderr=True)
-    summary = run_study(cfg, out, restart=args.restart, console=console)
+    summary = run_study(cfg, out, restart=args.restart, console=console, executor=args.executor,
+                        workers=args.workers, ray_address=args.ray_address)
     t = Table(title=f"{args.name} ({args.preset}): theory vs measurement")
     for col in ("check", "measured", "expected", "ok"):
         t.add_column(col)
@@ -167,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--widths", type=int, nargs="+", default=None, help="shortcut for --set widths=[...]")
     st.add_argument("--seeds", type=int, nargs="+", default=None, help="shortcut for --set seeds=[...]")
     st.add_argument("--restart", action="store_true", help="discard an existing run directory first")
+    st.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="where cells run: local process pool (default) or a Ray cluster")
+    st.add_argument("--workers", type=int, default=None,
+                    help="cells run in parallel (default: CPU count, at most the number of cells; "
+                         "1 runs them in this process)")
+    st.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="with --executor ray: the cluster to join (e.g. auto or ray://host:10001); "
+                         "default starts a local Ray instance")
     st.set_defaults(func=_cmd_study)
 
     from .bench import add_bench_parser

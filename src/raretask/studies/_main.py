@@ -29,9 +29,13 @@ def module(study: str):
     return importlib.import_module(f"raretask.studies.{_MODULES[study]}")
 
 
-def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=None) -> dict:
+def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=None, executor: str = "local",
+              workers: int | None = None, ray_address: str | None = None) -> dict:
     """Run (or resume) a study in ``out`` and write its results, figures and report.
 
+    Args:
+        executor: where cells run: "local" (a process pool of ``workers``; one worker runs
+            in this process) or "ray" (a Ray cluster at ``ray_address``, or a local instance).
     Returns the summary dict (also written to ``out/summary.json``)."""
     out = Path(out)
     t0 = time.perf_counter()
@@ -41,6 +45,7 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
         results, trace, train_s = mod.run(cfg, out)
     else:
         cells = mod.cells(cfg)
+        where = {"executor": executor, "workers": workers, "ray_address": ray_address}
         total = sum(c.train.steps for c in cells)
         if console is not None:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -50,8 +55,8 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
                           TimeRemainingColumn(), console=console, transient=False) as bar:
                 task = bar.add_task("train", total=total)
                 results, trace, train_s = run_cells(cells, out, progress=lambda n: bar.advance(task, n),
-                                                    checkpoint_seconds=cfg.checkpoint_seconds)
+                                                    checkpoint_seconds=cfg.checkpoint_seconds, **where)
         else:
-            results, trace, train_s = run_cells(cells, out, checkpoint_seconds=cfg.checkpoint_seconds)
+            results, trace, train_s = run_cells(cells, out, checkpoint_seconds=cfg.checkpoint_seconds, **where)
     analysis = mod.analyze(cfg, results, trace, out)
     return finish(cfg, out, analysis, results, trace, time.perf_counter() - t0, train_s)

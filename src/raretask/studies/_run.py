@@ -33,7 +33,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..mixture import MixtureSpec
 from ..report.html import Check, Figure, write_report
-from ..sim import RecordSchedule, TaskSampler, TrainConfig, run_engine
+from ..sim import RecordSchedule, TaskSampler, TrainConfig
 from ..sim._runner import atomic_parquet
 from ._config import StudyConfig
 
@@ -141,29 +141,25 @@ def cell_root(out: Path) -> Path:
 
 
 def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None,
-              checkpoint_seconds: float = 60.0):
-    """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels."""
-    metrics, traces, seconds = [], [], 0.0
+              checkpoint_seconds: float = 60.0, executor: str = "local", workers: int | None = None,
+              ray_address: str | None = None, retries: int = 3):
+    """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels.
+
+    Cells run on ``executor`` (see ``_executors.execute``); tables are merged in cell order."""
+    from ._executors import execute
+
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise ConfigError("cells", "duplicate cell ids", "unique ids")
     dump_json({c.id: c.key() for c in cells}, out / "cells.json")
+    dirs = {c.id: cell_root(out) / c.key() for c in cells}
+    done = execute(cells, dirs, executor=executor, workers=workers, progress=progress,
+                   checkpoint_seconds=checkpoint_seconds, retries=retries, ray_address=ray_address)
+    metrics, traces, seconds = [], [], 0.0
     for cell in cells:
-        last: list[int | None] = [None]
-
-        def cb(done: int, total: int) -> None:
-            # the first call reports where the cell starts: a resumed part counts as done
-            if progress:
-                progress(done - (last[0] or 0))
-            last[0] = done
-
-        res = run_engine(cell.spec, cell.train, cell.widths, cell_root(out) / cell.key(), sampler=cell.sampler,
-                         record=cell.record, trace_tasks=cell.trace_tasks, trace_every=cell.trace_every,
-                         progress=cb, checkpoint_seconds=checkpoint_seconds,
-                         conflict_removal=cell.conflict_removal)
+        res = done[cell.id]
         seconds += res["seconds"]
-        m = res["metrics"].assign(cell=cell.id, **cell.labels)
-        metrics.append(m)
+        metrics.append(res["metrics"].assign(cell=cell.id, **cell.labels))
         if res["trace"] is not None:
             traces.append(res["trace"].assign(cell=cell.id, **cell.labels))
     results = pd.concat(metrics, ignore_index=True)
