@@ -1,4 +1,4 @@
-"""Command-line interface: ``raretask plan | bench | study``.
+"""Command-line interface: ``raretask plan | study | bench | lm``.
 
 Bad input never produces a traceback: argument and configuration errors print one line
 ``raretask: error: ...`` to stderr and exit with status 2.
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
 
     add_bench_parser(sub)
+
+    from .lm._cli import add_lm_parser
+
+    add_lm_parser(sub, _Parser)
 
     return p
 

