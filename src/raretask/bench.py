@@ -207,6 +207,26 @@ def add_bench_parser(sub) -> None:
     m.add_argument("--samples", type=int, default=40)
     m.add_argument("--json", type=Path, default=None)
     m.set_defaults(func=_cmd_memory)
+    i = bsub.add_parser("injection", help="injected-task insertion vs a training step (LM part, needs raretask[lm])")
+    i.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    i.add_argument("--batch", type=int, default=16)
+    i.add_argument("--seq-len", type=int, default=128)
+    i.add_argument("--steps", type=int, default=20)
+    i.add_argument("--rate", type=float, default=4.0, help="instances per batch (a high rate: the worst case)")
+    i.set_defaults(func=_cmd_injection)
+
+
+def _cmd_injection(args: argparse.Namespace) -> int:
+    from .lm._bench import bench_injection
+
+    _check_positive(batch=args.batch, seq_len=args.seq_len, steps=args.steps)
+    rows = bench_injection(args.presets, args.batch, args.seq_len, args.steps, args.rate)
+    print(f"{'preset':8} {'step (ms)':>10} {'injection (ms)':>15} {'ratio':>8}")
+    for r in rows:
+        print(f"{r['preset']:8} {r['step_ms']:10.2f} {r['injection_ms']:15.4f} {r['injection_share']:8.2e}")
+    worst = max(r["injection_share"] for r in rows)
+    print(f"injection / step time, worst preset: {100 * worst:.3f}% (requirement: < 1%)")
+    return 0
 
 
 def _check_positive(**kw) -> None:
