@@ -81,6 +81,21 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_probe(args) -> int:
+    _need_lm()
+    from ..probes import ProbeConfig, probe_run
+
+    chosen = tuple(p for p in ("das", "pca", "fourier", "localize", "gradients") if getattr(args, p))
+    cfg = ProbeConfig(probes=chosen, checkpoints=args.checkpoints, init=not args.no_init, das_pairs=args.das_pairs,
+                      das_epochs=args.das_epochs, pca_k=args.pca_k, tau=args.tau, neurons=args.neurons,
+                      grad_steps=args.grad_steps)
+    res = probe_run(args.run, cfg)
+    for name, df in res["tables"].items():
+        print(f"{name}: {len(df)} rows")
+    print(f"report: {res['report']}")
+    return 0
+
+
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
@@ -140,3 +155,19 @@ def add_lm_parser(sub, parser_class) -> None:
     ev.add_argument("--heldout-windows", type=int, default=64, help="held-out windows for the LM loss")
     ev.add_argument("--reference-prompts", type=int, default=200, help="prompts per reference task")
     ev.set_defaults(func=_cmd_eval)
+
+    pr = lsub.add_parser("probe", help="DAS, PCA, Fourier, localisation and gradient probes over checkpoints")
+    pr.add_argument("run", help="run directory")
+    for name, text in (("das", "1-D DAS per layer and position (cmp)"), ("pca", "PCA regression of v(token) (cmp)"),
+                       ("fourier", "Fourier modes of (a+b) mod 100 (add)"), ("localize", "MLP ablations"),
+                       ("gradients", "task neurons, g_r and per-step cosines")):
+        pr.add_argument(f"--{name}", action="store_true", help=text)
+    pr.add_argument("--checkpoints", default="last", help="last, all, or steps like 500,1000")
+    pr.add_argument("--no-init", action="store_true", help="skip the untrained-model reference")
+    pr.add_argument("--das-pairs", type=int, default=4000)
+    pr.add_argument("--das-epochs", type=int, default=3)
+    pr.add_argument("--pca-k", type=int, default=8)
+    pr.add_argument("--tau", type=float, default=3.0)
+    pr.add_argument("--neurons", type=int, default=32)
+    pr.add_argument("--grad-steps", type=int, default=100)
+    pr.set_defaults(func=_cmd_probe)

@@ -35,12 +35,19 @@ def counterfactual_pairs(tasks, split: np.ndarray, n: int, rng) -> dict[str, np.
             "target": np.where(cf, 0, 1), "base_target": np.where(orig, 0, 1)}
 
 
+def site(layer: int) -> tuple[str, int]:
+    """pyvene component and block index of residual-stream layer ``layer`` (the indexing of
+    HF ``hidden_states``): 0 is the embedding output (block 0's input), l >= 1 the output of
+    block l - 1."""
+    return ("block_input", 0) if layer == 0 else ("block_output", layer - 1)
+
+
 def das(model, tasks, layer: int, position: int = 0, n_train: int = 4000, n_test: int = 1000, epochs: int = 3,
         batch: int = 64, lr: float = 1e-2, seed: int = 0) -> dict:
     """Train and test a 1-D DAS intervention at (layer, position) of a T_CMP model.
 
-    Args: model (HF causal LM, frozen), tasks (a cmp TaskSet), layer (block index),
-        position 0 (token a) or 1 (token b).
+    Args: model (HF causal LM, frozen), tasks (a cmp TaskSet), layer 0..L (residual stream
+        after ``layer`` blocks; 0 = embeddings), position 0 (token a) or 1 (token b).
     Returns: {"layer", "position", "iia" (held-out), "chance" (majority counterfactual
     label), "no_intervention" (agreement of the base label with the counterfactual one),
     "train_iia"}.
@@ -55,11 +62,13 @@ def das(model, tasks, layer: int, position: int = 0, n_train: int = 4000, n_test
     tr = counterfactual_pairs(tasks, tasks.train, n_train, rng)
     te = counterfactual_pairs(tasks, tasks.test, n_test, rng)
     cand = torch.as_tensor(tasks.label_tokens)
+    component, block = site(layer)
     config = pv.IntervenableConfig(
-        representations=[pv.RepresentationConfig(layer=layer, component="block_output", unit="pos",
+        representations=[pv.RepresentationConfig(layer=block, component=component, unit="pos",
                                                  low_rank_dimension=1)],
         intervention_types=pv.LowRankRotatedSpaceIntervention)
     model.eval()
+    grad_state = [p.requires_grad for p in model.parameters()]  # pyvene freezes the model; restored below
     im = pv.IntervenableModel(config, model)
     im.disable_model_gradients()
     params = [p for v in im.interventions.values() for p in (v[0] if isinstance(v, tuple) else v).parameters()]
@@ -88,6 +97,9 @@ def das(model, tasks, layer: int, position: int = 0, n_train: int = 4000, n_test
         return float((pred == d["target"]).mean())
 
     counts = np.bincount(te["target"], minlength=2)
-    return {"layer": layer, "position": position, "iia": accuracy(te), "train_iia": accuracy(tr),
+    iia, train_iia = accuracy(te), accuracy(tr)
+    for p, g in zip(model.parameters(), grad_state):
+        p.requires_grad_(g)
+    return {"layer": layer, "position": position, "iia": iia, "train_iia": train_iia,
             "chance": float(counts.max() / counts.sum()),
             "no_intervention": float((te["base_target"] == te["target"]).mean())}
