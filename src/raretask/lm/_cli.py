@@ -59,7 +59,8 @@ def _cmd_train(args) -> int:
 
     kw = {k: getattr(args, k) for k in ("corpus", "out", "preset", "task", "rate", "every", "n", "steps", "batch_size",
                                         "seq_len", "lr", "final_lr_ratio", "warmup", "weight_decay", "clip",
-                                        "checkpoint_every", "seed", "task_seed", "parallel", "dtype", "device")}
+                                        "checkpoint_every", "seed", "task_seed", "parallel", "dtype", "device",
+                                        "monitor_interference", "monitor_refresh")}
     if args.every is None and args.n is not None:
         raise ConfigError("n", "--n needs --every", "--every G --n N")
     cfg = LMTrainConfig(**kw)
@@ -146,6 +147,9 @@ def add_lm_parser(sub, parser_class) -> None:
     tr.add_argument("--parallel", default="auto", help="under torchrun: ddp, fsdp or auto")
     tr.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    tr.add_argument("--monitor-interference", type=int, nargs="?", const=100, default=0, metavar="M",
+                    help="log gradient-interference cosines every M steps (SPEC B6; the flag alone: every 100)")
+    tr.add_argument("--monitor-refresh", type=int, default=1000, help="steps between recomputing g_r")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
 

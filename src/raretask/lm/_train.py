@@ -91,6 +91,13 @@ class LMTrainConfig:
     """float32, or bfloat16 autocast (GPU)."""
     device: str = "auto"
     """cpu, cuda, or auto."""
+    monitor_interference: int = 0
+    """Every this many steps, log the SPEC B6 cosines of the task reference gradient g_r with
+    the batch gradient and its task / non-task parts (single process; 0: off)."""
+    monitor_refresh: int = 1000
+    """Steps between recomputations of the task neurons and g_r (all 10,000 instances)."""
+    monitor_neurons: int = 32
+    """Task neurons (top-k of the first MLP) the monitor restricts gradients to."""
     extra: dict = field(default_factory=dict)
     """Free-form labels recorded with the run (e.g. a study's sweep values)."""
 
@@ -116,6 +123,11 @@ class LMTrainConfig:
         if not (self.lr > 0 and 0 <= self.final_lr_ratio <= 1 and self.warmup >= 0 and self.clip > 0):
             raise ConfigError("lr", f"lr={self.lr} final={self.final_lr_ratio} warmup={self.warmup} clip={self.clip}",
                               "lr > 0, 0 <= final_lr_ratio <= 1, warmup >= 0, clip > 0")
+        for name in ("monitor_interference",):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 0 (0: off)")
+        if self.monitor_refresh < 1 or self.monitor_neurons < 1:
+            raise ConfigError("monitor_refresh", f"{self.monitor_refresh}, neurons {self.monitor_neurons}", ">= 1")
         if self.parallel not in ("auto", "ddp", "fsdp"):
             raise ConfigError("parallel", f"{self.parallel!r}", "auto, ddp, fsdp")
         if self.dtype not in ("float32", "bfloat16"):
@@ -175,6 +187,17 @@ def list_checkpoints(out: Path) -> list[Path]:
                    and (d / "trainer_state.json").exists()), key=lambda d: int(d.name.split("-")[1]))
 
 
+def _monitor(model, tasks, state: dict, step: int, cfg: LMTrainConfig, tok_loss, inst) -> dict:
+    """One interference reading (SPEC B6) on this step's batch, before its backward pass."""
+    from ..probes._gradients import interference_row, reference
+
+    if state["at"] is None or step - state["at"] >= cfg.monitor_refresh:
+        state["neurons"], state["g_r"] = reference(model, tasks, cfg.monitor_neurons)
+        state["at"] = step
+    row = interference_row(model, None, inst, state["neurons"], state["g_r"], tok_loss=tok_loss, retain=True)
+    return {**row, "reference_step": state["at"]}
+
+
 def _check_run_dir(cfg: LMTrainConfig, out: Path, world: int) -> None:
     conf = out / "run_config.json"
     mine = cfg.to_dict()
@@ -217,12 +240,15 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
     if cfg.batch_size % world:
         raise ConfigError("batch_size", f"{cfg.batch_size} is not divisible by {world} ranks",
                           "a multiple of the world size")
+    if cfg.monitor_interference and distributed:
+        raise ConfigError("monitor_interference", "the interference monitor runs in a single process",
+                          "0 under torchrun, or one process")
     out = Path(cfg.out)
     corpus, tok, tasks, schedule, batches = setup(cfg)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _check_run_dir(cfg, out, world)
-        for sub in ("checkpoints", "metrics", "data_order"):
+        for sub in ("checkpoints", "metrics", "data_order", "interference"):
             (out / sub).mkdir(exist_ok=True)
         if not (out / "tasks.jsonl").exists():
             tasks.export(out / "tasks.jsonl")
@@ -260,16 +286,18 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                        options=StateDictOptions(full_state_dict=True))
         start, parts = int(state["step"]), int(state["parts"])
     if rank == 0:
-        for sub in ("metrics", "data_order"):  # parts written after the checkpoint: an interrupted run's
+        for sub in ("metrics", "data_order", "interference"):  # parts written after the checkpoint: orphans
             for p in (out / sub).glob("part-*"):
                 if p.suffix == ".tmp" or int(p.stem.split("-")[1].split(".")[0]) >= parts:
                     p.unlink()
 
     buf_m: list[dict] = []
     buf_d: list[pd.DataFrame] = []
+    buf_i: list[dict] = []
+    monitor = {"neurons": None, "g_r": None, "at": None}
 
     def save(step: int) -> None:
-        nonlocal parts, buf_m, buf_d
+        nonlocal parts, buf_m, buf_d, buf_i
         from safetensors.torch import save_file
 
         msd = get_model_state_dict(model, options=full)
@@ -278,6 +306,8 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             if buf_m:
                 _atomic_parquet(pd.DataFrame(buf_m), out / "metrics" / f"part-{parts:06d}.parquet")
                 _atomic_parquet(pd.concat(buf_d, ignore_index=True), out / "data_order" / f"part-{parts:06d}.parquet")
+                if buf_i:
+                    _atomic_parquet(pd.DataFrame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
                 parts += 1
             d = out / "checkpoints" / f"step-{step:06d}"
             tmp = d.with_name(d.name + ".tmp")
@@ -294,7 +324,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             lt = out / "checkpoints" / "latest.tmp"
             lt.write_text(d.name)
             os.replace(lt, out / "checkpoints" / "latest")
-        buf_m, buf_d = [], []
+        buf_m, buf_d, buf_i = [], [], []
         if distributed:
             dist.barrier()
 
@@ -328,6 +358,11 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1),
                 reduction="none").view(toks.shape[0], -1)
             loss = tok_loss.mean()
+            t_mon = 0.0
+            if cfg.monitor_interference and step % cfg.monitor_interference == 0:
+                t_m = time.perf_counter()
+                buf_i.append({"step": step, **_monitor(model, tasks, monitor, step, cfg, tok_loss, inst)})
+                t_mon = time.perf_counter() - t_m
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
@@ -345,7 +380,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                               "task_instances": n_task, "lr": lr, "grad_norm": float(gnorm),
                               "tokens": (step + 1) * cfg.batch_size * cfg.seq_len,
                               "tokens_per_s": cfg.batch_size * cfg.seq_len / dt, "batch_seconds": t_batch,
-                              "inject_seconds": t_inj, "step_seconds": dt})
+                              "inject_seconds": t_inj, "monitor_seconds": t_mon, "step_seconds": dt})
                 buf_d.append(pd.DataFrame({"step": step, "seq": np.arange(cfg.batch_size),
                                            "window": plan["windows"], "instance": plan["instance"]}))
                 if bar is not None:
@@ -369,6 +404,8 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             "tokens_per_s_median": float(m["tokens_per_s"].median()),
             "batch_share_of_step_time": float(m["batch_seconds"].sum() / m["step_seconds"].sum()),
             "injection_share_of_step_time": float(m["inject_seconds"].sum() / m["step_seconds"].sum()),
+            "monitor_share_of_step_time": float(m["monitor_seconds"].sum() / m["step_seconds"].sum())
+            if "monitor_seconds" in m else 0.0,
             "this_call_seconds": time.perf_counter() - t_run, "resumed_from": start,
             "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": tok.describe(),
             "raretask_version": __version__,

@@ -99,11 +99,14 @@ def cosine(a, b) -> float:
 
 
 def interference_row(model, toks, inst, neurons, g_r, tok_loss=None, retain: bool = False) -> dict:
-    """Cosines of g_r with the batch gradient and its task / non-task parts."""
+    """Cosines of g_r with the batch gradient and its task / non-task parts.
+
+    Args: toks (B, T) the batch, or None when ``tok_loss`` (B, T - 1), the batch's
+        per-position losses with their graph, is given (the training loop's own forward);
+        inst (B,) instance per row (-1: none); retain: keep the graph for a later backward."""
     import torch
 
-    toks = torch.as_tensor(toks)
-    tl = token_losses(model, toks) if tok_loss is None else tok_loss
-    full, task, other = split_gradient(model, tl, task_mask(inst, toks.shape[1]), neurons, retain=retain)
+    tl = token_losses(model, torch.as_tensor(toks)) if tok_loss is None else tok_loss
+    full, task, other = split_gradient(model, tl, task_mask(inst, tl.shape[1] + 1), neurons, retain=retain)
     return {"instances": int((inst >= 0).sum()), "cos_batch": cosine(g_r, full), "cos_task": cosine(g_r, task),
             "cos_nontask": cosine(g_r, other), "norm_task": float(task.norm()), "norm_nontask": float(other.norm())}
