@@ -107,3 +107,15 @@ def test_bad_input_is_one_line(tmp_path, small_corpus, args, msg):
     r = subprocess.run(cli(*args), capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and msg in r.stderr, r.stderr
+
+
+def test_interference_monitor_logs_without_changing_training(tmp_path, small_corpus):
+    kw = dict(corpus=str(small_corpus), steps=30, batch_size=4, seq_len=32, checkpoint_every=15, warmup=2, rate=1.0)
+    train(LMTrainConfig(out=str(tmp_path / "plain"), **kw), progress=False)
+    s = train(LMTrainConfig(out=str(tmp_path / "mon"), monitor_interference=10, monitor_refresh=20, **kw),
+              progress=False)
+    mon = read(tmp_path / "mon", "interference")
+    assert list(mon["step"]) == [0, 10, 20] and list(mon["reference_step"]) == [0, 0, 20]
+    assert mon[["cos_batch", "cos_task", "cos_nontask"]].abs().le(1).all().all()
+    np.testing.assert_array_equal(read(tmp_path / "mon", "metrics")["loss"], read(tmp_path / "plain", "metrics")["loss"])
+    assert 0 < s["monitor_share_of_step_time"] < 1
