@@ -38,6 +38,17 @@ def compare_on_batches(spec, cfg, widths, batches, engine_kwargs=None):
         assert rel(E, E0) > 1e-3
 
 
+def scan_matches_reference(eng, batches, **ref_kwargs):
+    """Advance the engine's compiled scan over ``batches`` (its own, from batch_at) and check a
+    single-member engine against the reference trained on the same batches."""
+    eng.advance(len(batches))
+    r = ReferenceTrainer(eng.spec, eng.cfg, eng.widths[0], **ref_kwargs)
+    for x, t, n in batches:
+        r.step(x, t, n)
+    E, Dec = r.params()
+    assert rel(eng.members[0].E, E) <= 1e-4 and rel(eng.members[0].decoders(eng.spec), Dec) <= 1e-4
+
+
 def random_batches(spec, n, size, rng, probs=None, noise=False):
     out = []
     for _ in range(n):
@@ -100,12 +111,7 @@ def test_compiled_scan_retention_with_noise_matches_reference():
     eng = Engine(spec, CFG, [6], sampler=sampler, chunk=8)
     batches = [eng.batch_at(s) for s in range(6)]
     assert batches[2][1].tolist().count(7) == sampler.injection_size
-    eng.advance(6)
-    r = ReferenceTrainer(spec, CFG, 6)
-    for x, t, n in batches:
-        r.step(x, t, n)
-    E, Dec = r.params()
-    assert rel(eng.members[0].E, E) <= 1e-4 and rel(eng.members[0].decoders(spec), Dec) <= 1e-4
+    scan_matches_reference(eng, batches)
 
 
 def test_custom_sampler_exceeding_its_bound_grows_instead_of_dropping():
@@ -147,12 +153,7 @@ def test_replay_presents_the_injected_samples_again():
     assert not np.array_equal(batches[7][0][batches[7][1] == 3], inj[0][inj[1] == 3])  # fresh at the next
     # the other tasks' samples are fresh at every step
     assert not np.array_equal(inj[0][inj[1] == 0][:1], rep[0][rep[1] == 0][:1])
-    eng.advance(9)
-    r = ReferenceTrainer(spec, CFG, 6)
-    for x, t, n in batches:
-        r.step(x, t, n)
-    E, Dec = r.params()
-    assert rel(eng.members[0].E, E) <= 1e-4 and rel(eng.members[0].decoders(spec), Dec) <= 1e-4
+    scan_matches_reference(eng, batches)
 
 
 def test_conflict_removal_matches_reference():
@@ -183,12 +184,7 @@ def test_compiled_scan_with_replay_and_conflict_removal_matches_reference():
     sampler = RetentionSampler(SPEC.pi, 64, seed=1, rare=5, gap=4, replay_every=2)
     eng = Engine(SPEC, CFG, [5], sampler=sampler, chunk=4, conflict_removal=5)
     batches = [eng.batch_at(s) for s in range(10)]
-    eng.advance(10)
-    r = ReferenceTrainer(SPEC, CFG, 5, conflict_removal=5)
-    for x, t, n in batches:
-        r.step(x, t, n)
-    E, Dec = r.params()
-    assert rel(eng.members[0].E, E) <= 1e-4 and rel(eng.members[0].decoders(SPEC), Dec) <= 1e-4
+    scan_matches_reference(eng, batches, conflict_removal=5)
 
 
 def test_replay_setting_is_validated():
