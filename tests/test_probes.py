@@ -135,3 +135,13 @@ def test_probe_command_writes_tables_and_report(tmp_path, small_corpus):
     bad = subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "probe", str(tmp_path / "r"), "--fourier"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid probe" in bad.stderr
+
+
+def test_fourier_ignores_class_means_that_carry_nothing():
+    # the embedding of b grouped by (a + b) mod P: every class holds every b once, so the
+    # class means are equal and only rounding noise is left
+    a, b = np.meshgrid(np.arange(100), np.arange(100), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    emb = np.random.default_rng(3).standard_normal((100, 32))
+    fr = fourier_fractions(emb[b], (a + b) % 100, 100)
+    assert fourier_modes(fr).tolist() == [] and fr.sum() == 0

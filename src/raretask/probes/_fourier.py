@@ -22,19 +22,30 @@ def dft_basis(P: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows), np.asarray(freq)
 
 
-def fourier_fractions(acts: np.ndarray, c: np.ndarray, P: int = 100) -> np.ndarray:
+def class_share(acts: np.ndarray, c: np.ndarray, P: int = 100) -> float:
+    """Share of the activations' variance carried by the class means (between-class / total)."""
+    acts = np.asarray(acts, np.float64)
+    means = np.stack([acts[c == k].mean(0) for k in range(P)])
+    total = acts.var(0).sum()
+    return float(means.var(0).sum() / total) if total > 0 else 0.0
+
+
+def fourier_fractions(acts: np.ndarray, c: np.ndarray, P: int = 100, min_share: float = 1e-6) -> np.ndarray:
     """Fraction of variance per frequency of class-mean residuals.
 
-    Args: acts (N, H) residual vectors, c (N,) classes (a + b) mod P.
-    Returns: (P // 2,) fractions for f = 1..P/2 (sum 1)."""
+    Args: acts (N, H) residual vectors, c (N,) classes (a + b) mod P; min_share: below this
+        between-class share of the variance the class means carry no structure (e.g. the
+        embedding of b alone, whose class means are all equal) and all fractions are 0.
+    Returns: (P // 2,) fractions for f = 1..P/2 (sum 1, or all 0)."""
     acts = np.asarray(acts, np.float64)
+    if class_share(acts, c, P) < min_share:  # rounding noise would otherwise look like modes
+        return np.zeros(P // 2)
     means = np.stack([acts[c == k].mean(0) for k in range(P)])  # (P, H)
     means -= means.mean(0, keepdims=True)  # centre over classes: the constant carries nothing
     basis, freq = dft_basis(P)
     power = ((basis @ means) ** 2).sum(1)
     per_f = np.bincount(freq - 1, weights=power, minlength=P // 2)
-    total = per_f.sum()
-    return per_f / total if total > 0 else per_f
+    return per_f / per_f.sum()
 
 
 def fourier_modes(fractions: np.ndarray, tau: float = 3.0) -> np.ndarray:

@@ -154,7 +154,8 @@ def _one(probe, model, tasks, batches, step, cfg: ProbeConfig, torch) -> list[di
         for layer in range(L + 1):
             fr = _fourier.fourier_fractions(acts[layer], c, 100)
             modes = _fourier.fourier_modes(fr, cfg.tau)
-            rows.append({"layer": layer, "n_modes": len(modes), "modes": modes.tolist(), "fractions": fr.tolist()})
+            rows.append({"layer": layer, "n_modes": len(modes), "modes": modes.tolist(), "fractions": fr.tolist(),
+                         "class_share": _fourier.class_share(acts[layer], c, 100)})
         return rows
     if probe == "localize":
         return _localize.ablate_mlps(model, tasks)
