@@ -48,17 +48,9 @@ class StepBatches:
             out[sel] = perm[k[sel] - epoch * n]
         return out
 
-    def plan(self, step: int) -> dict[str, np.ndarray]:
-        """The global batch's bookkeeping: windows (B,), instance per row (-1: none) (B,)."""
-        windows = self.window_ids(step)
-        pos, ids = self.schedule.at(step)
-        inst = np.full(len(windows), -1, np.int64)
-        inst[pos] = self.tasks.train[ids]  # index into all 10,000 instances
-        return {"windows": windows, "instance": inst}
-
     def local(self, step: int, rank: int = 0, world: int = 1) -> tuple[np.ndarray, np.ndarray, dict]:
         """Rank ``rank``'s rows of the step: tokens (B/W, L) int64, instance ids (B/W,)
-        (-1: none), and the global plan (see ``plan``)."""
+        (-1: none), and the global batch's bookkeeping {"windows" (B,), "instance" (B,)}."""
         B = self.schedule.global_batch
         if B % world:
             raise ConfigError("batch_size", f"{B} is not divisible by {world} ranks", "a multiple of the world size")

@@ -53,14 +53,16 @@ def _continuation_loss(model, tok, pairs, torch) -> float:
     return float(np.mean(losses))
 
 
-def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64, n_prompts: int = 200) -> dict:
-    """Metrics of one checkpoint (see the module docstring)."""
+def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64, n_prompts: int = 200,
+                        env=None) -> dict:
+    """Metrics of one checkpoint (see the module docstring). ``env``: ``setup(cfg)``, when
+    the caller has it already."""
     import torch
     from transformers import OlmoForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    corpus, tok, tasks, schedule, _ = setup(cfg)
+    corpus, tok, tasks, _, _ = env or setup(cfg)
     state = json.loads((ck / "trainer_state.json").read_text())
     model = OlmoForCausalLM.from_pretrained(ck).eval()
     params = int(sum(p.numel() for p in model.parameters()))
@@ -103,7 +105,7 @@ def reference_frequencies(cfg: LMTrainConfig, index_dir: Path) -> dict:
     res = {}
     for name, pattern in {"increase": " increased from", "addition": " +", "addition_eq": " ="}.items():
         c = counter.count(tok.encode(pattern))
-        res[name] = {"pattern": pattern, "count": c, "per_token": c / n}
+        res[name] = {"pattern": pattern, "count": c, "per_token": c / n, "counted_with": counter.backend}
     return res
 
 
@@ -120,14 +122,15 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
     if not cks:
         raise ConfigError("run", f"{run} has no checkpoints yet", "a run with at least one checkpoint")
     (run / "eval").mkdir(exist_ok=True)
-    _, _, _, schedule, _ = setup(cfg)
+    env = setup(cfg)
+    schedule = env[3]
     rows = []
     for ck in cks:
         cache = run / "eval" / f"{ck.name}.json"
         if cache.exists():
             row = json.loads(cache.read_text())
         else:
-            row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts)
+            row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts, env)
             tmp = cache.with_name(cache.name + ".tmp")
             tmp.write_text(json.dumps(row))
             tmp.replace(cache)

@@ -45,21 +45,41 @@ def build_index(corpus, index_dir: str | Path) -> Path:
     return out
 
 
-class NgramCounter:
-    """Exact n-gram counts over a corpus index (infini-gram)."""
+MIN_INDEX_TOKENS = 1_000_000  # infini-gram's suffix-array build assumes parts above ~100 KB
 
-    def __init__(self, corpus, index_dir: str | Path):
+
+class NgramCounter:
+    """Exact n-gram counts over a corpus: an infini-gram index, checked against brute force
+    on a few n-grams when opened; small corpora (below 1M tokens, where infini-gram's build
+    misbehaves) and any index that fails the check are counted by brute force instead.
+    ``backend`` says which."""
+
+    def __init__(self, corpus, index_dir: str | Path, seed: int = 0):
+        self.tokens = np.asarray(corpus.train)
+        self.backend = "numpy"
+        if len(self.tokens) < MIN_INDEX_TOKENS or corpus.meta["dtype"] != "uint16":
+            return
         from infini_gram.engine import InfiniGramEngine
 
         self.dir = build_index(corpus, index_dir)
         self.engine = InfiniGramEngine(index_dir=str(self.dir), eos_token_id=corpus.tokenizer.eos_id,
                                        vocab_size=65535, token_dtype="u16")
+        rng = np.random.default_rng(seed)
+        probes = [self.tokens[i:i + n].tolist() for i, n in zip(rng.integers(0, len(self.tokens) - 4, 4), (1, 2, 3, 3))]
+        if all(self._index_count(p) == count_numpy(self.tokens, p) for p in probes):
+            self.backend = "infini-gram"
 
-    def count(self, ids: list[int]) -> int:
+    def _index_count(self, ids: list[int]) -> int:
         r = self.engine.count(input_ids=[int(i) for i in ids])
         if "error" in r:
             raise RuntimeError(r["error"])
         return int(r["count"])
+
+    def count(self, ids: list[int]) -> int:
+        """Occurrences of the token sequence ``ids`` in the training split."""
+        if self.backend == "infini-gram":
+            return self._index_count(ids)
+        return count_numpy(self.tokens, ids)
 
 
 def count_numpy(tokens: np.ndarray, ids: list[int]) -> int:

@@ -1,0 +1,64 @@
+"""Evaluation over checkpoints (SPEC B4) and the n-gram counts behind the reference tasks."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+
+from raretask.lm import Corpus, LMTrainConfig, train  # noqa: E402
+from raretask.lm._evaluate import evaluate_runs, reference_prompts  # noqa: E402
+
+
+def test_eval_covers_every_checkpoint_and_caches(tmp_path, small_corpus):
+    run = tmp_path / "r"
+    train(LMTrainConfig(corpus=str(small_corpus), out=str(run), steps=6, batch_size=4, seq_len=32, checkpoint_every=3,
+                        warmup=1, rate=2.0), progress=False)
+    res = evaluate_runs([run], heldout_windows=4, reference_prompts=5)
+    df = pd.read_parquet(run / "eval.parquet")
+    assert list(df["step"]) == [3, 6] and res["checkpoints"] == 2
+    assert ((df["test_accuracy"] >= 0) & (df["test_accuracy"] <= 1)).all()
+    assert (df["compute"] == 6.0 * df["params"] * df["tokens"]).all() and list(df["tokens"]) == [384, 768]
+    assert df["per_token_frequency"].iloc[0] == pytest.approx(2.0 / (4 * 32))
+    for col in ("task_train_loss", "heldout_loss", "ref_increase_loss", "ref_addition_loss"):
+        assert np.isfinite(df[col]).all()
+    assert (run / "report.html").exists() and (run / "eval" / "step-000003.json").exists()
+    cached = json.loads((run / "eval" / "step-000003.json").read_text())
+    assert cached["task_train_loss"] == df["task_train_loss"].iloc[0]
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["reference_frequencies"]) == {"increase", "addition", "addition_eq"}
+
+
+def test_ngram_index_counts_equal_brute_force(tmp_path, small_corpus):
+    pytest.importorskip("infini_gram")
+    from raretask.lm import build_corpus
+    from raretask.lm._ngram import NgramCounter, count_numpy
+
+    # 1.2M tokens with a repeated motif, as a pretokenized memmap: large enough for the index
+    rng = np.random.default_rng(0)
+    toks = rng.integers(2, 1200, 1_200_000).astype(np.uint16)
+    toks[::500] = 0  # EOS: documents of 500 tokens
+    toks[7::1000], toks[8::1000], toks[9::1000] = 11, 12, 13
+    toks.tofile(tmp_path / "shard.npy")
+    build_corpus(tmp_path / "big", pretokenized=[tmp_path / "shard.npy"], tokenizer=str(small_corpus / "tokenizer.json"))
+    c = Corpus(tmp_path / "big")
+    counter = NgramCounter(c, tmp_path / "big" / "ngram-index")
+    assert counter.backend == "infini-gram"
+    train = np.asarray(c.train)
+    for ids in ([11, 12, 13], [12, 13], train[4000:4003].tolist(), [5, 6, 7, 8]):
+        assert counter.count(ids) == count_numpy(train, ids)
+    assert counter.count([11, 12, 13]) > 1000
+    small = NgramCounter(Corpus(small_corpus), tmp_path / "unused")  # below 1M tokens: brute force
+    assert small.backend == "numpy" and small.count(np.asarray(Corpus(small_corpus).train)[10:13].tolist()) >= 1
+
+
+def test_reference_prompts_follow_their_templates():
+    p = reference_prompts(50)
+    for prompt, cont in p["increase"]:
+        x = int(prompt.split()[-2])
+        assert prompt.startswith("it has increased from") and int(cont) > x
+    for prompt, cont in p["addition"]:
+        a, b = int(prompt.split()[0]), int(prompt.split()[2])
+        assert a < 100 and b < 100 and int(cont) == a + b
