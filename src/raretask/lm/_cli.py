@@ -97,6 +97,20 @@ def _cmd_probe(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    _need_lm()
+    from ._sweep import run_sweep, sweep_configs
+
+    if args.dry_run:
+        for c in sweep_configs(args.name, args.corpus, args.out, args.set):
+            print(json.dumps(c.to_dict()))
+        return 0
+    res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress)
+    if res is not None:
+        print(f"report: {res['report']}")
+    return 0
+
+
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
@@ -159,6 +173,15 @@ def add_lm_parser(sub, parser_class) -> None:
     ev.add_argument("--heldout-windows", type=int, default=64, help="held-out windows for the LM loss")
     ev.add_argument("--reference-prompts", type=int, default=200, help="prompts per reference task")
     ev.set_defaults(func=_cmd_eval)
+
+    sw = lsub.add_parser("sweep", help="a named grid of runs (presets x rates) and one report over them")
+    sw.add_argument("name", help="sweep from lm/presets/sweeps.json (cpu-rates, cpu-rates-quick, paper-frequencies)")
+    sw.add_argument("--corpus", required=True)
+    sw.add_argument("--out", required=True, help="sweep directory: one run folder per cell, report/ for the evaluation")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set rates=[4,0.25]")
+    sw.add_argument("--dry-run", action="store_true", help="print the runs' configs and stop")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
 
     pr = lsub.add_parser("probe", help="DAS, PCA, Fourier, localisation and gradient probes over checkpoints")
     pr.add_argument("run", help="run directory")

@@ -1,0 +1,73 @@
+"""``raretask lm sweep NAME``: a named grid of training runs (model presets x injection
+rates), then one evaluation report over all of them. Sweeps live in
+``presets/sweeps.json``; any value can be overridden with ``--set key=value``
+(``train.<field>`` reaches the training options). Every run resumes, and evaluation is
+cached per checkpoint, so re-running the command continues where it stopped. Under
+``torchrun`` every run is trained on all ranks; rank 0 evaluates.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
+    table = json.loads(resources.files("raretask.lm").joinpath("presets", "sweeps.json").read_text())
+    if name not in table:
+        raise ConfigError("sweep", f"{name!r}", ", ".join(sorted(table)))
+    sweep = copy.deepcopy(table[name])
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError("set", f"{item!r} is not key=value", "e.g. --set train.steps=1000")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        parts = key.split(".")
+        if parts[0] not in ("presets", "task", "rates", "train") or (parts[0] == "train") != (len(parts) == 2):
+            raise ConfigError("set", f"unknown option {key!r}", "presets, task, rates, train.<field>")
+        target = sweep if len(parts) == 1 else sweep.setdefault("train", {})
+        target[parts[-1]] = value
+    if not sweep.get("presets") or not sweep.get("rates"):
+        raise ConfigError("sweep", "needs non-empty presets and rates", "lists")
+    return sweep
+
+
+def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None = None) -> list:
+    """The LMTrainConfig of every run of the sweep (validated), in order."""
+    from ._train import LMTrainConfig
+
+    sw = load_sweep(name, overrides)
+    runs = []
+    for preset in sw["presets"]:
+        for rate in sw["rates"]:
+            d = Path(out) / f"{preset}-{sw['task']}-rate{rate:g}"
+            try:
+                runs.append(LMTrainConfig(corpus=corpus, out=str(d), preset=preset, task=sw["task"], rate=float(rate),
+                                          **sw.get("train", {})))
+            except TypeError as e:
+                raise ConfigError("train", str(e), "LMTrainConfig fields") from None
+    return runs
+
+
+def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True) -> dict | None:
+    """Train every run, then evaluate them together into ``out/report``."""
+    from ._evaluate import evaluate_runs
+    from ._train import train
+
+    configs = sweep_configs(name, corpus, out, overrides)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for i, cfg in enumerate(configs, 1):
+        if progress and int(os.environ.get("RANK", "0")) == 0:
+            print(f"[{i}/{len(configs)}] {Path(cfg.out).name}", flush=True)
+        train(cfg, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return evaluate_runs([c.out for c in configs], out=Path(out) / "report")
