@@ -18,3 +18,18 @@ class ConfigError(ValueError):
         if allowed:
             msg += f" (allowed: {allowed})"
         super().__init__(msg)
+
+
+def parse_assignment(item: str) -> tuple[list[str], object]:
+    """``--set`` syntax shared by studies and LM sweeps: ``a.b=VALUE`` -> (["a", "b"], value);
+    the value is parsed as JSON, else kept as a plain string."""
+    import json
+
+    if "=" not in item:
+        raise ConfigError("set", f"{item!r} is not key=value", "e.g. --set train.steps=2000")
+    key, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.split("."), value

@@ -14,7 +14,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, parse_assignment
 
 
 def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
@@ -23,16 +23,9 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
         raise ConfigError("sweep", f"{name!r}", ", ".join(sorted(table)))
     sweep = copy.deepcopy(table[name])
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError("set", f"{item!r} is not key=value", "e.g. --set train.steps=1000")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        parts = key.split(".")
+        parts, value = parse_assignment(item)
         if parts[0] not in ("presets", "task", "rates", "train") or (parts[0] == "train") != (len(parts) == 2):
-            raise ConfigError("set", f"unknown option {key!r}", "presets, task, rates, train.<field>")
+            raise ConfigError("set", f"unknown option {'.'.join(parts)!r}", "presets, task, rates, train.<field>")
         target = sweep if len(parts) == 1 else sweep.setdefault("train", {})
         target[parts[-1]] = value
     if not sweep.get("presets") or not sweep.get("rates"):

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, parse_assignment
 from ..mixture import MixtureSpec
 from ..sim import RecordSchedule, TrainConfig
 
@@ -168,14 +168,8 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     cfg = copy.deepcopy(cfg)
     known = {f.name for f in fields(StudyConfig)}
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError("set", f"{item!r} is not key=value", "e.g. --set train.steps=2000")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        parts = key.split(".")
+        parts, value = parse_assignment(item)
+        key = ".".join(parts)
         if parts[0] not in known:
             raise ConfigError("set", f"unknown option {parts[0]!r}", ", ".join(sorted(known)))
         target = cfg
