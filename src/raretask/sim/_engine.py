@@ -157,7 +157,7 @@ def _project_conflict(st, g, counts, task: int, d: int):
 
     Returns (gE (N, D), new memory (N, D))."""
     jnp = _jax().numpy
-    E, Dec, mem = st[0], st[1], st[6]
+    Dec, mem = st[1], st[6]
     gE = Dec.T @ g
     g_r = Dec[task * d:(task + 1) * d].T @ g[task * d:(task + 1) * d]
     mem = jnp.where(counts[task] > 0, g_r, mem)
