@@ -34,6 +34,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import ConfigError
+from ..sim._runner import atomic_parquet, drop_orphan_parts, read_parts
 from ._corpus import Corpus
 from ._data import StepBatches
 from ._injection import InjectionSchedule
@@ -166,12 +167,6 @@ def setup(cfg: LMTrainConfig):
     return corpus, tok, tasks, schedule, StepBatches(corpus, tasks, schedule, cfg.seq_len, cfg.seed)
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def latest_checkpoint(out: Path) -> Path | None:
     p = out / "checkpoints" / "latest"
     if not p.exists():
@@ -286,10 +281,8 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                        options=StateDictOptions(full_state_dict=True))
         start, parts = int(state["step"]), int(state["parts"])
     if rank == 0:
-        for sub in ("metrics", "data_order", "interference"):  # parts written after the checkpoint: orphans
-            for p in (out / sub).glob("part-*"):
-                if p.suffix == ".tmp" or int(p.stem.split("-")[1].split(".")[0]) >= parts:
-                    p.unlink()
+        for sub in ("metrics", "data_order", "interference"):
+            drop_orphan_parts(out / sub, parts)
 
     buf_m: list[dict] = []
     buf_d: list[pd.DataFrame] = []
@@ -304,10 +297,10 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
         osd = get_optimizer_state_dict(model, opt, options=full)
         if rank == 0:
             if buf_m:
-                _atomic_parquet(pd.DataFrame(buf_m), out / "metrics" / f"part-{parts:06d}.parquet")
-                _atomic_parquet(pd.concat(buf_d, ignore_index=True), out / "data_order" / f"part-{parts:06d}.parquet")
+                atomic_parquet(pd.DataFrame(buf_m), out / "metrics" / f"part-{parts:06d}.parquet")
+                atomic_parquet(pd.concat(buf_d, ignore_index=True), out / "data_order" / f"part-{parts:06d}.parquet")
                 if buf_i:
-                    _atomic_parquet(pd.DataFrame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
+                    atomic_parquet(pd.DataFrame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
                 parts += 1
             d = out / "checkpoints" / f"step-{step:06d}"
             tmp = d.with_name(d.name + ".tmp")
@@ -393,8 +386,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             bar.stop()
     summary = None
     if rank == 0:
-        m = pd.concat([pd.read_parquet(p) for p in sorted((out / "metrics").glob("part-*.parquet"))],
-                      ignore_index=True)
+        m = read_parts(out / "metrics")
         summary = {
             "preset": cfg.preset, "params": n_params, "task": cfg.task, "schedule": schedule.describe(),
             "per_token_frequency": schedule.per_token_frequency(cfg.seq_len), "steps": cfg.steps,

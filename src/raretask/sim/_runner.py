@@ -63,7 +63,15 @@ def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _read_parts(folder: Path) -> pd.DataFrame | None:
+def drop_orphan_parts(folder: Path, parts: int) -> None:
+    """Delete parts numbered ``parts`` or later and half-written ``.tmp`` files: what an
+    interrupted run wrote after its last checkpoint."""
+    for p in folder.glob("part-*"):
+        if p.suffix == ".tmp" or int(p.name.split("-")[1].split(".")[0]) >= parts:
+            p.unlink()
+
+
+def read_parts(folder: Path) -> pd.DataFrame | None:
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         return None
@@ -103,10 +111,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
             state = {k: z[k] for k in z.files}
         engine.load_state_dict(state)
         parts = int(state["parts"])
-    for folder in ("metrics", "trace"):  # orphans of an interrupted run
-        for p in (out / folder).glob("part-*"):
-            if p.suffix == ".tmp" or int(p.stem.split("-")[1]) >= parts:
-                p.unlink()
+    for folder in ("metrics", "trace"):
+        drop_orphan_parts(out / folder, parts)
     resumed_from = engine.step
     buf_m: list[pd.DataFrame] = []
     buf_t: list[pd.DataFrame] = []
@@ -163,8 +169,8 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     if buf_m or buf_t or not ckpt.exists():
         flush()
     return {
-        "metrics": _read_parts(out / "metrics"),
-        "trace": _read_parts(out / "trace"),
+        "metrics": read_parts(out / "metrics"),
+        "trace": read_parts(out / "trace"),
         "seconds": time.perf_counter() - t0,
         "resumed_from": resumed_from,
         "recompilations": engine.recompilations,

@@ -104,15 +104,20 @@ def _compute(cell: Cell, width: int, steps: int, projection: bool) -> tuple[floa
     return flops, shown, fresh
 
 
+def labelled(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the small members plus the baseline cell's 2N member, with a ``label``
+    column: the remedy, or "double-width" for that 2N member."""
+    df = df.assign(label=np.where((df["remedy"] == "baseline") & (df["width"] == 2 * df["small_width"]),
+                                  "double-width", df["remedy"]))
+    return df[(df["width"] == df["small_width"]) | (df["label"] == "double-width")]
+
+
 def outcome_table(cfg: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
     """One row per (small width, remedy): final rare signal, features, common loss (seed
     means and standard errors), compute, rare presentations and fresh rare samples."""
     spec, r = cfg.spec(), rare_task(cfg)
     steps = cfg.train_config(0).steps
-    last = last_step(results).copy()
-    last["label"] = np.where((last["remedy"] == "baseline") & (last["width"] == 2 * last["small_width"]),
-                             "double-width", last["remedy"])
-    last = last[(last["width"] == last["small_width"]) | (last["label"] == "double-width")]
+    last = labelled(last_step(results))
     w = np.delete(spec.pi, r)
     w = w / w.sum()
     rows = []
@@ -209,9 +214,7 @@ def _trace_figure(cfg, trace, out, r) -> Figure:
     fig, axes = new_figure(len(cfg.widths), 1, size=(6.4 * len(cfg.widths), 4.6))
     for j, N in enumerate(sorted(cfg.widths)):
         ax = axes[0, j]
-        tr = trace[trace["small_width"] == N].copy()
-        tr["label"] = np.where((tr["remedy"] == "baseline") & (tr["width"] == 2 * N), "double-width", tr["remedy"])
-        tr = tr[(tr["width"] == N) | (tr["label"] == "double-width")]
+        tr = labelled(trace[trace["small_width"] == N])
         for i, name in enumerate(REMEDIES):
             s = tr[tr["label"] == name].groupby("step")["corrected_signal"].mean()
             if len(s) > 2000:  # thin for plotting; the parquet keeps every step
