@@ -69,9 +69,18 @@ class PriorSampler:
 class RetentionSampler:
     """Matched-frequency retention schedule (SPEC A5.3).
 
-    The rare task is left out of ordinary batches (the others keep their relative priors);
-    at every step t with (t + 1) % gap == 0 the batch is enlarged by round(gap * pi_r * B)
-    rare samples, so the rare task's long-run frequency stays pi_r.
+    The rare task is left out of ordinary batches (the B samples of every step come from the
+    other tasks in their relative priors); at every step t with (t + 1) % gap == 0 the batch
+    is enlarged by rare samples. Injection j (0-based) carries
+    ``floor((j + 1) G q) - floor(j G q)`` of them (cumulative rounding), with
+    ``q = pi_r B / (1 - pi_r)`` rare samples per step on average. Then the rare task's share of
+    all samples is q / (B + q) = pi_r and every other task keeps its prior, at every G.
+
+    Why q and not the SPEC's ``pi_r B``: B ordinary samples plus pi_r B rare ones make the rare
+    share pi_r / (1 + pi_r), 2.4% low for a task with pi_r = 0.025, which breaks the 1% match
+    that the study records. A plain ``round(G q)`` per injection would change the frequency
+    with G when G q is small (1.59 x pi_r at G=1 for q = 0.63); cumulative rounding keeps the
+    count over any run within one sample of J G q after J injections.
     """
 
     prior: np.ndarray
@@ -90,15 +99,39 @@ class RetentionSampler:
             raise ConfigError("rare_task", f"{self.rare + 1}", f"1..{len(self.prior)}")
         if self.gap < 1:
             raise ConfigError("gap", f"{self.gap}", "integer >= 1")
-        if self.injection_size < 1:
-            raise ConfigError("gap", f"round(G*pi_r*B) = 0 for G={self.gap}", "G with G*pi_r*B >= 0.5")
+        if not 0 < float(self.prior[self.rare]) < 1:
+            raise ConfigError("rare_task", f"prior {float(self.prior[self.rare])!r}", "a prior in (0, 1)")
         if self.replay_every and not 1 <= self.replay_every < self.gap:
             raise ConfigError("replay_every", f"{self.replay_every} with gap {self.gap}",
                               "0 (off) or 1 <= replay_every < gap")
 
     @property
+    def rate(self) -> float:
+        """q: rare samples per step on average, pi_r B / (1 - pi_r)."""
+        p = float(self.prior[self.rare])
+        return p * self.batch_size / (1.0 - p)
+
+    def injection_sizes(self, j: np.ndarray) -> np.ndarray:
+        """Rare samples carried by 0-based injections j: int64, same shape as j."""
+        j = np.asarray(j, np.int64)
+        per = self.gap * self.rate
+        return (np.floor((j + 1) * per) - np.floor(j * per)).astype(np.int64)
+
+    @property
     def injection_size(self) -> int:
-        return int(round(self.gap * float(self.prior[self.rare]) * self.batch_size))
+        """The largest injection, ceil(G q) (sizes are this or one less)."""
+        return int(np.ceil(self.gap * self.rate))
+
+    def injected(self, steps: int) -> int:
+        """Fresh rare samples over steps 0..steps-1: floor(J G q), J = steps // G injections."""
+        return int(np.floor(steps // self.gap * self.gap * self.rate))
+
+    def frequency_ratio(self, steps: int) -> float:
+        """Realised share of fresh rare samples among all fresh samples over ``steps`` steps, / pi_r.
+
+        Exact: ordinary batches always hold B samples of the other tasks."""
+        rare = self.injected(steps)
+        return rare / (rare + steps * self.batch_size) / float(self.prior[self.rare])
 
     @property
     def max_batch(self) -> int:
@@ -109,7 +142,9 @@ class RetentionSampler:
         p[self.rare] = 0.0
         p /= p.sum()
         c = _block_draws(self.seed, 2, steps, lambda rng, n: rng.multinomial(self.batch_size, p, size=n))
-        c[self.replay_source(steps) >= 0, self.rare] += self.injection_size
+        src = self.replay_source(steps)
+        has = src >= 0
+        c[has, self.rare] += self.injection_sizes((src[has] + 1) // self.gap - 1)
         return c
 
     @property
@@ -134,7 +169,7 @@ class RetentionSampler:
 
     def describe(self) -> dict:
         out = {"kind": "retention", "batch_size": self.batch_size, "rare_task": self.rare + 1,
-               "gap": self.gap, "injection_size": self.injection_size}
+               "gap": self.gap, "injection": "cumulative", "rare_per_step": self.rate}
         if self.replay_every:  # absent when off, so earlier runs keep their cache keys
             out["replay_every"] = self.replay_every
         return out
