@@ -126,7 +126,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     fmt = lambda v: escape(f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
     for c in summary["checks"]:
-        ok = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[c["ok"]]
+        ok = {"yes": "[green]yes[/green]", "no": "[red]no[/red]", "n/a": "[yellow]n/a[/yellow]",
+              "": ""}[c["verdict"]]
         t.add_row(escape(c["name"]), fmt(c["measured"]), fmt(c["expected"]), ok)
     Console().print(t)
     print(f"report: {out}/report.html")

@@ -12,7 +12,11 @@ from typing import Any
 
 @dataclass
 class Check:
-    """One theory-vs-measurement comparison shown in the report and summary."""
+    """One theory-vs-measurement comparison shown in the report and summary.
+
+    A check answers "yes" (ok True), "no" (ok False) or "n/a" (na True: the claim needs a
+    quantity this run could not measure, e.g. the retention of a width that never learned the
+    task; it never counts as a pass). ok None without na is an informative row, not a check."""
 
     name: str
     """What is compared."""
@@ -21,7 +25,30 @@ class Check:
     expected: Any
     """The theory's value or the acceptance criterion."""
     ok: bool | None
-    """Whether it agrees; None for purely informative rows."""
+    """Whether it agrees; None for informative rows and for checks that are not measurable."""
+    na: bool = False
+    """True: the claim could not be measured in this run (``measured`` says why)."""
+
+    @classmethod
+    def not_measurable(cls, name: str, expected: Any, why: str) -> "Check":
+        """A check whose quantity this run cannot measure: shown as n/a, never a pass."""
+        return cls(name, f"n/a: {why}", expected, None, na=True)
+
+    @property
+    def verdict(self) -> str:
+        """'yes', 'no', 'n/a', or '' for an informative row."""
+        if self.na:
+            return "n/a"
+        return {True: "yes", False: "no", None: ""}[self.ok]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "measured": self.measured, "expected": self.expected, "ok": self.ok,
+                "verdict": self.verdict}
+
+
+def all_passed(checks: list[Check]) -> bool:
+    """True when every check (informative rows aside) answers yes; an n/a is not a pass."""
+    return all(c.ok is True for c in checks if c.ok is not None or c.na)
 
 
 @dataclass
@@ -46,8 +73,8 @@ def _checks_table(checks: list[Check]) -> str:
         return ""
     rows = []
     for c in checks:
-        mark = {True: "&#10003;", False: "&#10007;", None: ""}[c.ok]
-        cls = {True: "ok", False: "bad", None: ""}[c.ok]
+        mark = {"yes": "&#10003;", "no": "&#10007;", "n/a": "n/a", "": ""}[c.verdict]
+        cls = {"yes": "ok", "no": "bad", "n/a": "na", "": ""}[c.verdict]
         rows.append(f"<tr class='{cls}'><td>{html.escape(c.name)}</td><td>{html.escape(_fmt(c.measured))}</td>"
                     f"<td>{html.escape(_fmt(c.expected))}</td><td>{mark}</td></tr>")
     return ("<table><tr><th>comparison</th><th>measured</th><th>theory / criterion</th><th></th></tr>"
@@ -60,6 +87,7 @@ h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 tr.ok td:last-child{color:#1a7f37;font-weight:bold} tr.bad td:last-child{color:#c62828;font-weight:bold}
+tr.na td:last-child{color:#8a6d00;font-weight:bold}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.92em;color:#444;margin-top:.4em}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}

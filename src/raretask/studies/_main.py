@@ -39,12 +39,12 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
     Returns the summary dict (also written to ``out/summary.json``)."""
     out = Path(out)
     t0 = time.perf_counter()
-    prepare_run_dir(cfg, out, restart)
     mod = module(cfg.study)
-    if hasattr(mod, "run"):  # studies that are not engine runs (one-neuron)
+    cells = None if hasattr(mod, "run") else mod.cells(cfg)  # validates: a refused run writes nothing
+    prepare_run_dir(cfg, out, restart)
+    if cells is None:  # studies that are not engine runs (one-neuron)
         results, trace, train_s = mod.run(cfg, out)
     else:
-        cells = mod.cells(cfg)
         where = {"executor": executor, "workers": workers, "ray_address": ray_address}
         total = sum(c.train.steps for c in cells)
         if console is not None:

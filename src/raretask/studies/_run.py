@@ -32,7 +32,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import ConfigError
 from ..mixture import MixtureSpec
-from ..report.html import Check, Figure, write_report
+from ..report.html import Check, Figure, all_passed, write_report
 from ..sim import RecordSchedule, TaskSampler, TrainConfig
 from ..sim._runner import atomic_parquet
 from ._config import StudyConfig
@@ -182,8 +182,9 @@ def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFram
     checks = analysis.checks + [c for f in analysis.figures for c in f.checks]
     summary = {
         "study": cfg.study, "preset": cfg.preset, "raretask_version": __version__, "seeds": cfg.seeds,
-        "checks": [{"name": c.name, "measured": c.measured, "expected": c.expected, "ok": c.ok} for c in checks],
-        "all_checks_ok": all(c.ok for c in checks if c.ok is not None),
+        "checks": [c.to_dict() for c in checks],
+        "all_checks_ok": all_passed(checks),
+        "checks_count": {v or "informative": sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a", "")},
         **analysis.summary,
         "timing": {"wall_seconds_total": sum(t["wall_seconds"] for t in timing), "invocations": len(timing)},
         "figures": [str(Path(f.path).relative_to(out)) for f in analysis.figures],

@@ -33,7 +33,7 @@ from ..report.plots import new_figure, save
 from ..sim import RecordSchedule, RetentionSampler
 from ._config import StudyConfig
 from ._run import Analysis, Cell, last_step
-from .retention import rare_task
+from .retention import matched_frequency, rare_task
 
 REMEDIES = ("baseline", "shorter-gaps", "replay", "upweight", "conflict-removal", "double-width")
 
@@ -78,14 +78,18 @@ def cells(cfg: StudyConfig) -> list[Cell]:
                             conflict_removal=protect)
 
             base = RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.remedy_gap)
+            short = RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.short_gap)
             up = reweighted(spec, r, planned(cfg, N))
+            # the prior the sampler sees carries the up-weighting; metrics keep the original prior
+            upweighted = RetentionSampler(up.pi, B, seed=seed, rare=r, gap=cfg.short_gap)
+            for smp, field in ((base, "remedy_gap"), (short, "short_gap"), (upweighted, "short_gap")):
+                matched_frequency(smp, train.steps, field)
             out += [
                 cell("baseline", [N, 2 * N], base),
-                cell("shorter-gaps", [N], RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.short_gap)),
+                cell("shorter-gaps", [N], short),
                 cell("replay", [N], RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.remedy_gap,
                                                      replay_every=cfg.replay_every)),
-                # the prior the sampler sees carries the up-weighting; metrics keep the original prior
-                cell("upweight", [N], RetentionSampler(up.pi, B, seed=seed, rare=r, gap=cfg.short_gap)),
+                cell("upweight", [N], upweighted),
                 cell("conflict-removal", [N], base, protect=r),
             ]
     return out
@@ -100,7 +104,7 @@ def _compute(cell: Cell, width: int, steps: int, projection: bool) -> tuple[floa
     if projection:  # per step: the rare task's encoder gradient (2 d N D) and 3 N x D vector ops
         flops += steps * (2.0 * spec.d * width * spec.D + 6.0 * width * spec.D)
     shown = int(counts[:, s.rare].sum())
-    fresh = int(((np.arange(steps) + 1) % s.gap == 0).sum()) * s.injection_size if s.replay_every else shown
+    fresh = s.injected(steps) if s.replay_every else shown
     return flops, shown, fresh
 
 
@@ -137,7 +141,8 @@ def outcome_table(cfg: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
                      "rare_signal": a[:, 0].mean(), "rare_signal_sem": sem[0], "rare_features": a[:, 1].mean(),
                      "common_loss": a[:, 2].mean(), "common_loss_sem": sem[2], "flops": flops,
                      "rare_presentations": shown, "rare_fresh_samples": fresh,
-                     "rare_frequency": float(cell.sampler.prior[r])})
+                     "rare_frequency": float(cell.sampler.prior[r]),
+                     "rare_frequency_ratio": cell.sampler.frequency_ratio(steps)})
     t = pd.DataFrame(rows)
     t["order"] = t["remedy"].map({n: i for i, n in enumerate(REMEDIES)})
     t = t.sort_values(["small_width", "order"]).drop(columns="order").reset_index(drop=True)
