@@ -28,7 +28,15 @@ def test_eval_covers_every_checkpoint_and_caches(tmp_path, small_corpus):
     cached = json.loads((run / "eval" / "step-000003.json").read_text())
     assert cached["task_train_loss"] == df["task_train_loss"].iloc[0]
     summary = json.loads((run / "summary.json").read_text())
-    assert set(summary["reference_frequencies"]) == {"increase", "addition", "addition_eq"}
+    freqs = summary["reference_frequencies"]  # template counts, not fragments such as " +"
+    assert set(freqs) == {"increase", "addition"}
+    assert (freqs["addition"]["instantiations"], freqs["increase"]["instantiations"]) == (10_000, 100)
+    for f in freqs.values():  # the synthetic corpus is letters only: no instantiation occurs
+        assert f["count"] == f["text_count"] == f["instantiations_present"] == 0 and f["per_token"] == 0
+        assert f["counted_with"] == "numpy" and f["corpus_tokens"] == len(Corpus(small_corpus).train)
+    html = (run / "report.html").read_text()
+    assert "n-gram count of &#x27; {x} + {y} =&#x27;" in html or "n-gram count of ' {x} + {y} ='" in html
+    assert (run / "figures" / "lm-eval.png").exists()
 
 
 def test_ngram_index_counts_equal_brute_force(tmp_path, small_corpus):

@@ -3,7 +3,9 @@
 Per checkpoint: the injected task's loss on the LABEL token (train split) and accuracy on
 the test split (argmax over the task's labels, and over the whole vocabulary), the
 reference tasks' next-token loss, held-out LM loss, and compute 6 * params * tokens.
-Reference-task frequencies are counted in the corpus with a local infini-gram index.
+Reference-task frequencies are template counts: the n-gram counts of every instantiation of
+"{x} + {y} =" and "it has increased from {x} to" (x, y < 100), summed, with a local
+infini-gram index (``template_frequencies``).
 Results are cached per checkpoint (``<run>/eval/step-N.json``), so a re-run only evaluates
 new checkpoints.
 """
@@ -94,19 +96,80 @@ def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64,
     return out
 
 
+REFERENCE_RANGES = {"increase": {"x": range(100)}, "addition": {"x": range(100), "y": range(100)}}
+"""The values each reference template is counted over: x < 100 (and y < 100)."""
+
+TEXT_CHECK_MAX_TOKENS = 50_000_000
+"""Up to this many training tokens the template counts are checked against the decoded text
+(and an index's counts against a brute-force pass over the tokens)."""
+
+
+def template_frequencies(corpus, counter, max_check_tokens: int = TEXT_CHECK_MAX_TOKENS) -> dict:
+    """Corpus frequency of each reference template (SPEC B4): the n-gram counts of its
+    instantiations (x, y in 0..99), each tokenised as it appears mid-sentence, with a leading
+    space (" {x} + {y} =", " it has increased from {x} to"), summed; see ``template_counts``
+    for why that is a lower bound. Per template: the count, per training token, how many of
+    the instantiations occur, the backend (``counted_with``), and, for corpora up to
+    ``max_check_tokens``: ``brute_force_count`` (the same n-grams counted by one numpy pass
+    over the tokens, None when that is the backend already) and ``text_count`` (occurrences
+    of the instantiated texts in the decoded documents; the n-gram count is at most that)."""
+    import time
+
+    from ._ngram import count_numpy_many, decoded_documents, template_counts, template_instances, text_occurrences
+
+    tok = corpus.tokenizer
+    n = len(corpus.train)
+    small = n <= max_check_tokens
+    docs = decoded_documents(corpus.train, tok) if small else None
+    res = {}
+    for name, template in REFERENCE_TASKS.items():
+        ranges = REFERENCE_RANGES[name]
+        t0 = time.perf_counter()
+        r = template_counts(counter, tok, template, ranges)
+        r.update(per_token=r["count"] / n, corpus_tokens=n, seconds=round(time.perf_counter() - t0, 3),
+                 brute_force_count=None, text_count=None)
+        if small:
+            if counter.backend != "numpy":
+                seqs = tok.encode_batch(template_instances(template, ranges))
+                r["brute_force_count"] = int(sum(count_numpy_many(np.asarray(corpus.train), seqs)))
+            r["text_count"] = text_occurrences(docs, template, ranges)
+        res[name] = r
+    return res
+
+
 def reference_frequencies(cfg: LMTrainConfig, index_dir: Path) -> dict:
-    """Occurrences of each reference task's fixed words in the training corpus (infini-gram),
-    and per training token."""
+    """``template_frequencies`` of the run's training corpus, counted with its infini-gram
+    index (brute force below 1M tokens)."""
     from ._ngram import NgramCounter
 
-    corpus, tok, *_ = setup(cfg)
-    counter = NgramCounter(corpus, index_dir)
-    n = len(corpus.train)
-    res = {}
-    for name, pattern in {"increase": " increased from", "addition": " +", "addition_eq": " ="}.items():
-        c = counter.count(tok.encode(pattern))
-        res[name] = {"pattern": pattern, "count": c, "per_token": c / n, "counted_with": counter.backend}
-    return res
+    corpus = setup(cfg)[0]
+    return template_frequencies(corpus, NgramCounter(corpus, index_dir))
+
+
+def frequency_checks(freqs: dict) -> list[Check]:
+    """Report rows for the template counts: each count (informative), and the checks that can
+    fail: index count == brute-force count, n-gram count <= text count."""
+    checks = []
+    for k, v in freqs.items():
+        checks.append(Check(
+            f"corpus frequency of the reference template '{v['template']}' ({k}): n-gram count of "
+            f"'{v['counted_as']}' summed over its {v['instantiations']:,} instantiations (a lower bound)",
+            v["count"], f"{_per_token(v)}; {v['instantiations_present']:,} of the instantiations occur; "
+                        f"counted with {v['counted_with']}", None))
+        if v.get("brute_force_count") is not None:
+            checks.append(Check(f"'{v['template']}': {v['counted_with']} count equals a brute-force pass over the "
+                                f"tokens", v["count"], v["brute_force_count"],
+                                v["count"] == v["brute_force_count"]))
+        if v.get("text_count") is not None:
+            checks.append(Check(f"'{v['template']}': n-gram count is at most the occurrences of the instantiated "
+                                f"texts in the decoded corpus (a lower bound; equal unless a last token merges "
+                                f"with what follows)", v["count"], f"<= {v['text_count']}",
+                                v["count"] <= v["text_count"]))
+        else:
+            checks.append(Check(f"'{v['template']}': count not checked against the decoded text or a brute-force "
+                                f"pass", f"{v['corpus_tokens']:,} training tokens",
+                                f"checked up to {TEXT_CHECK_MAX_TOKENS:,}", None))
+    return checks
 
 
 def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 200, progress=None) -> pd.DataFrame:
@@ -162,12 +225,11 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
     df.to_parquet(out / "eval.parquet", index=False)
     first = LMTrainConfig.from_dict(json.loads((runs[0] / "run_config.json").read_text())["config"])
     freqs = reference_frequencies(first, Path(first.corpus) / "ngram-index")
-    figures = _figures(df, out)
+    figures = _figures(df, out, freqs)
     final = df.sort_values("step").groupby("run").tail(1)
     checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
                     round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
-    checks += [Check(f"corpus count of '{v['pattern']}' (reference task '{k}')", v["count"],
-                     f"per token {v['per_token']:.2e}", None) for k, v in freqs.items()]
+    checks += frequency_checks(freqs)
     summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
                "reference_frequencies": freqs}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -178,29 +240,54 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
     return {"checkpoints": total, "report": str(report), "table": df}
 
 
-def _figures(df: pd.DataFrame, out: Path) -> list[Figure]:
+def _per_token(v: dict) -> str:
+    """A template's frequency per training token, as text (a bound when it never occurs)."""
+    n = v["corpus_tokens"]
+    if v["count"]:
+        return f"{v['count']:,} in {n:,} tokens = {v['per_token']:.1e}/token"
+    return f"0 in {n:,} tokens (< {1 / n:.1e}/token)"
+
+
+def _template_label(name: str, v: dict) -> str:
+    """Legend text of a reference template's corpus frequency."""
+    return f"{name}: '{v['template']}' in the corpus: {_per_token(v)} (template count, a lower bound)"
+
+
+def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Figure]:
+    from matplotlib.lines import Line2D
+
     from ..report.plots import new_figure, save
 
     fig, axes = new_figure(2, 2, size=(12.0, 9.0))
     runs = list(dict.fromkeys(df["run"]))
     for i, run in enumerate(runs):
         r = df[df["run"] == run].sort_values("step")
-        lab = f"{r['preset'].iloc[0]}, {r['schedule'].iloc[0]} ({r['per_token_frequency'].iloc[0]:.1e}/token)"
+        lab = f"{r['preset'].iloc[0]}, {r['schedule'].iloc[0]} (injected {r['per_token_frequency'].iloc[0]:.1e}/token)"
         kw = dict(color=f"C{i % 10}", marker="o", ms=3, label=lab)
         axes[0, 0].plot(r["tokens"], r["test_accuracy"], **kw)
         axes[0, 1].plot(r["tokens"], r["task_train_loss"], **kw)
         if "heldout_loss" in r:
             axes[1, 0].plot(r["heldout_loss"], r["task_train_loss"], **kw)
-        axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 10}", ls="-", label=f"{lab}: increase")
-        axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 10}", ls="--", label=f"{lab}: addition")
+        axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 10}", ls="-", label=lab)
+        axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 10}", ls="--")
     axes[0, 0].set(xlabel="training tokens", ylabel="injected task: test accuracy", title="test accuracy")
     axes[0, 1].set(xlabel="training tokens", ylabel="injected task: LABEL loss (train split)", title="task loss")
     axes[1, 0].set(xlabel="held-out LM loss", ylabel="injected task: LABEL loss", title="task loss vs LM loss")
     axes[1, 0].invert_xaxis()
-    axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss", title="reference tasks")
-    for ax in axes.ravel():
+    axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss",
+                   title="reference tasks (line style) vs injected task (colour): per-token frequencies")
+    for ax in axes.ravel()[:3]:
         ax.legend(fontsize=7)
+    handles, labels = axes[1, 1].get_legend_handles_labels()
+    for name, ls in (("increase", "-"), ("addition", "--")):
+        v = (freqs or {}).get(name)
+        handles.append(Line2D([], [], color="0.4", ls=ls))
+        labels.append(_template_label(name, v) if v else f"{name} (corpus frequency not counted)")
+    axes[1, 1].legend(handles, labels, fontsize=7)
     path = save(fig, out / "figures" / "lm-eval.png")
-    return [Figure(path, "Injected task over training, one line per run (colour: run). Top: test accuracy and "
-                         "LABEL loss vs tokens; bottom left: task loss vs held-out LM loss (left to right as "
-                         "training proceeds); bottom right: reference tasks from natural text.")]
+    return [Figure(path, "Injected task over training, one line per run (colour: run; its injected per-token "
+                         "frequency in the legend). Top: test accuracy and LABEL loss vs tokens; bottom left: task "
+                         "loss vs held-out LM loss (left to right as training proceeds); bottom right: reference "
+                         "tasks from natural text (solid: 'it has increased from {x} to', dashed: '{x} + {y} ='), "
+                         "their legend giving each template's corpus frequency (n-gram counts of its instantiations, "
+                         "x, y < 100, summed: a lower bound) beside the runs' injected frequencies.")]
