@@ -82,11 +82,27 @@ def test_rank1_staircase_is_linear():
     np.testing.assert_array_equal(critical_widths(spec)[:, 0], np.arange(1, 11))
 
 
-def test_ties_are_broken_deterministically():
+def test_tied_utilities_all_count_in_critical_widths():
+    """SPEC A4: N*_(k,m) = #{u >= u_(k,m)} with ties counted; which of the tied features a
+    width-N optimum keeps is still decided deterministically."""
     spec = MixtureSpec(n_tasks=3, block_dim=2, beta=0.0, alpha=0.0)  # all utilities equal
-    crit = critical_widths(spec)
-    np.testing.assert_array_equal(crit, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(critical_widths(spec), np.full((3, 2), 6))
     np.testing.assert_array_equal(retained_features(spec, 3), [2, 1, 0])
+
+
+def test_ties_within_rounding_count_as_ties():
+    # beta = 0.9, alpha = 1.8: u_(8,1) = 8^-0.9 and u_(2,2) = 2^-0.9 2^-1.8 are equal in exact
+    # arithmetic and differ in the last bits in floating point
+    spec = MixtureSpec(n_tasks=40, block_dim=4, beta=0.9, alpha=1.8)
+    u = spec.utilities
+    assert u[7, 0] != u[1, 1] and abs(u[7, 0] - u[1, 1]) <= 1e-12 * u[7, 0]
+    crit = critical_widths(spec)
+    assert crit[7, 0] == crit[1, 1] == 10
+    # brute force with exact rational utilities: k^-0.9 j^-1.8 = (k j^2)^-0.9 orders like 1/(k j^2)
+    key = np.array([[(k + 1) * (j + 1) ** 2 for j in range(4)] for k in range(40)])
+    brute = np.array([[(key <= key[k, j]).sum() for j in range(4)] for k in range(40)])
+    np.testing.assert_array_equal(crit, brute)
+    assert min_width_for(spec, 1) == brute[:, 0].max()
 
 
 def random_orthonormal(rng, D, N):

@@ -71,9 +71,23 @@ def predicted_total_loss(spec: MixtureSpec, width: int) -> float:
     return float(sorted_utilities(spec)[N:].sum())
 
 
+TIE_RTOL = 1e-12
+"""Utilities within this relative distance are ties (SPEC A4): all count in #{u >= ...}."""
+
+
+def count_at_least(values: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
+    """#{v in values : v >= t} per threshold t, values within TIE_RTOL of t counted as equal."""
+    v = np.sort(np.asarray(values, np.float64).ravel())
+    t = np.asarray(thresholds, np.float64)
+    return len(v) - np.searchsorted(v, t - TIE_RTOL * np.abs(t), side="left")
+
+
 def critical_widths(spec: MixtureSpec) -> np.ndarray:
-    """N*_{k,m} for every task and feature, shape (K, d) int (Theorem 3)."""
-    return feature_ranks(spec)
+    """N*_{k,m} = #{(k', j') : u_{k',j'} >= u_{k,m}} for every task and feature, shape (K, d)
+    int (SPEC A4, Theorem 3). Tied utilities (1e-12 relative) all count, so with beta = 0.9,
+    alpha = 1.8 (u_{8,1} = u_{2,2}) N*_{8,1} = 10 whichever way rounding orders the two; the
+    width-N optimum's own choice among ties (``feature_ranks``) is deterministic."""
+    return count_at_least(spec.utilities, spec.utilities).astype(np.int64)
 
 
 def min_width_for(spec: MixtureSpec, features: np.ndarray | int) -> int:
@@ -81,12 +95,12 @@ def min_width_for(spec: MixtureSpec, features: np.ndarray | int) -> int:
 
     Args:
         features: m_k per task, shape (K,) ints in 0..d, or one int for all tasks.
-    Returns: #{u >= min_k u_{k,m_k}} under the deterministic order, i.e. max_k N*_{k,m_k}.
+    Returns: #{u >= min_k u_{k,m_k}} (ties counted), i.e. max_k N*_{k,m_k}.
     """
     m = np.broadcast_to(np.asarray(features, dtype=np.int64), (spec.K,))
     if np.any(m < 0) or np.any(m > spec.d):
         raise ConfigError("features", f"m_k outside 0..{spec.d}", f"integers 0..{spec.d}")
-    ranks = feature_ranks(spec)
+    ranks = critical_widths(spec)
     need = [ranks[k, mk - 1] for k, mk in enumerate(m) if mk > 0]
     return int(max(need)) if need else 0
 
@@ -179,12 +193,13 @@ def proposition6(spec: MixtureSpec, task: int | None = None) -> RareTaskThreshol
     if task in F:
         raise ConfigError("task", f"task {task + 1} is in the frequent set", "a task outside F")
     u_r = float(spec.utilities[task, 0])
-    mu = frequent_utilities(spec)
+    mu = frequent_utilities(spec)  # descending
+    above = int(count_at_least(mu, u_r))  # mu^F_i >= u_r, ties counted
     return RareTaskThreshold(
         task=int(task),
         utility=u_r,
-        critical_width=int((mu >= u_r).sum()) + 1,
-        delta_star=float(mu[mu < u_r].sum()),
+        critical_width=above + 1,
+        delta_star=float(mu[above:].sum()),
     )
 
 

@@ -70,8 +70,10 @@ def agreement_checks(spec, grid, res, label: str) -> tuple[list[Check], dict]:
     absdiff = np.abs(total_emp - total_th)
     ok_total = bool(np.all(np.where(total_th > floor, rel <= 0.10, absdiff <= floor)))
     checks = [
+        # information only (SPEC A3, A5.1): one feature can carry under half of tr(C_k), so s~ > 0.5
+        # is reached after N*_(k,1) by construction; the two checks below compare like with like
         Check(f"{label}: tasks whose first width with s~ > 0.5 is within one grid step of N*_(k,1)",
-              f_sig_n1, ">= 0.9", f_sig_n1 >= 0.9),
+              f_sig_n1, "information (not a check: s~ > 0.5 needs more than the first feature)", None),
         Check(f"{label}: tasks whose first width with >= 1 learned feature is within one grid step of N*_(k,1)",
               f_feat_n1, ">= 0.9", f_feat_n1 >= 0.9),
         Check(f"{label}: tasks whose first width with s~ > 0.5 is within one grid step of Theorem 3's",
@@ -132,9 +134,9 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         f1 = Figure(plot_phase(spec, grid, res, title, out / "figures" / f"phase-{sid}.png", theory),
                     f"Normalised per-task loss after training (left) and the Theorem-3 optimum (right), {title}. "
                     "White line: critical width N*(k,1) at which task k's first feature is retained; red dashed: "
-                    "N*(k,d) at which all of them are. Note on the first check: a task's first feature carries "
-                    f"as little as {share:.0%} of its trace here, so s~ > 0.5 needs more features than the first and "
-                    "is reached after N*(k,1); the second and third checks compare like with like.", c[:3])
+                    "N*(k,d) at which all of them are. The first row is information, not a check: a task's first "
+                    f"feature carries as little as {share:.0%} of its trace here, so s~ > 0.5 needs more features than "
+                    "the first and is reached after N*(k,1); the two checks compare like with like.", c[:3])
         f2 = Figure(plot_total_loss(spec, grid, res, title, out / "figures" / f"total-loss-{sid}.png"),
                     f"Total population loss per width against Theorem 3's optimum, {title}.", c[3:])
         figures += [f1, f2]
