@@ -21,6 +21,7 @@ from ._theory import (
     frequent_utilities,
     min_width_for,
     one_neuron_decay,
+    one_neuron_flow,
     one_neuron_step,
     predicted_task_loss,
     predicted_total_loss,

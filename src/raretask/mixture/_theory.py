@@ -222,3 +222,17 @@ def one_neuron_step(theta: float | np.ndarray, eta: float, lam: float, task: int
 def one_neuron_decay(eta: float, lam1: float, gap: np.ndarray | int) -> np.ndarray:
     """Predicted shrink factor of theta after G common updates: exp(-2 eta lambda_1 G)."""
     return np.exp(-2.0 * eta * lam1 * np.asarray(gap, dtype=np.float64))
+
+
+def one_neuron_flow(theta: float | np.ndarray, eta: float, lam: float, steps: float | np.ndarray,
+                    task: int = 1) -> np.ndarray:
+    """Closed-form angle after ``steps`` steps of size eta on one task (SPEC A4 Example 7,
+    App. C.4), from the gradient flow d theta / dt = -/+ lam sin 2 theta, solved exactly:
+    tan theta(t) = tan theta(0) exp(-/+ 2 eta lam t) (task 1 pulls theta to 0, task 2 pushes it
+    to pi/2). Valid at every angle in (0, pi/2), unlike the small-angle shrink
+    exp(-2 eta lam G); it differs from the discrete steps by O((eta lam)^2) per step."""
+    if task not in (1, 2):
+        raise ConfigError("task", f"{task}", "1 or 2")
+    sign = -1.0 if task == 1 else 1.0
+    t = np.asarray(steps, dtype=np.float64)
+    return np.arctan(np.tan(np.asarray(theta, dtype=np.float64)) * np.exp(sign * 2.0 * eta * lam * t))
