@@ -162,14 +162,14 @@ def _verdict(t: pd.DataFrame, N: int, r: int) -> str:
             + ". Not learned with " + ("; ".join(fails) if fails else "none") + ".")
 
 
-def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
-    r = rare_task(cfg)
-    t = outcome_table(cfg, results)
-    checks, verdicts = [], []
-    for N in sorted(cfg.widths):
+def remedy_checks(t: pd.DataFrame, gap: int, r: int) -> list[Check]:
+    """Per small width of the outcome table ``t``: the premise (the baseline leaves the
+    0-based task r unlearned) as a check, and each remedy's outcome as information."""
+    checks = []
+    for N in sorted(t["small_width"].unique()):
         sub = t[t["small_width"] == N].set_index("remedy")
         b = sub.loc["baseline"]
-        checks.append(Check(f"N={N}, gap {cfg.remedy_gap}: baseline leaves task {r + 1} unlearned (the premise)",
+        checks.append(Check(f"N={N}, gap {gap}: baseline leaves task {r + 1} unlearned (the premise)",
                             f"{b['rare_features']:.1f} features, s~ = {b['rare_signal']:.3f}", "not learned",
                             not bool(b["learned"])))
         for name in REMEDIES[1:]:
@@ -178,7 +178,14 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
                 f"N={N}, {name}: task {r + 1} learned? (common-task loss change, compute vs baseline)",
                 f"{'learned' if x['learned'] else 'not learned'}: s~ = {x['rare_signal']:.3f}, "
                 f"{100 * x['common_loss_change']:+.1f}%, x{x['compute_ratio']:.2f}", "informative", None))
-        verdicts.append(_verdict(t, N, r))
+    return checks
+
+
+def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
+    r = rare_task(cfg)
+    t = outcome_table(cfg, results)
+    checks = remedy_checks(t, cfg.remedy_gap, r)
+    verdicts = [_verdict(t, N, r) for N in sorted(cfg.widths)]
     figures = [_outcome_figure(cfg, t, out, r, checks), _trace_figure(cfg, trace, out, r)]
     intro = ("Interference remedies (SPEC Part C), compared at equal steps. " + " ".join(verdicts)
              + f" Settings: gap G = {cfg.remedy_gap}, shorter gap {cfg.short_gap}, replay every "

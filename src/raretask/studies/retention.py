@@ -123,16 +123,22 @@ def injection_cycles(tr: pd.DataFrame, gap: int) -> pd.DataFrame:
     return df[np.isfinite(df[["before", "peak", "before_next"]]).all(axis=1)].reset_index(drop=True)
 
 
-def rising_cycles(tr: pd.DataFrame, gap: int, window: int) -> pd.DataFrame:
-    """The injection cycles of one trace while its signal is still rising (before it first
-    reaches 80% of its rise from the first cycle to the final ``window``; every cycle when it
-    never rises). At the plateau, gain and decay balance by definition, so every width keeps
-    ~0 there; retention is a property of the rising phase."""
+def rising_cycles(tr: pd.DataFrame, gap: int, window: int, floor: float = 0.0) -> pd.DataFrame:
+    """The injection cycles of one trace while its signal is still rising: before the level
+    just before an injection first reaches 80% of its rise from the first cycle to the cycles
+    of the final ``window`` steps. Every cycle when that rise is not above ``floor``. At the
+    plateau gain and decay balance by definition, so every width keeps ~0 there; retention is
+    a property of the rising phase. (Levels before injections, not the raw trace, so that the
+    sawtooth of the cycles themselves is not mistaken for a rise.)"""
     cyc = injection_cycles(tr, gap)
-    s = tr.set_index("step")["corrected_signal"].sort_index()
-    start, end = float(s.iloc[: max(1, gap)].mean()), float(s.iloc[-window:].mean())
-    reached = s.index[(s - start) >= 0.8 * (end - start)] if end > start else s.index[:0]
-    return cyc[cyc["step"] < (reached[0] if len(reached) else s.index.max() + 1)]
+    if not len(cyc):
+        return cyc
+    start = float(cyc["before"].iloc[0])
+    end = float(cyc.loc[cyc["step"] > cyc["step"].max() - window, "before"].mean())
+    if end - start <= floor:
+        return cyc
+    reached = cyc["step"][(cyc["before"] - start) >= 0.8 * (end - start)]
+    return cyc[cyc["step"] < reached.iloc[0]]
 
 
 def step_noise(tr: pd.DataFrame, gap: int) -> float:
@@ -162,7 +168,7 @@ def kept_share(traces: list[pd.DataFrame], gap: int, window: int, floor: float) 
         if not len(x) or float(np.nanmax(x) - x[0]) <= floor:
             continue
         moved += 1
-        cyc = rising_cycles(t, gap, window)
+        cyc = rising_cycles(t, gap, window, floor)
         cycles.append(cyc[cyc["gain"] > 3.0 * step_noise(t, gap) * np.sqrt(gap)])
     good = pd.concat(cycles, ignore_index=True) if cycles else pd.DataFrame({"kept": []})
     out = {"gap": gap, "traces_moved": moved, "above_noise": int(len(good)),
