@@ -320,7 +320,8 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
                     "decays back between injections, the wide one keeps each gain and builds on it.", checks2)
     f3 = Figure(p3, "Retained share of each injection's gain, (s~ before the next injection - s~ before this one) / "
                     "(peak in the cycle - s~ before this one), over the cycles of the rising phase whose gain exceeds "
-                    "the trace's step noise; per gap and width (box: quartiles, whiskers: range). 'n/a': fewer than "
+                    "the trace's step noise; per gap and width (box: quartiles, whiskers: 10th-90th percentiles; the "
+                    "full range is in summary.json). 'n/a': fewer than "
                     f"{MIN_CYCLES} such cycles, so retention is not measurable there.")
     inj = {}
     for g in gaps:
@@ -352,11 +353,13 @@ def _kept_figure(kept_all: dict, widths: list[int], gaps: list[int], out: Path) 
             x = j * (n + 1) + i
             k = kept_all[w][g]
             if k["measurable"]:
-                ax.boxplot([k["values"]], positions=[x], widths=0.7, whis=(0, 100), patch_artist=True,
+                ax.boxplot([k["values"]], positions=[x], widths=0.7, whis=(10, 90), showfliers=False,
+                           patch_artist=True, manage_ticks=False,
                            boxprops={"facecolor": f"C{i}", "alpha": 0.6}, medianprops={"color": "k"})
             else:
                 ax.text(x, 0.0, "n/a", ha="center", va="center", fontsize=7, color=f"C{i}", rotation=90)
     ax.set_xticks([j * (n + 1) + (n - 1) / 2 for j in range(len(gaps))], [f"G = {g}" for g in gaps])
+    ax.set_xlim(-1, len(gaps) * (n + 1) - 1)
     for i, w in enumerate(widths):
         ax.plot([], [], "s", color=f"C{i}", label=f"N = {w}")
     ax.axhline(1.0, color="0.5", lw=0.6, ls="--")
