@@ -287,3 +287,15 @@ def test_remedies_premise_check_rejects_a_baseline_that_learns():
 
     assert verdicts(remedies.remedy_checks(table(False), 64, 6)) == ["yes"]
     assert verdicts(remedies.remedy_checks(table(True), 64, 6)) == ["no"]
+
+
+# ---------------------------------------------------------------- lm eval: template counts (SPEC B4)
+def test_lm_template_count_checks_reject_a_count_off_the_brute_force_and_the_text():
+    from raretask.lm._evaluate import frequency_checks
+
+    base = {"template": "{x} + {y} =", "counted_as": " {x} + {y} =", "instantiations": 10_000,
+            "instantiations_present": 3, "counted_with": "infini-gram", "count": 12, "per_token": 12 / 1e6,
+            "corpus_tokens": 1_000_000, "brute_force_count": 12, "text_count": 12}
+    assert verdicts(frequency_checks({"addition": base})) == ["yes", "yes"]
+    assert verdicts(frequency_checks({"addition": {**base, "brute_force_count": 11}})) == ["no", "yes"]
+    assert verdicts(frequency_checks({"addition": {**base, "text_count": 11}})) == ["yes", "no"]
