@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, RaretaskError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,10 +84,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.plot:
             from .report.planner import plot_tradeoff
 
+            if os.path.isdir(args.plot):
+                raise ConfigError("plot", f"{args.plot} is a directory", "a .png file path")
             plot_tradeoff(plan["target"], args.plot)
     elif args.tradeoff or args.plot:
-        from .errors import ConfigError
-
         raise ConfigError("tradeoff", "needs --target-task", "--target-task K --width N --tradeoff")
     if args.json:
         print(json.dumps(plan, indent=2 if args.indent else None))
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"raretask {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error (also RARETASK_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plan = sub.add_parser("plan", help="predict which tasks a width-N model learns (closed form)")
@@ -190,18 +193,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+    """The one line and exit status an exception becomes at the CLI (the error boundary)."""
+    import errno
+
+    if isinstance(e, ConfigError):
+        return _one_line(str(e)), 2
+    if isinstance(e, RaretaskError):
+        return _one_line(str(e)), 1
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        where = e.filename or "the output folder"
+        return f"no space left on device while writing {where}; free space and run the same command again", 1
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {e.filename or 'a file'}: {e.strerror.lower()}", 1
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or e.__class__.__name__}: {e.filename}", 1
+    if isinstance(e, MemoryError):
+        return "out of memory; use a smaller configuration", 1
+    msg = _one_line(str(e)) or "(no message)"
+    return f"{e.__class__.__name__}: {msg} (run with --debug for the traceback)", 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. Every exception becomes one line ``raretask: error: ...`` with exit
+    status 2 (bad input) or 1 (runtime); ``--debug`` or RARETASK_DEBUG=1 shows the traceback."""
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("RARETASK_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        sys.stderr.write(f"raretask: error: {e}\n")
-        return 2
     except KeyboardInterrupt:
         sys.stderr.write("raretask: interrupted; re-run the same command to resume\n")
         return 130
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001  (the one error boundary)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        line, code = error_line(e)
+        sys.stderr.write(f"raretask: error: {line}\n")
+        return code
+
+
+def entry() -> None:
+    """Console-script entry: exits without running interpreter shutdown after an interrupt,
+    where JAX/XLA or torch threads still unwinding can crash the process (exit 139)."""
+    import os
+
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

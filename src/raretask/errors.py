@@ -20,6 +20,11 @@ class ConfigError(ValueError):
         super().__init__(msg)
 
 
+class RaretaskError(RuntimeError):
+    """A run cannot go on (a folder in use or corrupt, a cluster out of reach, a diverged
+    loss): one line ``raretask: error: ...`` and exit status 1. The message says what to do."""
+
+
 def parse_assignment(item: str) -> tuple[list[str], object]:
     """``--set`` syntax shared by studies and LM sweeps: ``a.b=VALUE`` -> (["a", "b"], value);
     the value is parsed as JSON, else kept as a plain string."""

@@ -27,6 +27,11 @@ def _finite(name: str, value: float, allowed: str) -> float:
     return v
 
 
+MAX_DIM = 1 << 20
+"""Largest ambient dimension D = K d: the theory sorts D utilities, the engine holds N x D
+encoders; beyond this a run would exhaust memory long before it says anything."""
+
+
 @dataclass(frozen=True)
 class MixtureSpec:
     """A mixture of K orthogonal linear-regression tasks (SPEC A1).
@@ -73,6 +78,9 @@ class MixtureSpec:
             raise ConfigError("block_dim", f"{self.block_dim!r} is not an integer", "integer >= 1")
         if self.block_dim < 1:
             raise ConfigError("block_dim", f"d = {self.block_dim} < 1", "integer >= 1")
+        if self.n_tasks * self.block_dim > MAX_DIM:
+            raise ConfigError("n_tasks", f"D = K * d = {self.n_tasks} * {self.block_dim} = "
+                              f"{self.n_tasks * self.block_dim:,} dimensions", f"K * d <= {MAX_DIM:,}")
         if self.rank1 and self.block_dim != 1:
             # Rank-1 means d = 1 by definition; silently changing d would surprise the user.
             raise ConfigError("block_dim", f"rank1 requires d = 1, got {self.block_dim}", "1 when rank1")

@@ -16,10 +16,13 @@ def read_frequencies(path: str | Path) -> tuple[list[float], tuple[tuple[float, 
     every row has one (all of the same length) or none does.
     Returns (prior in task order, spectra or None)."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError("frequencies", f"{p} does not exist", "a CSV file")
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
+    if not p.is_file():
+        raise ConfigError("frequencies", f"{p} {'is a directory' if p.is_dir() else 'does not exist'}", "a CSV file")
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError("frequencies", f"{p} is not a text CSV file ({e.__class__.__name__})", "a CSV file") from None
     if not rows or not {"task", "frequency"} <= set(rows[0]):
         raise ConfigError("frequencies", f"{p} needs a header with task,frequency[,spectrum]",
                           "columns task, frequency, optional spectrum")

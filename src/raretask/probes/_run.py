@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
+from ..runfolder import atomic_json
 
 PROBES = ("das", "pca", "fourier", "localize", "gradients")
 
@@ -118,9 +119,7 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
                 else:
                     model = model or load()
                     rows = _one(probe, model, tasks, batches, step, cfg, torch)
-                    tmp = cache.with_name(cache.name + ".tmp")
-                    tmp.write_text(json.dumps(rows))
-                    tmp.replace(cache)
+                    atomic_json(cache, rows)
                 tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
                 bar.advance(job)
     frames = {p: pd.DataFrame(rows) for p, rows in tables.items()}

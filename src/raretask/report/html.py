@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runfolder import atomic_write
+
 
 @dataclass
 class Check:
@@ -124,7 +126,5 @@ def write_report(path: Path, title: str, intro: str, checks: list[Check], figure
                      f"<figcaption>{fig.caption}</figcaption></figure>{_checks_table(fig.checks)}")
     parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)) + "</pre>")
     parts.append(_CHECK_JS + "</body></html>")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(parts))
-    tmp.replace(path)
+    atomic_write(path, "".join(parts))
     return path

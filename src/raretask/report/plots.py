@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..runfolder import atomic_figure  # noqa: E402
+
 
 def new_figure(ncols: int = 1, nrows: int = 1, size=(6.4, 4.6), **kw):
     fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
@@ -19,10 +21,10 @@ def new_figure(ncols: int = 1, nrows: int = 1, size=(6.4, 4.6), **kw):
 def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -2,20 +2,25 @@
 
 Layout of a run directory::
 
-    checkpoint.npz          engine state + how many result parts are complete (atomic)
+    checkpoint.npz          engine state, how many result parts are complete, and their part
+                            log (name, rows, sha256 of each part)
+    checkpoint.prev.npz     the checkpoint before it, kept until the newer one is on disk
     metrics/part-000000.parquet ...   tidy SPEC A3 metrics at the record steps
     trace/part-000000.parquet ...     per-step corrected signal of traced tasks
 
-Parts are written with a temporary name and renamed when complete, then the checkpoint
-is replaced atomically; a part newer than the checkpoint is an orphan of an interrupted
-run and is deleted on resume. Re-running the same call therefore resumes and produces
-identical results, and memory stays bounded however long the run.
+Parts are written atomically, then the checkpoint is replaced atomically; a part newer than
+the checkpoint is an orphan of an interrupted run and is deleted on resume. On resume the
+newest checkpoint that loads and whose recorded parts are all present with their checksums
+is used (a truncated checkpoint falls back to the previous one); when none is, the run starts
+again from step 0, which the deterministic engine turns into the same results. Re-running the
+same call therefore resumes and produces identical results, and memory stays bounded however
+long the run. ``run_engine`` returns what it had to repair.
 """
 
 from __future__ import annotations
 
-import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,6 +29,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..mixture import MixtureSpec, task_metrics
+from ..runfolder import PartLog, atomic_parquet, atomic_savez, atomic_write
 from ._config import TrainConfig
 from ._engine import Engine
 from ._sampling import TaskSampler
@@ -34,19 +40,7 @@ _SEGMENT_CHUNKS = 16  # chunks per segment between checkpoint opportunities
 _MAX_BUFFERED_ROWS = 200_000  # flush earlier than the checkpoint clock when rows pile up
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+__all__ = ["atomic_parquet", "atomic_write", "drop_orphan_parts", "read_parts", "run_engine"]
 
 
 def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
@@ -66,9 +60,40 @@ def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
 def drop_orphan_parts(folder: Path, parts: int) -> None:
     """Delete parts numbered ``parts`` or later and half-written ``.tmp`` files: what an
     interrupted run wrote after its last checkpoint."""
+    for p in folder.glob(".part-*.tmp"):  # atomic_write's temporaries
+        p.unlink()
     for p in folder.glob("part-*"):
         if p.suffix == ".tmp" or int(p.name.split("-")[1].split(".")[0]) >= parts:
             p.unlink()
+
+
+def load_checkpoint(out: Path) -> tuple[dict | None, list[str]]:
+    """The newest usable checkpoint of a run folder and what was wrong with newer ones.
+
+    Usable: it loads, and every part its log records is present with its checksum. Tries
+    checkpoint.npz, then checkpoint.prev.npz. Returns (state or None, problems)."""
+    problems = []
+    for name in ("checkpoint.npz", "checkpoint.prev.npz"):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            with np.load(path) as z:
+                state = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            problems.append(f"{name} unreadable ({e.__class__.__name__})")
+            continue
+        if any(k not in state for k in ("step", "parts", "widths")):
+            problems.append(f"{name} incomplete")
+            continue
+        log = PartLog.from_json(str(state["manifest"])) if "manifest" in state else None
+        if log is not None:
+            bad = log.problems(out / "metrics") + log.problems(out / "trace")
+            if bad:
+                problems.append(f"{name}: result parts missing or corrupt: {', '.join(sorted(set(bad)))}")
+                continue
+        return state, problems
+    return None, problems
 
 
 def read_parts(folder: Path) -> pd.DataFrame | None:
@@ -106,11 +131,13 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     rec_steps = record.steps(cfg.steps)
     ckpt = out / "checkpoint.npz"
     parts = 0
-    if ckpt.exists():
-        with np.load(ckpt) as z:
-            state = {k: z[k] for k in z.files}
+    state, repairs = load_checkpoint(out)
+    if state is not None:
         engine.load_state_dict(state)
         parts = int(state["parts"])
+    elif repairs:  # nothing consistent to resume from: start again (same results, more time)
+        repairs.append("restarted from step 0")
+    log = PartLog.from_json(str(state["manifest"])) if state is not None and "manifest" in state else PartLog()
     for folder in ("metrics", "trace"):
         drop_orphan_parts(out / folder, parts)
     resumed_from = engine.step
@@ -122,17 +149,20 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     def flush() -> None:
         nonlocal parts, buf_m, buf_t
         if buf_m or buf_t:
-            if buf_m:
-                atomic_parquet(pd.concat(buf_m, ignore_index=True), out / "metrics" / f"part-{parts:06d}.parquet")
-            if buf_t:
-                atomic_parquet(pd.concat(buf_t, ignore_index=True), out / "trace" / f"part-{parts:06d}.parquet")
+            for sub, buf in (("metrics", buf_m), ("trace", buf_t)):
+                if buf:
+                    df = pd.concat(buf, ignore_index=True)
+                    path = out / sub / f"part-{parts:06d}.parquet"
+                    atomic_parquet(df, path)
+                    log.add(path, len(df))
             parts += 1
             buf_m, buf_t = [], []
         state = engine.state_dict()
         state["parts"] = np.asarray(parts)
-        tmp = ckpt.with_name("checkpoint.tmp.npz")
-        np.savez(tmp, **state)
-        os.replace(tmp, ckpt)
+        state["manifest"] = np.asarray(log.to_json())
+        if ckpt.exists():  # keep the previous checkpoint until the new one is complete on disk
+            atomic_write(out / "checkpoint.prev.npz", ckpt.read_bytes())
+        atomic_savez(ckpt, **state)
 
     if progress:
         progress(engine.step, cfg.steps)  # where this call starts (after a resume: not 0)
@@ -175,4 +205,5 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
         "resumed_from": resumed_from,
         "recompilations": engine.recompilations,
         "final_state": engine.state_dict(),
+        "repairs": repairs,
     }

@@ -123,6 +123,11 @@ class StudyConfig:
             raise ConfigError("upweight_margin", f"{self.upweight_margin!r}", "number > 0")
         if not (isinstance(self.theta0, (int, float)) and 0 < self.theta0 < math.pi / 2):
             raise ConfigError("theta0", f"{self.theta0!r}", "0 < theta0 < pi/2")
+        for name in ("widths", "retention_widths", "seeds", "gaps", "betas", "multipliers"):
+            values = getattr(self, name) or []
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:  # a repeated value would train (or count) the same run twice
+                raise ConfigError(name, f"{values!r} repeats {dup}", "distinct values")
 
     def spec(self, **override) -> MixtureSpec:
         kw = {**self.mixture, **override}

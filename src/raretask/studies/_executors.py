@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
+from ..runfolder import RunFolder, atomic_json
 
 EXECUTORS = ("local", "ray")
 # one XLA thread per worker process: on a shared machine, two-thread processes that compete for
@@ -31,25 +32,36 @@ def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
 
 
-def run_cell(cell, cell_dir: str, checkpoint_seconds: float) -> dict:
+CELL_FILES = ("checkpoint.npz", "checkpoint.prev.npz", "metrics", "trace", "progress.json")
+"""What an engine cell's run folder holds (``RunFolder`` owned entries)."""
+
+
+def cell_folder(path: str | Path) -> RunFolder:
+    """The run folder of one engine cell. Another process computing the same cell (a study
+    sharing it, a retried worker) holds its lock: this one waits, then resumes from it."""
+    return RunFolder(path, "cell", owned=CELL_FILES, wait=-1,
+                     legacy=lambda p: (p / "checkpoint.npz").exists())
+
+
+def run_cell(cell, cell_dir: str, checkpoint_seconds: float, tick: Callable[[], None] | None = None) -> dict:
     """Run (or resume) one cell in ``cell_dir``; what a worker executes.
 
-    Progress goes to ``cell_dir/progress.json`` ({"done", "total"}), which the driver polls.
-    Returns {"metrics": DataFrame, "trace": DataFrame | None, "seconds": float}."""
+    Progress goes to ``cell_dir/progress.json`` ({"done", "total"}), which the driver polls
+    (``tick`` is called after each write, for a driver that runs the cell in its own process).
+    Returns {"metrics": DataFrame, "trace": DataFrame | None, "seconds": float, "repairs": [...]}."""
     from ..sim import run_engine
 
-    folder = Path(cell_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    with cell_folder(cell_dir).open() as folder:
 
-    def report(done: int, total: int) -> None:
-        tmp = folder / "progress.json.tmp"
-        tmp.write_text(json.dumps({"done": int(done), "total": int(total)}))
-        os.replace(tmp, folder / "progress.json")
+        def report(done: int, total: int) -> None:
+            atomic_json(folder.path / "progress.json", {"done": int(done), "total": int(total)})
+            if tick is not None:
+                tick()
 
-    res = run_engine(cell.spec, cell.train, cell.widths, folder, sampler=cell.sampler, record=cell.record,
-                     trace_tasks=cell.trace_tasks, trace_every=cell.trace_every, progress=report,
-                     checkpoint_seconds=checkpoint_seconds, conflict_removal=cell.conflict_removal)
-    return {"metrics": res["metrics"], "trace": res["trace"], "seconds": res["seconds"]}
+        res = run_engine(cell.spec, cell.train, cell.widths, folder.path, sampler=cell.sampler, record=cell.record,
+                         trace_tasks=cell.trace_tasks, trace_every=cell.trace_every, progress=report,
+                         checkpoint_seconds=checkpoint_seconds, conflict_removal=cell.conflict_removal)
+    return {"metrics": res["metrics"], "trace": res["trace"], "seconds": res["seconds"], "repairs": res["repairs"]}
 
 
 class _ProgressPoller:
@@ -105,7 +117,7 @@ def execute(cells: list, dirs: dict[str, Path], executor: str = "local", workers
     if workers == 1:
         out = {}
         for cid, job in jobs.items():
-            out[cid] = run_cell(*job)
+            out[cid] = run_cell(*job, tick=poller.poll)
             poller.poll()
         return out
     return _pool(jobs, workers, poller, retries)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ._config import StudyConfig, apply_overrides, load_preset
-from ._run import finish, prepare_run_dir, run_cells
+from ._run import finish, prepare_run_dir, run_cells, study_folder
 
 _MODULES = {"phase": "phase", "residual": "residual", "retention": "retention",
             "long-horizon": "long_horizon", "complexity": "complexity", "rank1": "rank1",
@@ -41,22 +41,31 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
     t0 = time.perf_counter()
     mod = module(cfg.study)
     cells = None if hasattr(mod, "run") else mod.cells(cfg)  # validates: a refused run writes nothing
-    prepare_run_dir(cfg, out, restart)
-    if cells is None:  # studies that are not engine runs (one-neuron)
-        results, trace, train_s = mod.run(cfg, out)
-    else:
-        where = {"executor": executor, "workers": workers, "ray_address": ray_address}
-        total = sum(c.train.steps for c in cells)
-        if console is not None:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            with Progress(TextColumn(f"[bold]{cfg.study}[/bold]"), BarColumn(),
-                          TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
-                          TimeRemainingColumn(), console=console, transient=False) as bar:
-                task = bar.add_task("train", total=total)
-                results, trace, train_s = run_cells(cells, out, progress=lambda n: bar.advance(task, n),
-                                                    checkpoint_seconds=cfg.checkpoint_seconds, **where)
+    with study_folder(out).open(restart=restart):
+        prepare_run_dir(cfg, out)
+        repairs = {}
+        if cells is None:  # studies that are not engine runs (one-neuron)
+            results, trace, train_s = mod.run(cfg, out)
         else:
-            results, trace, train_s = run_cells(cells, out, checkpoint_seconds=cfg.checkpoint_seconds, **where)
-    analysis = mod.analyze(cfg, results, trace, out)
-    return finish(cfg, out, analysis, results, trace, time.perf_counter() - t0, train_s)
+            results, trace, train_s, repairs = _run_cells(cfg, cells, out, console, executor, workers, ray_address)
+            if console is not None:
+                for cid, what in repairs.items():
+                    console.print(f"raretask: repaired cell {cid}: {'; '.join(what)}")
+        analysis = mod.analyze(cfg, results, trace, out)
+        return finish(cfg, out, analysis, results, trace, time.perf_counter() - t0, train_s, repairs)
+
+
+def _run_cells(cfg: StudyConfig, cells: list, out: Path, console, executor: str, workers: int | None,
+               ray_address: str | None):
+    where = {"executor": executor, "workers": workers, "ray_address": ray_address}
+    if console is None:
+        return run_cells(cells, out, checkpoint_seconds=cfg.checkpoint_seconds, **where)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    total = sum(c.train.steps for c in cells)
+    with Progress(TextColumn(f"[bold]{cfg.study}[/bold]"), BarColumn(),
+                  TextColumn("{task.completed:,}/{task.total:,} steps"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("train", total=total)
+        return run_cells(cells, out, progress=lambda n: bar.advance(task, n),
+                         checkpoint_seconds=cfg.checkpoint_seconds, **where)

@@ -1,6 +1,6 @@
 """Running a study: cells of engine runs in one resumable run directory.
 
-Run directory::
+Run directory (a ``RunFolder`` of kind "study": marker, lock, atomic writes)::
 
     config.json        resolved StudyConfig + package version + seeds (written once)
     cells.json         cell id -> content key of its engine run
@@ -20,13 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -34,7 +32,7 @@ from ..errors import ConfigError
 from ..mixture import MixtureSpec
 from ..report.html import Check, Figure, all_passed, write_report
 from ..sim import RecordSchedule, TaskSampler, TrainConfig
-from ..sim._runner import atomic_parquet
+from ..runfolder import RunFolder, atomic_json, atomic_parquet, read_json, to_json
 from ._config import StudyConfig
 
 _LATER_SPEC_OPTIONS = {"spectrum"}
@@ -72,7 +70,7 @@ class Cell:
         }
         if self.conflict_removal is not None:  # absent when off: earlier cells keep their keys
             content["conflict_removal"] = int(self.conflict_removal)
-        blob = json.dumps(content, sort_keys=True, default=_json_default)
+        blob = json.dumps(json.loads(to_json(content)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -91,38 +89,36 @@ def last_step(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["step"] == results.groupby("cell")["step"].transform("max")]
 
 
-def _json_default(o: Any):
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))
+STUDY_FILES = ("config.json", "cells.json", "results.parquet", "trace.parquet", "summary.json", "figures",
+               "report.html", "timing.json")
+"""What a study's run folder holds: all that --restart deletes there."""
+
+
+def study_folder(out: Path) -> RunFolder:
+    return RunFolder(out, "study", owned=STUDY_FILES, legacy=_legacy_study)
+
+
+def _legacy_study(p: Path) -> bool:
+    """A study run written before run folders had markers: its config.json names raretask."""
+    try:
+        return "raretask_version" in json.loads((p / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def dump_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    tmp.replace(path)
+    atomic_json(path, obj)
 
 
-def prepare_run_dir(cfg: StudyConfig, out: Path, restart: bool) -> dict:
-    """Create ``out`` (or check it belongs to this config) and record the provenance."""
-    if restart and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+def prepare_run_dir(cfg: StudyConfig, out: Path) -> dict:
+    """Check ``out`` (an open study folder) belongs to this config, or record the provenance."""
     conf_path = out / "config.json"
     record = {"config": cfg.to_dict(), "raretask_version": __version__}
     if conf_path.exists():
-        old = json.loads(conf_path.read_text())
-        new = json.loads(json.dumps(record["config"], default=_json_default))
+        old = read_json(conf_path, "the run's config.json")
+        new = json.loads(to_json(record["config"]))
         # options added to StudyConfig after the run began are fine at their default values
-        defaults = json.loads(json.dumps(StudyConfig(study=cfg.study).to_dict(), default=_json_default))
+        defaults = json.loads(to_json(StudyConfig(study=cfg.study).to_dict()))
         prev = {**{k: v for k, v in new.items() if k not in old.get("config", {}) and v == defaults.get(k)},
                 **old.get("config", {})}
         if prev != new:
@@ -140,10 +136,24 @@ def cell_root(out: Path) -> Path:
     return out.resolve().parent / ".cells"
 
 
+class CellRuns(NamedTuple):
+    """What ``run_cells`` returns."""
+
+    results: pd.DataFrame
+    """Tidy metrics of every cell, with the cells' labels."""
+    trace: pd.DataFrame | None
+    """Per-step traces, or None when no cell traces."""
+    seconds: float
+    """Training time of this call."""
+    repairs: dict
+    """cell id -> what its run folder needed on resume (unreadable checkpoint, missing parts)."""
+
+
 def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | None = None,
               checkpoint_seconds: float = 60.0, executor: str = "local", workers: int | None = None,
               ray_address: str | None = None, retries: int = 3):
-    """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels.
+    """Run (or resume) every cell; returns tidy metrics and trace tables with cell labels
+    (``CellRuns``).
 
     Cells run on ``executor`` (see ``_executors.execute``); tables are merged in cell order."""
     from ._executors import execute
@@ -155,27 +165,31 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
     dirs = {c.id: cell_root(out) / c.key() for c in cells}
     done = execute(cells, dirs, executor=executor, workers=workers, progress=progress,
                    checkpoint_seconds=checkpoint_seconds, retries=retries, ray_address=ray_address)
-    metrics, traces, seconds = [], [], 0.0
+    metrics, traces, seconds, repairs = [], [], 0.0, {}
     for cell in cells:
         res = done[cell.id]
         seconds += res["seconds"]
+        if res.get("repairs"):
+            repairs[cell.id] = res["repairs"]
         metrics.append(res["metrics"].assign(cell=cell.id, **cell.labels))
         if res["trace"] is not None:
             traces.append(res["trace"].assign(cell=cell.id, **cell.labels))
     results = pd.concat(metrics, ignore_index=True)
     trace = pd.concat(traces, ignore_index=True) if traces else None
-    return results, trace, seconds
+    return CellRuns(results, trace, seconds, repairs)
 
 
 def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFrame | None,
-           trace: pd.DataFrame | None, wall: float, train_seconds: float) -> dict:
+           trace: pd.DataFrame | None, wall: float, train_seconds: float, repairs: dict | None = None) -> dict:
     """Write results.parquet, trace.parquet, summary.json and report.html."""
     if results is not None:
         atomic_parquet(results.assign(study=cfg.study), out / "results.parquet")
     if trace is not None:
         atomic_parquet(trace.assign(study=cfg.study), out / "trace.parquet")
     timing_path = out / "timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.exists() else []
+    timing = read_json(timing_path, "the run's timing.json") if timing_path.exists() else []
+    if not isinstance(timing, list):
+        timing = []
     timing.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": wall,
                    "training_seconds_this_call": train_seconds})
     dump_json(timing, timing_path)
@@ -187,6 +201,7 @@ def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFram
         "checks_count": {v or "informative": sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a", "")},
         **analysis.summary,
         "timing": {"wall_seconds_total": sum(t["wall_seconds"] for t in timing), "invocations": len(timing)},
+        "repairs": repairs or {},
         "figures": [str(Path(f.path).relative_to(out)) for f in analysis.figures],
     }
     dump_json(summary, out / "summary.json")

@@ -1,0 +1,290 @@
+"""Run folders: the one layer that owns a run's directory.
+
+Every folder raretask writes a run into (a study's ``--out``, an engine cell, an LM training
+run, an evaluation or probe report, a sweep) is a ``RunFolder``::
+
+    .raretask-run.json   marker: {"kind", "raretask_version", "created"}; says the folder is
+                         a raretask run of that kind, so --restart may clear it
+    .lock                exclusive lock (filelock) held for the run's lifetime
+    .lock.json           who holds it: pid, host, command, since
+    ...                  the run's own files, written with ``atomic_write`` & co.
+
+Rules: a folder that exists, is not empty and carries no marker is never written into or
+deleted; ``restart`` deletes only the entries the run's kind declares as its own (``owned``),
+never anything else a user put there; a second writer gets one line naming the holder.
+Writes go through ``atomic_write`` (temporary file in the same folder, fsync, rename), so a
+kill leaves either the old or the new file, never half of one. Part logs (``PartLog``)
+record name, rows and sha256 of every completed result part, so a missing or corrupt part is
+detected instead of silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+MARKER = ".raretask-run.json"
+LOCK = ".lock"
+LOCK_INFO = ".lock.json"
+
+
+from .errors import RaretaskError
+
+
+class RunFolderError(RaretaskError):
+    """A run folder cannot be used as asked (not a run, in use, corrupt); exit status 1."""
+
+
+# ------------------------------------------------------------------ atomic writes
+def _tmp_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a kill) sees the old file or the whole
+    new one: a temporary file beside it, fsync, rename. The temporary is removed on error."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    tmp = _tmp_for(path)
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=_json_default)
+
+
+def atomic_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, to_json(obj))
+
+
+def atomic_parquet(df, path: str | Path) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write(path, buf.getvalue())
+
+
+def atomic_savez(path: str | Path, **arrays) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def atomic_figure(fig, path: str | Path, **kw) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kw)
+    atomic_write(path, buf.getvalue())
+
+
+def read_json(path: str | Path, what: str | None = None) -> Any:
+    """Parse a JSON file raretask wrote; a corrupt one is a RunFolderError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunFolderError(f"{what or path.name} is corrupt ({path}: {e.__class__.__name__}); "
+                             "delete it or re-run with --restart") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ part logs
+class PartLog:
+    """Completed result parts of a run: ``{name: {"rows": int, "sha256": str}}``.
+
+    Kept inside the run's checkpoint (so it moves atomically with the state it describes);
+    ``verify`` says which recorded parts are missing or differ from their checksum."""
+
+    def __init__(self, entries: dict | None = None):
+        self.entries: dict[str, dict] = dict(entries or {})
+
+    def add(self, path: Path, rows: int) -> None:
+        self.entries[path.name] = {"rows": int(rows), "sha256": sha256_file(path)}
+
+    def problems(self, folder: Path) -> list[str]:
+        """Names of recorded parts in ``folder`` that are missing or fail their checksum."""
+        bad = []
+        for name, e in self.entries.items():
+            p = folder / name
+            if not p.exists() or sha256_file(p) != e["sha256"]:
+                bad.append(name)
+        return bad
+
+    def to_json(self) -> str:
+        return json.dumps(self.entries, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PartLog":
+        return cls(json.loads(text))
+
+
+# ------------------------------------------------------------------ the folder
+def _holder(folder: Path) -> str:
+    info = folder / LOCK_INFO
+    try:
+        h = json.loads(info.read_text())
+        return f"pid {h.get('pid')} on {h.get('host')} ({h.get('command')}, since {h.get('since')})"
+    except (OSError, ValueError):
+        return "another process"
+
+
+class RunFolder:
+    """A run's directory: marker, lock and owned files (module docstring).
+
+    Use as a context manager: ``with RunFolder(out, "study", owned=[...]).open(restart):``
+    validates the path, creates it, takes the lock (or raises RunFolderError naming the
+    holder) and writes the marker; the lock is released on exit."""
+
+    def __init__(self, path: str | Path, kind: str, owned: Iterable[str] = (), wait: float = 0.0,
+                 legacy: Callable[[Path], bool] | None = None):
+        """owned: names or glob patterns of the entries this kind writes (restart deletes
+        those); wait: seconds to wait for a held lock (0: fail at once, < 0: wait for ever);
+        legacy: recognises a run of this kind written before markers existed (it is adopted)."""
+        self.path = Path(path)
+        self.kind = kind
+        self.owned = list(owned)
+        self.wait = wait
+        self.legacy = legacy
+        self._lock = None
+
+    # -- checks that write nothing
+    def check(self, restart: bool = False) -> None:
+        """Refuse a path that cannot hold this run, before anything is written."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunFolderError(f"{p} is a file, not a run folder; choose another --out")
+        if p.is_dir():
+            marker = p / MARKER
+            if marker.exists():
+                kind = read_json(marker, "run marker").get("kind")
+                if kind != self.kind:
+                    raise RunFolderError(f"{p} holds a raretask {kind} run, not a {self.kind} run; choose another --out")
+            elif self.legacy is not None and self.legacy(p):
+                pass  # a run of this kind from before markers: adopted by open()
+            elif any(e.name not in (LOCK, LOCK_INFO) for e in p.iterdir()):
+                what = "--restart would delete files that raretask did not write" if restart else \
+                    "raretask only writes into new, empty or raretask run folders"
+                raise RunFolderError(f"{p} is not empty and not a raretask run folder ({what}); choose another --out")
+        parent = p if p.is_dir() else _existing_parent(p)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RunFolderError(f"cannot write to {parent} (permission denied); choose another --out")
+
+    def is_run(self) -> bool:
+        return (self.path / MARKER).exists() or (self.legacy is not None and self.path.is_dir()
+                                                 and self.legacy(self.path))
+
+    # -- lifetime
+    def open(self, restart: bool = False) -> "RunFolder":
+        self.check(restart)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
+        if restart and self.is_run():
+            self.clear()
+        if not (self.path / MARKER).exists():
+            from . import __version__
+
+            atomic_json(self.path / MARKER, {"kind": self.kind, "raretask_version": __version__,
+                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        return self
+
+    def lock(self) -> None:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path / LOCK))
+        deadline = None if self.wait < 0 else time.monotonic() + self.wait
+        while True:
+            try:
+                lock.acquire(timeout=0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
+                break
+            except Timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise RunFolderError(f"{self.path} is in use by {_holder(self.path)}; wait for it to finish "
+                                         "or stop it") from None
+                time.sleep(0.2)
+        self._lock = lock
+        atomic_json(self.path / LOCK_INFO, {"pid": os.getpid(), "host": socket.gethostname(),
+                                            "command": " ".join(sys.argv[:3]) or "python",
+                                            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def release(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_INFO).unlink()
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def clear(self) -> list[str]:
+        """Delete this run's own entries (``owned``), keep everything else; returns what was
+        deleted. Only for a marked folder whose lock this process holds."""
+        if not self.is_run():
+            raise RunFolderError(f"{self.path} is not a raretask run folder; nothing deleted")
+        if self._lock is None:
+            raise RunFolderError(f"{self.path}: clearing needs the run's lock")
+        gone = []
+        for pattern in self.owned:
+            for e in sorted(self.path.glob(pattern)):
+                if e.is_dir() and not e.is_symlink():
+                    shutil.rmtree(e)
+                else:
+                    e.unlink()
+                gone.append(e.name)
+        for e in self.path.glob(".*.tmp"):
+            e.unlink()
+        return gone
+
+
+def _existing_parent(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists():
+        p = p.parent
+    return p
