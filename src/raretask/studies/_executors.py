@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RaretaskError
 from ..runfolder import RunFolder, atomic_json
 
 EXECUTORS = ("local", "ray")
@@ -91,6 +91,17 @@ class _ProgressPoller:
                 self.seen[cid] = now
 
 
+def check_executor(executor: str, workers: int | None, ray_address: str | None) -> None:
+    """Validate where cells will run (and that a named Ray cluster answers) before a run
+    writes anything."""
+    if executor not in EXECUTORS:
+        raise ConfigError("executor", f"{executor!r}", ", ".join(EXECUTORS))
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError("workers", f"{workers!r}", "integer >= 1")
+    if executor == "ray" and ray_address not in (None, "auto", "local"):
+        _reachable(ray_address)
+
+
 def execute(cells: list, dirs: dict[str, Path], executor: str = "local", workers: int | None = None,
             progress: Callable[[int], None] | None = None, checkpoint_seconds: float = 60.0,
             retries: int = 3, ray_address: str | None = None) -> dict[str, dict]:
@@ -103,10 +114,7 @@ def execute(cells: list, dirs: dict[str, Path], executor: str = "local", workers
         workers: parallel cells (default: the CPU count, at most the number of cells).
         retries: how many times a cell whose worker died is run again before giving up.
     """
-    if executor not in EXECUTORS:
-        raise ConfigError("executor", f"{executor!r}", ", ".join(EXECUTORS))
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ConfigError("workers", f"{workers!r}", "integer >= 1")
+    check_executor(executor, workers, ray_address)
     if retries < 0:
         raise ConfigError("retries", f"{retries}", "integer >= 0")
     workers = workers or max(1, min(os.cpu_count() or 1, len(cells)))
@@ -154,6 +162,25 @@ def _pool(jobs: dict, workers: int, poller: _ProgressPoller, retries: int) -> di
                 raise RuntimeError(f"cell {cid}: its worker died {deaths[cid]} times; giving up "
                                    f"(its checkpoint is kept: run the same command again to resume)")
     return results
+
+
+RAY_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a Ray cluster's address to answer before giving up."""
+
+
+def _reachable(address: str) -> None:
+    """Fail fast, with one line, when nothing listens at a Ray address (ray.init would wait)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError("ray_address", f"{address!r}", "auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise RaretaskError(f"cannot reach the Ray cluster at {address} ({e.strerror or e.__class__.__name__} "
+                            f"within {RAY_CONNECT_TIMEOUT:g} s); check --ray-address and that the cluster is up") from None
 
 
 def _ray(jobs: dict, workers: int, poller: _ProgressPoller, retries: int, address: str | None) -> dict[str, dict]:

@@ -41,6 +41,10 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
     t0 = time.perf_counter()
     mod = module(cfg.study)
     cells = None if hasattr(mod, "run") else mod.cells(cfg)  # validates: a refused run writes nothing
+    if cells is not None:
+        from ._executors import check_executor
+
+        check_executor(executor, workers, ray_address)
     with study_folder(out).open(restart=restart):
         prepare_run_dir(cfg, out)
         repairs = {}
