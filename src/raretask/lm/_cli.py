@@ -59,7 +59,9 @@ def _cmd_train(args) -> int:
     kw = {k: getattr(args, k) for k in ("corpus", "out", "preset", "task", "rate", "every", "n", "steps", "batch_size",
                                         "seq_len", "lr", "final_lr_ratio", "warmup", "weight_decay", "clip",
                                         "checkpoint_every", "seed", "task_seed", "parallel", "dtype", "device",
-                                        "monitor_interference", "monitor_refresh")}
+                                        "monitor_interference")}
+    if args.monitor_interference:  # without the monitor, its settings keep the config defaults (resume-safe)
+        kw.update(monitor_refresh=args.monitor_refresh, monitor_neurons=args.monitor_neurons)
     if args.every is None and args.n is not None:
         raise ConfigError("n", "--n needs --every", "--every G --n N")
     cfg = LMTrainConfig(**kw)
@@ -68,6 +70,11 @@ def _cmd_train(args) -> int:
         print(f"trained {s['steps']} steps ({s['tokens']:,} tokens, {s['params']:,} params), final loss "
               f"{s['final_loss']:.4f}, {s['injected_instances']} injected instances, per-token frequency "
               f"{s['per_token_frequency']:.3g}; run: {cfg.out}")
+        if "monitor" in s:
+            mo = s["monitor"]
+            print(f"interference monitor: {mo['readings']} readings, finite cos(g_r, g_task) at "
+                  f"{mo['finite_task_cos_at_injections']}/{mo['planned_injection_readings']} injection steps; "
+                  f"report: {mo['report']}")
     return 0
 
 
@@ -160,9 +167,16 @@ def add_lm_parser(sub, parser_class) -> None:
     tr.add_argument("--parallel", default="auto", help="under torchrun: ddp, fsdp or auto")
     tr.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    tr.add_argument("--monitor-interference", type=int, nargs="?", const=100, default=0, metavar="M",
-                    help="log gradient-interference cosines every M steps (SPEC B6; the flag alone: every 100)")
-    tr.add_argument("--monitor-refresh", type=int, default=1000, help="steps between recomputing g_r")
+    tr.add_argument("--monitor-interference", type=int, nargs="?", const=100, default=0, metavar="K",
+                    help="log gradient-interference cosines (SPEC B6) every K steps and around injections: at "
+                         "the first injection at or after each multiple of K (every injection when they are K or "
+                         "more apart) and 1, G/4, G/2, 3G/4, G-1 steps after it (G: the gap); the flag alone: "
+                         "K = 100. Writes interference/, figures/interference-monitor.png, "
+                         "interference-report.html")
+    tr.add_argument("--monitor-refresh", type=int, default=1, metavar="R",
+                    help="recompute the task neurons and g_r when R or more steps old (default 1: at every "
+                         "reading; larger is cheaper, and summary.json reports the error it causes)")
+    tr.add_argument("--monitor-neurons", type=int, default=32, help="task neurons (top-k of MLP 0) for the monitor")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
 

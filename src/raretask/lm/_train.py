@@ -14,6 +14,9 @@ Run directory::
                                trainer_state.json;  checkpoints/latest names the newest
     metrics/part-*.parquet     per step: loss, injected-task loss, lr, grad norm, tokens/s
     data_order/part-*.parquet  per step and sequence: corpus window and injected instance
+    interference/part-*.parquet  with --monitor-interference: one row per reading (SPEC B6
+                               cosines, injection / offset / period, the g_r used), with
+                               figures/interference-monitor.png and interference-report.html
     summary.json
 Re-running the same command resumes from the latest checkpoint; log parts written after it
 are discarded, so the logs show every step exactly once.
@@ -93,10 +96,17 @@ class LMTrainConfig:
     device: str = "auto"
     """cpu, cuda, or auto."""
     monitor_interference: int = 0
-    """Every this many steps, log the SPEC B6 cosines of the task reference gradient g_r with
-    the batch gradient and its task / non-task parts (single process; 0: off)."""
+    """K > 0: log the SPEC B6 cosines of the task reference gradient g_r with the batch gradient
+    and its task / non-task parts (single process; 0: off) at every K-th step, and around
+    injections: at the first injection step at or after each multiple of K (so every injection
+    when they are K or more steps apart) and at offsets 1, G/4, G/2, 3G/4, G-1 after it, G the
+    steps to the next injection (``monitor_plan``)."""
     monitor_refresh: int = 1000
-    """Steps between recomputations of the task neurons and g_r (all 10,000 instances)."""
+    """Recompute the task neurons and g_r (all 10,000 instances) at a reading when they are this
+    many steps old; 1: at every reading, i.e. at the current weights (the CLI's default; 1000
+    stays the default here so that runs made before keep resuming). Each recomputation also
+    applies the old g_r to the same batch, so summary.json reports the error a larger value
+    causes."""
     monitor_neurons: int = 32
     """Task neurons (top-k of the first MLP) the monitor restricts gradients to."""
     extra: dict = field(default_factory=dict)
@@ -127,8 +137,9 @@ class LMTrainConfig:
         for name in ("monitor_interference",):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 0 (0: off)")
-        if self.monitor_refresh < 1 or self.monitor_neurons < 1:
-            raise ConfigError("monitor_refresh", f"{self.monitor_refresh}, neurons {self.monitor_neurons}", ">= 1")
+        for name in ("monitor_refresh", "monitor_neurons"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 1")
         if self.parallel not in ("auto", "ddp", "fsdp"):
             raise ConfigError("parallel", f"{self.parallel!r}", "auto, ddp, fsdp")
         if self.dtype not in ("float32", "bfloat16"):
@@ -182,15 +193,123 @@ def list_checkpoints(out: Path) -> list[Path]:
                    and (d / "trainer_state.json").exists()), key=lambda d: int(d.name.split("-")[1]))
 
 
-def _monitor(model, tasks, state: dict, step: int, cfg: LMTrainConfig, tok_loss, inst) -> dict:
-    """One interference reading (SPEC B6) on this step's batch, before its backward pass."""
-    from ..probes._gradients import interference_row, reference
+def gap_offsets(period: int) -> list[int]:
+    """Offsets (steps after an injection) the monitor reads in a gap of ``period`` steps."""
+    return sorted({o for o in (0, 1, period // 4, period // 2, 3 * period // 4, period - 1) if 0 <= o < period})
 
+
+def next_injection(schedule: InjectionSchedule, step: int) -> int:
+    """The first step >= ``step`` that carries an injection (searched on the schedule's own
+    cumulative count, so rates, fractional rates and n-every-G schedules alike)."""
+    def cum(s: int) -> int:
+        return int(schedule.cumulative(np.asarray([s]))[0])
+
+    c0, hi = cum(step), 1
+    while cum(step + hi) <= c0:  # terminates: every schedule injects at a positive rate
+        hi *= 2
+    lo = 0  # cum(step + lo) <= c0 < cum(step + hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cum(step + mid) <= c0 else (lo, mid)
+    return step + hi - 1
+
+
+def monitor_plan(schedule: InjectionSchedule, steps: int, every: int) -> dict[int, dict]:
+    """The steps the interference monitor reads, each with ``injection`` (the step carries an
+    injection), ``offset`` (steps since the latest injection; None before the first), ``period``
+    (steps from that injection to the next; None before the first) and ``planned_by`` (gap,
+    every, or gap+every).
+
+    Readings: every multiple of ``every``; and, for the first injection at or after each multiple
+    of ``every``, its step and the ``gap_offsets`` after it. A pure function of the schedule, so a
+    resumed run reads the same steps."""
+    inj = np.flatnonzero(np.diff(schedule.cumulative(np.arange(steps + 1, dtype=np.int64))) > 0)
+    inj = np.append(inj, next_injection(schedule, steps))  # ends the last gap
+    grid = np.arange(0, steps, every)
+    by: dict[int, str] = {}
+    for j in np.unique(np.searchsorted(inj, grid)):
+        if j + 1 >= len(inj):
+            continue
+        start, period = int(inj[j]), int(inj[j + 1] - inj[j])
+        for o in gap_offsets(period):
+            if start + o < steps:
+                by[start + o] = "gap"
+    for s in grid:
+        by[int(s)] = "gap+every" if int(s) in by else "every"
+    plan = {}
+    for s in sorted(by):
+        k = int(np.searchsorted(inj, s, side="right")) - 1
+        offset = s - int(inj[k]) if k >= 0 else None
+        plan[s] = {"injection": offset == 0, "offset": offset,
+                   "period": int(inj[k + 1] - inj[k]) if k >= 0 else None, "planned_by": by[s]}
+    return plan
+
+
+_STALE = ("stale_reference_step", "stale_cos_batch", "stale_cos_task", "stale_cos_nontask", "neuron_overlap")
+
+
+def _monitor(model, tasks, state: dict, step: int, cfg: LMTrainConfig, tok_loss, inst) -> dict:
+    """One interference reading (SPEC B6) on this step's batch, before its backward pass.
+
+    The batch gradient's task / non-task parts are taken once; when the reference (task neurons,
+    g_r) is ``monitor_refresh`` or more steps old it is recomputed at the current weights, and the
+    old one is applied to the same parts too (``stale_*``): the error an older g_r would cause."""
+    from ..probes._gradients import cosines, part_gradients, reference, task_mask
+
+    gt, go = part_gradients(model, tok_loss, task_mask(inst, tok_loss.shape[1] + 1), retain=True)
+    row: dict = {"instances": int((inst >= 0).sum()), **dict.fromkeys(_STALE, float("nan")),
+                 "reference_seconds": 0.0}
     if state["at"] is None or step - state["at"] >= cfg.monitor_refresh:
+        old = None if state["at"] is None else (state["neurons"], state["g_r"], state["at"])
+        t0 = time.perf_counter()
         state["neurons"], state["g_r"] = reference(model, tasks, cfg.monitor_neurons)
         state["at"] = step
-    row = interference_row(model, None, inst, state["neurons"], state["g_r"], tok_loss=tok_loss, retain=True)
-    return {**row, "reference_step": state["at"]}
+        row["reference_seconds"] = time.perf_counter() - t0
+        if old is not None:
+            c = cosines(gt, go, old[0], old[1])
+            row.update(stale_reference_step=old[2], stale_cos_batch=c["cos_batch"], stale_cos_task=c["cos_task"],
+                       stale_cos_nontask=c["cos_nontask"],
+                       neuron_overlap=len(np.intersect1d(old[0], state["neurons"])) / len(state["neurons"]))
+    row.update(cosines(gt, go, state["neurons"], state["g_r"]))
+    return {**row, "reference_step": state["at"], "reference_age": step - state["at"]}
+
+
+def _monitor_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).astype({"offset": "Int64", "period": "Int64"})
+
+
+def _monitor_report(out: Path, cfg: LMTrainConfig, plan: dict[int, dict], monitor_seconds: float) -> dict:
+    """Checks, staleness, figure and report of the run's whole monitor log (for summary.json)."""
+    from ..probes._gradients import monitor_checks, monitor_figure, monitor_staleness
+    from ..report.html import Figure, write_report
+
+    log = read_parts(out / "interference")
+    if log is None:
+        log = pd.DataFrame(columns=["step", "instances", "cos_batch", "cos_task", "cos_nontask"])
+    injections = [s for s, p in plan.items() if p["injection"]]
+    checks = monitor_checks(log, planned_steps=list(plan), planned_injections=injections)
+    fig = monitor_figure(log, out / "figures" / "interference-monitor.png")
+    write_report(out / "interference-report.html", f"raretask lm train: interference monitor ({out.name})",
+                 "Cosines of the task reference gradient g_r (task neurons of MLP 0, all 10,000 instances) with "
+                 "the batch gradient and its task-token / other-token parts (SPEC B6), read at injection "
+                 "steps, at offsets after them, and every K steps.",
+                 checks, [Figure(fig, "Left: against the steps since the latest injection, median and IQR over "
+                                      "the injections read (cos(g_r, g_task) exists only at injection steps). "
+                                      "Right: over training.")],
+                 {"monitor_interference": cfg.monitor_interference, "monitor_refresh": cfg.monitor_refresh,
+                  "monitor_neurons": cfg.monitor_neurons}, {"readings": len(log)})
+    inj = log[log["injection"].fillna(False).astype(bool)] if "injection" in log else log.iloc[:0]
+    return {"readings": int(len(log)), "planned_readings": len(plan), "injection_readings": int(len(inj)),
+            "planned_injection_readings": len(injections),
+            "finite_task_cos_at_injections": int(np.isfinite(inj["cos_task"].to_numpy(float)).sum()),
+            "refresh": cfg.monitor_refresh,
+            "max_reference_age": int(log["reference_age"].max()) if "reference_age" in log and len(log) else None,
+            "reference_share_of_monitor_time": float(log["reference_seconds"].sum() / monitor_seconds)
+            if "reference_seconds" in log and monitor_seconds > 0 else None,
+            "staleness": monitor_staleness(log),
+            "checks": [{**asdict(c), "verdict": c.verdict if hasattr(c, "verdict") else
+                        {True: "yes", False: "no", None: ""}[c.ok]} for c in checks],
+            "figure": str(fig), "report": str(out / "interference-report.html")}
 
 
 def _check_run_dir(cfg: LMTrainConfig, out: Path, world: int) -> None:
@@ -288,6 +407,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
     buf_d: list[pd.DataFrame] = []
     buf_i: list[dict] = []
     monitor = {"neurons": None, "g_r": None, "at": None}
+    mon_plan = monitor_plan(schedule, cfg.steps, cfg.monitor_interference) if cfg.monitor_interference else {}
 
     def save(step: int) -> None:
         nonlocal parts, buf_m, buf_d, buf_i
@@ -300,7 +420,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                 atomic_parquet(pd.DataFrame(buf_m), out / "metrics" / f"part-{parts:06d}.parquet")
                 atomic_parquet(pd.concat(buf_d, ignore_index=True), out / "data_order" / f"part-{parts:06d}.parquet")
                 if buf_i:
-                    atomic_parquet(pd.DataFrame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
+                    atomic_parquet(_monitor_frame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
                 parts += 1
             d = out / "checkpoints" / f"step-{step:06d}"
             tmp = d.with_name(d.name + ".tmp")
@@ -352,9 +472,10 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                 reduction="none").view(toks.shape[0], -1)
             loss = tok_loss.mean()
             t_mon = 0.0
-            if cfg.monitor_interference and step % cfg.monitor_interference == 0:
+            if step in mon_plan:
                 t_m = time.perf_counter()
-                buf_i.append({"step": step, **_monitor(model, tasks, monitor, step, cfg, tok_loss, inst)})
+                buf_i.append({"step": step, **mon_plan[step],
+                              **_monitor(model, tasks, monitor, step, cfg, tok_loss, inst)})
                 t_mon = time.perf_counter() - t_m
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -402,7 +523,9 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": tok.describe(),
             "raretask_version": __version__,
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if cfg.monitor_interference:
+            summary["monitor"] = _monitor_report(out, cfg, mon_plan, float(m["monitor_seconds"].sum()))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
