@@ -64,9 +64,11 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.filename is None:  # fsync, write: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -134,25 +136,21 @@ def sha256_file(path: str | Path) -> str:
 
 # ------------------------------------------------------------------ part logs
 class PartLog:
-    """Completed result parts of a run: ``{name: {"rows": int, "sha256": str}}``.
+    """Completed result parts of a run: ``{path relative to the run: {"rows", "sha256"}}``.
 
     Kept inside the run's checkpoint (so it moves atomically with the state it describes);
-    ``verify`` says which recorded parts are missing or differ from their checksum."""
+    ``problems`` says which recorded parts are missing or differ from their checksum."""
 
     def __init__(self, entries: dict | None = None):
         self.entries: dict[str, dict] = dict(entries or {})
 
-    def add(self, path: Path, rows: int) -> None:
-        self.entries[path.name] = {"rows": int(rows), "sha256": sha256_file(path)}
+    def add(self, root: Path, path: Path, rows: int) -> None:
+        self.entries[path.relative_to(root).as_posix()] = {"rows": int(rows), "sha256": sha256_file(path)}
 
-    def problems(self, folder: Path) -> list[str]:
-        """Names of recorded parts in ``folder`` that are missing or fail their checksum."""
-        bad = []
-        for name, e in self.entries.items():
-            p = folder / name
-            if not p.exists() or sha256_file(p) != e["sha256"]:
-                bad.append(name)
-        return bad
+    def problems(self, root: Path) -> list[str]:
+        """Recorded parts under ``root`` that are missing or fail their checksum."""
+        return [name for name, e in self.entries.items()
+                if not (root / name).is_file() or sha256_file(root / name) != e["sha256"]]
 
     def to_json(self) -> str:
         return json.dumps(self.entries, sort_keys=True)

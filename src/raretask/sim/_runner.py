@@ -88,9 +88,9 @@ def load_checkpoint(out: Path) -> tuple[dict | None, list[str]]:
             continue
         log = PartLog.from_json(str(state["manifest"])) if "manifest" in state else None
         if log is not None:
-            bad = log.problems(out / "metrics") + log.problems(out / "trace")
+            bad = log.problems(out)
             if bad:
-                problems.append(f"{name}: result parts missing or corrupt: {', '.join(sorted(set(bad)))}")
+                problems.append(f"{name}: result parts missing or corrupt: {', '.join(sorted(bad))}")
                 continue
         return state, problems
     return None, problems
@@ -154,7 +154,7 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
                     df = pd.concat(buf, ignore_index=True)
                     path = out / sub / f"part-{parts:06d}.parquet"
                     atomic_parquet(df, path)
-                    log.add(path, len(df))
+                    log.add(out, path, len(df))
             parts += 1
             buf_m, buf_t = [], []
         state = engine.state_dict()
