@@ -18,8 +18,7 @@ The optimiser is AdamW with PyTorch's update order; clipping matches
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -61,18 +60,24 @@ def grown_capacities(cap: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class MemberState:
-    """Parameters and AdamW moments of one student (host numpy, float32)."""
+class MemberState(NamedTuple):
+    """Parameters and AdamW moments of one student, read by name (``st.Dec @ st.E``).
+
+    Host numpy float32 between chunks, JAX arrays inside the compiled step (a NamedTuple is
+    a pytree; ``mem=None`` contributes no leaves)."""
 
     E: np.ndarray
     """Encoder (N, D)."""
     Dec: np.ndarray
     """Stacked decoders (D, N): rows k*d..(k+1)*d-1 are Dec_k."""
     mE: np.ndarray
+    """AdamW first moment of E (N, D)."""
     vE: np.ndarray
+    """AdamW second moment of E (N, D)."""
     mDec: np.ndarray
+    """AdamW first moment of Dec (D, N)."""
     vDec: np.ndarray
+    """AdamW second moment of Dec (D, N)."""
     mem: np.ndarray | None = None
     """Conflict removal only: the protected task's latest encoder gradient (N, D)."""
 
@@ -87,26 +92,39 @@ class MemberState:
         """Dec as (K, d, N)."""
         return self.Dec.reshape(spec.K, spec.d, -1)
 
-    def as_tuple(self):
-        base = (self.E, self.Dec, self.mE, self.vE, self.mDec, self.vDec)
-        return base if self.mem is None else base + (self.mem,)
+    def map(self, fn) -> "MemberState":
+        """The same state with ``fn`` applied to every array (None stays None)."""
+        return MemberState(*[None if a is None else fn(a) for a in self])
+
+
+class Window(NamedTuple):
+    """A group of tasks whose samples sit in windows of equal capacity in the step's rows."""
+
+    tasks: tuple
+    """0-based tasks of the group, in layout order."""
+    cap: int
+    """Rows per task window."""
+    off: int
+    """First row of the group."""
+    sparse: bool
+    """Mostly-empty tasks (an injected rare task): the group is skipped when it has no sample."""
 
 
 def _task_gradients(states, Xw, Ew, counts, inv_b, wdiag, layout, K, d, sigma, population):
     """dL/dP for every member: list of (D, D) matrices.
 
     Xw (sum C, D): samples in per-task windows (zero rows as padding), Ew (sum C, d) noise
-    or None. ``layout``: static list of (tasks, capacity, offset, sparse) groups of equal
-    capacity, laid out in that order in Xw; a sparse group is mostly empty and is skipped
+    or None. ``layout``: static list of ``Window`` groups of equal capacity, laid out in
+    that order in Xw; a sparse group is mostly empty and is skipped
     at steps where it has no sample. Each width is handled on its own: stacking the widths
     into one product was measured slower (it moves every A through memory twice more).
     """
     jax = _jax()
     jnp = jax.numpy
-    Dn = states[0][0].shape[1]
+    Dn = states[0].E.shape[1]
     out = []
     for st in states:
-        A = st[1] @ st[0] - jnp.diag(wdiag)  # (D, D): row block k is A_k = Dec_k E - W_k
+        A = st.Dec @ st.E - jnp.diag(wdiag)  # (D, D): row block k is A_k = Dec_k E - W_k
         if population:
             rep = jnp.repeat(counts.astype(jnp.float32), d)[:, None] * (2.0 * inv_b)
             out.append(rep * A)
@@ -157,7 +175,7 @@ def _project_conflict(st, g, counts, task: int, d: int):
 
     Returns (gE (N, D), new memory (N, D))."""
     jnp = _jax().numpy
-    Dec, mem = st[1], st[6]
+    Dec, mem = st.Dec, st.mem
     gE = Dec.T @ g
     g_r = Dec[task * d:(task + 1) * d].T @ g[task * d:(task + 1) * d]
     mem = jnp.where(counts[task] > 0, g_r, mem)
@@ -170,7 +188,6 @@ def _project_conflict(st, g, counts, task: int, d: int):
 def _member_update(st, grads, lr, t1, cfg):
     """Clip (as torch.nn.utils.clip_grad_norm_) then AdamW (as torch.optim.AdamW)."""
     jnp = _jax().numpy
-    E, Dec, mE, vE, mDec, vDec = st[:6]
     gE, gDec = grads
     if math.isfinite(cfg.clip):
         norm = jnp.sqrt(jnp.sum(gE * gE) + jnp.sum(gDec * gDec))
@@ -179,9 +196,9 @@ def _member_update(st, grads, lr, t1, cfg):
     b1, b2 = cfg.betas
     bc1 = 1.0 - b1**t1
     bc2s = jnp.sqrt(1.0 - b2**t1)
-    E, mE, vE = _adamw(E, gE, mE, vE, lr, bc1, bc2s, cfg)
-    Dec, mDec, vDec = _adamw(Dec, gDec, mDec, vDec, lr, bc1, bc2s, cfg)
-    return (E, Dec, mE, vE, mDec, vDec) + tuple(st[6:])
+    E, mE, vE = _adamw(st.E, gE, st.mE, st.vE, lr, bc1, bc2s, cfg)
+    Dec, mDec, vDec = _adamw(st.Dec, gDec, st.mDec, st.vDec, lr, bc1, bc2s, cfg)
+    return st._replace(E=E, Dec=Dec, mE=mE, vE=vE, mDec=mDec, vDec=vDec)
 
 
 def _draw_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: int, batch_rows):
@@ -290,7 +307,7 @@ class Engine:
     def _layout(self, cap: np.ndarray):
         """Static window layout: groups of tasks with equal capacity (and sparsity), largest first.
 
-        Returns (groups, offsets): groups is a tuple of (tasks, capacity, offset, sparse);
+        Returns (groups, offsets): groups is a tuple of ``Window``;
         offsets (K,) is the first window row of each task."""
         key = lambda k: (-int(cap[k]), bool(self._sparse[k]))  # noqa: E731
         order = sorted(range(self.spec.K), key=lambda k: (*key(k), k))
@@ -302,7 +319,7 @@ class Engine:
                 tasks.append(order[i])
                 offsets[order[i]] = off + c * (len(tasks) - 1)
                 i += 1
-            groups.append((tuple(tasks), c, off, sparse))
+            groups.append(Window(tuple(tasks), c, off, sparse))
             off += c * len(tasks)
         return tuple(groups), offsets
 
@@ -351,10 +368,10 @@ class Engine:
             out = []
             for st, g in zip(states, G):
                 if protect is None:
-                    out.append(_member_update(st, (st[1].T @ g, g @ st[0].T), lr, t1, cfg))
+                    out.append(_member_update(st, (st.Dec.T @ g, g @ st.E.T), lr, t1, cfg))
                 else:
                     gE, mem = _project_conflict(st, g, counts, protect, spec.d)
-                    out.append(_member_update(st[:6] + (mem,), (gE, g @ st[0].T), lr, t1, cfg))
+                    out.append(_member_update(st._replace(mem=mem), (gE, g @ st.E.T), lr, t1, cfg))
             return tuple(out)
 
         return step
@@ -396,7 +413,7 @@ class Engine:
 
             states = jax.lax.cond(active, do, lambda s: s, states)
             if trace:
-                sig = jnp.stack([_traced_signal(st[0], idx, lam, w, D) for st, w in zip(states, widths)])
+                sig = jnp.stack([_traced_signal(st.E, idx, lam, w, D) for st, w in zip(states, widths)])
             else:
                 sig = jnp.zeros((len(widths), 0), jnp.float32)
             return states, sig
@@ -411,11 +428,11 @@ class Engine:
     # ---------------------------------------------------------------- host side
     def _device_states(self):
         jnp = _jax().numpy
-        return tuple(tuple(jnp.asarray(a) for a in m.as_tuple()) for m in self.members)
+        return tuple(m.map(jnp.asarray) for m in self.members)
 
     def _store_states(self, states) -> None:
         host = _jax().device_get(states)
-        self.members = [MemberState(*[np.array(a) for a in st]) for st in host]
+        self.members = [st.map(np.array) for st in host]
 
     def advance(self, n_steps: int) -> np.ndarray:
         """Train every member for ``n_steps`` more steps.
@@ -511,7 +528,7 @@ class Engine:
                             jnp.asarray(counts), 1.0 / float(counts.sum()), jnp.asarray(self._wdiag),
                             groups, self.spec.K, self.spec.d, float(self.spec.noise),
                             self.cfg.mode == "population")
-        return [(np.asarray(st[1].T @ g), np.asarray(g @ st[0].T).reshape(self.spec.K, self.spec.d, -1))
+        return [(np.asarray(st.Dec.T @ g), np.asarray(g @ st.E.T).reshape(self.spec.K, self.spec.d, -1))
                 for st, g in zip(states, G)]
 
     def step_on_batch(self, x: np.ndarray, t: np.ndarray, noise: np.ndarray | None = None) -> None:
@@ -531,8 +548,9 @@ class Engine:
         out = {"step": np.asarray(self.step), "widths": np.asarray(self.widths),
                "capacity": self.capacity.copy(), "rows": np.asarray(self._rows)}
         for i, m in enumerate(self.members):
-            for name, a in zip(("E", "Dec", "mE", "vE", "mDec", "vDec", "mem"), m.as_tuple()):
-                out[f"m{i}_{name}"] = a
+            for name, a in m._asdict().items():
+                if a is not None:
+                    out[f"m{i}_{name}"] = a
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -542,7 +560,7 @@ class Engine:
         self.step = int(state["step"])
         self.capacity = np.asarray(state["capacity"], np.int64).copy()
         self._rows = int(state["rows"])
-        names = ("E", "Dec", "mE", "vE", "mDec", "vDec") + (("mem",) if self.protect is not None else ())
+        names = MemberState._fields if self.protect is not None else MemberState._fields[:-1]
         for i in range(len(self.widths)):
             if any(f"m{i}_{n}" not in state for n in names):
                 raise ConfigError("checkpoint", "made with different conflict-removal settings",
