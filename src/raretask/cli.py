@@ -160,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--indent", action="store_true", help="indent the JSON output")
     plan.set_defaults(func=_cmd_plan)
 
-    from .studies import STUDIES
+    from .studies import study_names
 
     st = sub.add_parser("study", help="run a named synthetic study (SPEC A5) with figures and a report")
-    st.add_argument("name", choices=STUDIES)
+    st.add_argument("name", choices=study_names())
     st.add_argument("--preset", default="quick", help="preset from the study's preset file (quick, paper, ...)")
     st.add_argument("--out", default=None, help="run directory (default runs/NAME-PRESET); re-running resumes")
     st.add_argument("--set", action="append", metavar="KEY=VALUE",

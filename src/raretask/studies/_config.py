@@ -72,10 +72,10 @@ class StudyConfig:
     """Remedies: the up-weighted frequency as a multiple of the planner's minimum p*(N)."""
 
     def __post_init__(self) -> None:
-        from . import STUDIES
+        from ._registry import study_names
 
-        if self.study not in STUDIES:
-            raise ConfigError("study", f"{self.study!r}", ", ".join(STUDIES))
+        if self.study not in study_names():
+            raise ConfigError("study", f"{self.study!r}", ", ".join(study_names()))
         if not isinstance(self.mixture, dict) or not isinstance(self.train, dict):
             raise ConfigError("mixture", "mixture and train must be tables of options")
         spec = self.spec()  # validates the mixture
@@ -155,13 +155,14 @@ class StudyConfig:
 
 
 def load_preset(study: str, preset: str) -> dict[str, Any]:
-    """The preset table for ``study`` from ``presets/<study>.json``."""
-    from . import STUDIES
+    """The preset table for ``study``: ``presets/<study>.json``, or the module's ``PRESETS``."""
+    from ._registry import study_module
 
-    if study not in STUDIES:
-        raise ConfigError("study", f"{study!r}", ", ".join(STUDIES))
-    text = resources.files("raretask.studies").joinpath("presets", f"{study}.json").read_text()
-    table = json.loads(text)
+    mod = study_module(study)
+    if hasattr(mod, "PRESETS"):
+        table = mod.PRESETS
+    else:
+        table = json.loads(resources.files("raretask.studies").joinpath("presets", f"{study}.json").read_text())
     if preset not in table:
         raise ConfigError("preset", f"{preset!r}", ", ".join(sorted(table)))
     return copy.deepcopy(table[preset])

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
 from ..errors import ConfigError
 from ._config import StudyConfig, apply_overrides, load_preset
+from ._registry import study_module
 from ._run import finish, prepare_run_dir, run_cells, study_folder
-
-_MODULES = {"phase": "phase", "residual": "residual", "retention": "retention",
-            "long-horizon": "long_horizon", "complexity": "complexity", "rank1": "rank1",
-            "one-neuron": "one_neuron", "upweight": "upweight",
-            "remedies": "remedies"}
 
 
 def build_config(study: str, preset: str = "quick", overrides: list[str] | None = None) -> StudyConfig:
@@ -23,10 +18,6 @@ def build_config(study: str, preset: str = "quick", overrides: list[str] | None 
         return StudyConfig(study=study, preset=preset, **raw)
     except TypeError as e:
         raise ConfigError("preset", str(e)) from None
-
-
-def module(study: str):
-    return importlib.import_module(f"raretask.studies.{_MODULES[study]}")
 
 
 def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=None, executor: str = "local",
@@ -39,7 +30,7 @@ def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=
     Returns the summary dict (also written to ``out/summary.json``)."""
     out = Path(out)
     t0 = time.perf_counter()
-    mod = module(cfg.study)
+    mod = study_module(cfg.study)
     cells = None if hasattr(mod, "run") else mod.cells(cfg)  # validates: a refused run writes nothing
     if cells is not None:
         from ._executors import check_executor
