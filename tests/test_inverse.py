@@ -16,7 +16,7 @@ SPECS = [MixtureSpec(n_tasks=8, block_dim=4, beta=1.5), MixtureSpec(n_tasks=6, b
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_min_frequency_is_the_exact_threshold(spec):
-    for task in (spec.K - 1, spec.K // 2):
+    for task in (spec.K, spec.K // 2 + 1):  # 1-based task numbers
         for m in (1, 2):
             for N in range(m, spec.D, 3):
                 p = min_frequency(spec, task, N, m)
@@ -24,21 +24,21 @@ def test_min_frequency_is_the_exact_threshold(spec):
                     continue
                 above = reweighted(spec, task, p * (1 + 1e-6))
                 below = reweighted(spec, task, p * (1 - 1e-6))
-                assert retained_features(above, N)[task] >= m
-                assert retained_features(below, N)[task] < m
-    assert min_frequency(spec, 0, 1, features=2) is None  # width below the feature count
+                assert retained_features(above, N)[task - 1] >= m
+                assert retained_features(below, N)[task - 1] < m
+    assert min_frequency(spec, 1, 1, features=2) is None  # width below the feature count
 
 
 def test_reweighting_keeps_the_others_relative_frequencies():
     spec = SPECS[0]
-    r = reweighted(spec, 7, 0.3)
+    r = reweighted(spec, 8, 0.3)  # task 8 (row 7)
     assert r.pi[7] == pytest.approx(0.3) and r.pi.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(r.pi[:7] / r.pi[:7].sum(), spec.pi[:7] / spec.pi[:7].sum())
 
 
 def test_tradeoff_frontier_ends_at_the_critical_width():
     spec = SPECS[0]
-    routes = tradeoff(spec, 7, 4, 1)
+    routes = tradeoff(spec, 8, 4, 1)
     n_star = int(feature_ranks(spec)[7, 0])
     assert routes[-1].width == n_star and routes[-1].frequency == pytest.approx(spec.pi[7])
     freqs = [r.frequency for r in routes]
@@ -74,3 +74,30 @@ def test_cli_target_json(tmp_path, capsys):
 
 def test_cli_tradeoff_needs_target():
     assert main(["plan", "--tradeoff"]) == 2
+
+
+def test_task_numbers_round_trip_between_results_and_theory(tmp_path):
+    """A results row's task number feeds the theory unchanged (the public API is 1-based)."""
+    from raretask.mixture import critical_widths, proposition6
+    from raretask.studies import build_config, run_study
+
+    cfg = build_config("phase", "quick", ['mixture={"n_tasks": 6, "block_dim": 2, "beta": 1.5}', "train.steps=50",
+                                          "widths=[2]", "seeds=[0]", "record_points=2"])
+    run_study(cfg, tmp_path / "p")
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "p" / "results.parquet")
+    spec = cfg.spec()
+    rare = int(rows["task"].max())
+    assert rare == spec.K
+    p6 = proposition6(spec, rare)
+    assert p6.task == rare and proposition6(spec).task == rare  # default: the rarest, as a task number
+    assert min_frequency(spec, rare, 2) == min_frequency(reweighted(spec, rare, spec.pi[rare - 1]), rare, 2)
+    assert reweighted(spec, rare, 0.5).pi[rare - 1] == pytest.approx(0.5)
+    assert int(critical_widths(spec)[rare - 1, 0]) >= int(critical_widths(spec)[0, 0])
+    for bad in (0, spec.K + 1):
+        with pytest.raises(ConfigError, match="task number"):
+            min_frequency(spec, bad, 2)
+        with pytest.raises(ConfigError, match="task number"):
+            proposition6(spec, bad)
+

@@ -79,7 +79,7 @@ def test_samplers_are_pure_functions_of_the_step():
 
 def test_retention_sampler_matches_long_run_frequency():
     B, G, r = 256, 16, 7
-    s = RetentionSampler(SPEC.pi, B, seed=0, rare=r, gap=G)
+    s = RetentionSampler(SPEC.pi, B, seed=0, rare_task=r + 1, gap=G)
     c = s.counts(np.arange(G * 200))
     injected = np.nonzero(c[:, r])[0]
     np.testing.assert_array_equal(injected, np.arange(G - 1, G * 200, G))
@@ -93,7 +93,7 @@ def test_retention_sampler_matches_long_run_frequency():
     # the other tasks keep their priors too
     np.testing.assert_allclose(np.delete(c.sum(0) / c.sum(), r), np.delete(SPEC.pi, r), rtol=0.05)
     with pytest.raises(ConfigError, match="invalid gap"):
-        RetentionSampler(SPEC.pi, B, seed=0, rare=r, gap=0)
+        RetentionSampler(SPEC.pi, B, seed=0, rare_task=r + 1, gap=0)
 
 
 @pytest.mark.parametrize("gap", [1, 2, 3, 4, 16, 64, 1024])
@@ -102,7 +102,7 @@ def test_retention_frequency_is_matched_at_every_gap(gap):
     be seen 1.59 x (G=1) or 1.20 x (G=4) as often as its prior; cumulative rounding matches it."""
     spec = MixtureSpec(n_tasks=32, block_dim=16, beta=1.5, alpha=1.0)
     r, B, steps = 31, 256, 1024 * 20
-    s = RetentionSampler(spec.pi, B, seed=0, rare=r, gap=gap)
+    s = RetentionSampler(spec.pi, B, seed=0, rare_task=r + 1, gap=gap)
     assert abs(s.frequency_ratio(steps) - 1) <= 0.001
     sizes = s.injection_sizes(np.arange(steps // gap))
     assert abs(sizes.sum() - steps // gap * gap * s.rate) <= 1  # within one sample of J G q
@@ -114,13 +114,13 @@ def test_retention_frequency_is_matched_at_every_gap(gap):
 
 def test_retention_frequency_falls_short_when_steps_end_far_from_an_injection():
     spec = MixtureSpec(n_tasks=32, block_dim=16, beta=1.5, alpha=1.0)
-    s = RetentionSampler(spec.pi, 256, seed=0, rare=31, gap=512)
+    s = RetentionSampler(spec.pi, 256, seed=0, rare_task=32, gap=512)
     assert s.frequency_ratio(8000) == pytest.approx(7680 / 8000, rel=2e-3)  # 320 steps after the last injection
 
 
 def test_run_engine_resumes_bit_identically(tmp_path):
     cfg = TrainConfig(batch_size=32, warmup=10, steps=400)
-    kw = dict(record=RecordSchedule("linear", 9), trace_tasks=[7], chunk=50, checkpoint_seconds=0.0)
+    kw = dict(record=RecordSchedule("linear", 9), trace_tasks=[8], chunk=50, checkpoint_seconds=0.0)
     full = run_engine(SPEC, cfg, [3, 9], tmp_path / "a", **kw)
 
     class Stop(Exception):
@@ -160,6 +160,6 @@ def test_engine_rejects_bad_input():
     with pytest.raises(ConfigError, match="invalid width"):
         Engine(SPEC, CFG, [33])
     with pytest.raises(ConfigError, match="invalid trace_tasks"):
-        Engine(SPEC, CFG, [4], trace_tasks=[8])
+        Engine(SPEC, CFG, [4], trace_tasks=[9])
     with pytest.raises(ConfigError, match="invalid steps"):
         TrainConfig(steps=0)

@@ -70,7 +70,7 @@ def test_engine_matches_reference_with_target_noise():
 
 
 def test_engine_matches_reference_on_retention_schedule():
-    sampler = RetentionSampler(SPEC.pi, 64, seed=3, rare=7, gap=4)
+    sampler = RetentionSampler(SPEC.pi, 64, seed=3, rare_task=8, gap=4)
     rng = np.random.default_rng(2)
     batches = []
     for step in range(8):
@@ -107,7 +107,7 @@ def test_compiled_scan_matches_reference_on_the_batches_it_drew():
 
 def test_compiled_scan_retention_with_noise_matches_reference():
     spec = MixtureSpec(n_tasks=8, block_dim=4, noise=0.5)
-    sampler = RetentionSampler(spec.pi, 64, seed=0, rare=7, gap=3)
+    sampler = RetentionSampler(spec.pi, 64, seed=0, rare_task=8, gap=3)
     eng = Engine(spec, CFG, [6], sampler=sampler, chunk=8)
     batches = [eng.batch_at(s) for s in range(6)]
     assert batches[2][1].tolist().count(7) == sampler.injection_sizes(0) > 0
@@ -142,7 +142,7 @@ def retention_batches(spec, sampler, steps, rng, noise=False):
 
 def test_replay_presents_the_injected_samples_again():
     spec = MixtureSpec(n_tasks=8, block_dim=4, noise=0.5)
-    sampler = RetentionSampler(spec.pi, 64, seed=0, rare=3, gap=4, replay_every=2)
+    sampler = RetentionSampler(spec.pi, 64, seed=0, rare_task=4, gap=4, replay_every=2)
     assert sampler.replay_source(np.arange(9)).tolist() == [-1, -1, -1, 3, -1, 3, -1, 7, -1]
     eng = Engine(spec, CFG, [6], sampler=sampler, chunk=8)
     batches = [eng.batch_at(s) for s in range(9)]
@@ -157,12 +157,12 @@ def test_replay_presents_the_injected_samples_again():
 
 
 def test_conflict_removal_matches_reference():
-    sampler = RetentionSampler(SPEC.pi, 64, seed=3, rare=7, gap=3)
+    sampler = RetentionSampler(SPEC.pi, 64, seed=3, rare_task=8, gap=3)
     batches = retention_batches(SPEC, sampler, 20, np.random.default_rng(5))  # conflicts from ~step 10
     widths = [4, 16]
-    eng = Engine(SPEC, CFG, widths, conflict_removal=7)
+    eng = Engine(SPEC, CFG, widths, conflict_removal=8)
     plain = Engine(SPEC, CFG, widths)
-    refs = [ReferenceTrainer(SPEC, CFG, w, conflict_removal=7) for w in widths]
+    refs = [ReferenceTrainer(SPEC, CFG, w, conflict_removal=8) for w in widths]
     for x, t, n in batches:
         eng.step_on_batch(x, t, n)
         plain.step_on_batch(x, t, n)
@@ -175,20 +175,20 @@ def test_conflict_removal_matches_reference():
     # resuming carries the memory
     state = eng.state_dict()
     assert "m0_mem" in state
-    other = Engine(SPEC, CFG, widths, conflict_removal=7)
+    other = Engine(SPEC, CFG, widths, conflict_removal=8)
     other.load_state_dict(state)
     assert np.array_equal(other.members[0].mem, eng.members[0].mem)
 
 
 def test_compiled_scan_with_replay_and_conflict_removal_matches_reference():
-    sampler = RetentionSampler(SPEC.pi, 64, seed=1, rare=5, gap=4, replay_every=2)
-    eng = Engine(SPEC, CFG, [5], sampler=sampler, chunk=4, conflict_removal=5)
+    sampler = RetentionSampler(SPEC.pi, 64, seed=1, rare_task=6, gap=4, replay_every=2)
+    eng = Engine(SPEC, CFG, [5], sampler=sampler, chunk=4, conflict_removal=6)
     batches = [eng.batch_at(s) for s in range(10)]
-    scan_matches_reference(eng, batches, conflict_removal=5)
+    scan_matches_reference(eng, batches, conflict_removal=6)
 
 
 def test_replay_setting_is_validated():
     with pytest.raises(ConfigError, match="replay_every"):
-        RetentionSampler(SPEC.pi, 64, seed=0, rare=7, gap=4, replay_every=4)
+        RetentionSampler(SPEC.pi, 64, seed=0, rare_task=8, gap=4, replay_every=4)
     with pytest.raises(ConfigError, match="conflict_removal"):
-        Engine(SPEC, CFG, [4], conflict_removal=8)
+        Engine(SPEC, CFG, [4], conflict_removal=9)

@@ -142,7 +142,7 @@ def test_upweight_study_trains_at_multiples_of_the_plan(tmp_path):
                                              "train.steps=200", "train.batch_size=64", "widths=[3]",
                                              "record_points=4"])
     s = run_study(cfg, tmp_path / "up")
-    p = min_frequency(cfg.spec(), 5, 3, 1)
+    p = min_frequency(cfg.spec(), 6, 3, 1)
     assert s["planned"] == {"3": pytest.approx(p)}
     df = pd.read_parquet(tmp_path / "up" / "results.parquet")
     assert sorted(df["multiplier"].unique()) == [0.5, 1.5]
@@ -167,7 +167,7 @@ def test_remedies_study_compares_each_remedy_with_its_cost(tmp_path):
     assert t.loc["replay", "rare_fresh_samples"] == t.loc["baseline", "rare_fresh_samples"]
     assert t.loc["replay", "rare_presentations"] > 3 * t.loc["baseline", "rare_presentations"]
     assert t.loc["replay", "compute_ratio"] > 1.0
-    assert t.loc["upweight", "rare_frequency"] == pytest.approx(1.5 * min_frequency(cfg.spec(), 5, 3, 1))
+    assert t.loc["upweight", "rare_frequency"] == pytest.approx(1.5 * min_frequency(cfg.spec(), 6, 3, 1))
     assert 1.0 < t.loc["conflict-removal", "compute_ratio"] < 1.1
     assert s["verdict"][0].startswith("N = 3, task 6: learned with ")
     assert (tmp_path / "rem" / "figures" / "remedies.png").exists()

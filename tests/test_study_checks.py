@@ -264,7 +264,7 @@ def test_one_neuron_checks_reject_a_wrong_decay_rate():
 # ---------------------------------------------------------------- up-weighting (Part C)
 def test_upweight_checks_reject_learning_below_the_plan(tmp_path):
     cfg = build_config("upweight", "quick")
-    k = upweight.target(cfg) + 1
+    k = upweight.target_index(cfg) + 1
 
     def results(feats):
         return pd.DataFrame([{"cell": f"x{m}", "seed": 0, "step": 100, "width": cfg.widths[0], "task": k,

@@ -170,7 +170,7 @@ def test_proposition6_matches_second_order_stability(spec):
     # mixture restricted to F plus the rare task's leading feature (rank one)
     MF = np.diag(frequent_matrix_diag(spec))
     b = np.zeros(spec.D)
-    b[p6.task * spec.d] = 1.0
+    b[(p6.task - 1) * spec.d] = 1.0
     M = MF + p6.utility * np.outer(b, b)
     mu = np.diag(MF)
     order = np.argsort(mu)[::-1]

@@ -174,7 +174,7 @@ def bench_memory(steps: int, samples: int, console=None) -> dict:
 
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        run_engine(spec, cfg, [2, 4], d, record=RecordSchedule("linear", 200), trace_tasks=[3],
+        run_engine(spec, cfg, [2, 4], d, record=RecordSchedule("linear", 200), trace_tasks=[4],
                    trace_every=10, progress=progress, chunk=4096, checkpoint_seconds=5.0)
         secs = time.perf_counter() - t
     steps_arr = np.array([r[0] for r in rss], float)

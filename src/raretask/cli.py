@@ -79,7 +79,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.target_task is not None:
         from .plan import build_target
 
-        plan["target"] = build_target(spec, args.target_task - 1, args.width or [64], args.features,
+        plan["target"] = build_target(spec, args.target_task, args.width or [64], args.features,
                                       tradeoff=args.tradeoff)
         if args.plot:
             from .report.planner import plot_tradeoff

@@ -61,7 +61,7 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
     rare = None
     if p6 is not None:
         rare = {
-            "task": p6.task + 1,
+            "task": p6.task,
             "utility": p6.utility,
             "critical_width_prop6": p6.critical_width,
             "delta_star": p6.delta_star,
@@ -78,17 +78,16 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
 
 def build_target(spec: MixtureSpec, task: int, widths: Sequence[int], features: int = 1,
                  tradeoff: bool = False) -> dict[str, Any]:
-    """Inverse questions for one task (0-based ``task``): per width, the smallest frequency
+    """Inverse questions for one task (1-based ``task``): per width, the smallest frequency
     that makes a width-N model learn its first ``features`` features, and the smallest width
     at its current frequency; with ``tradeoff`` the whole frontier of routes (SPEC Part C)."""
     from .mixture import tradeoff as frontier
 
     widths = validate_widths(spec, widths)
-    if not 0 <= task < spec.K:
-        raise ConfigError("target_task", f"{task + 1}", f"1..{spec.K}")
+    k = spec.task_index(task, "target_task")
     if not 1 <= features <= spec.d:
         raise ConfigError("features", f"{features}", f"1..{spec.d}")
-    pi_k = float(spec.pi[task])
+    pi_k = float(spec.pi[k])
     per_width = []
     for N in widths:
         p = min_frequency(spec, task, N, features)
@@ -96,8 +95,8 @@ def build_target(spec: MixtureSpec, task: int, widths: Sequence[int], features: 
                           "upweight": None if p is None else p / pi_k,
                           "learned_at_current_frequency": p is not None and p <= pi_k})
     out = {
-        "task": task + 1, "features": features, "frequency": pi_k,
-        "min_width_at_current_frequency": int(feature_ranks(spec)[task, features - 1]),
+        "task": task, "features": features, "frequency": pi_k,
+        "min_width_at_current_frequency": int(feature_ranks(spec)[k, features - 1]),
         "per_width": per_width,
     }
     if tradeoff:

@@ -22,41 +22,43 @@ from ._theory import feature_ranks, predicted_task_loss
 
 
 def reweighted(spec: MixtureSpec, task: int, frequency: float) -> MixtureSpec:
-    """The mixture with task ``task`` (0-based) at ``frequency`` and the others scaled down
+    """The mixture with task ``task`` (1-based) at ``frequency`` and the others scaled down
     in proportion."""
+    k = spec.task_index(task)
     if not 0 < frequency < 1:
         raise ConfigError("frequency", f"{frequency}", "0 < p < 1")
     pi = spec.pi.copy()
-    pi *= (1 - frequency) / (1 - pi[task])
-    pi[task] = frequency
+    pi *= (1 - frequency) / (1 - pi[k])
+    pi[k] = frequency
     pi /= pi.sum()  # exact up to rounding already; keeps the 1e-6 check happy
     return MixtureSpec(**{**spec.to_dict_fields(), "prior": tuple(pi)})
 
 
-def _check_target(spec: MixtureSpec, task: int, features: int) -> None:
-    if not 0 <= task < spec.K:
-        raise ConfigError("target_task", f"{task + 1}", f"1..{spec.K}")
+def _check_target(spec: MixtureSpec, task: int, features: int) -> int:
+    """The target's 0-based index, after checking the question can be asked."""
+    k = spec.task_index(task, "target_task")
     if not 1 <= features <= spec.d:
         raise ConfigError("features", f"{features}", f"1..{spec.d}")
     if spec.K < 2:
         raise ConfigError("target_task", "up-weighting needs at least two tasks", "K >= 2")
+    return k
 
 
 def min_frequency(spec: MixtureSpec, task: int, width: int, features: int = 1) -> float | None:
-    """Smallest frequency p* of task ``task`` (0-based) at which a width-N minimiser retains
+    """Smallest frequency p* of task ``task`` (1-based) at which a width-N minimiser retains
     its first ``features`` features (Theorem 3). 0.0 when any frequency works; None when no
     frequency does (N < features)."""
-    _check_target(spec, task, features)
+    k = _check_target(spec, task, features)
     N = spec.check_width(width)
     if N < features:
         return None
-    lam = float(spec.spectra[task, features - 1])
-    others = np.delete(spec.utilities, task, axis=0).ravel()
+    lam = float(spec.spectra[k, features - 1])
+    others = np.delete(spec.utilities, k, axis=0).ravel()
     slots = N - features  # other-task features allowed above (k, m)
     if slots >= others.size:
         return 0.0
     v = float(np.sort(others)[::-1][slots])
-    return v / (lam * (1.0 - float(spec.pi[task])) + v)
+    return v / (lam * (1.0 - float(spec.pi[k])) + v)
 
 
 @dataclass(frozen=True)
@@ -77,23 +79,24 @@ class Route:
     """The same at this width without up-weighting."""
 
 
-def _other_loss(spec: MixtureSpec, base: MixtureSpec, task: int, width: int) -> float:
-    w = np.delete(base.pi, task)
+def _other_loss(spec: MixtureSpec, base: MixtureSpec, k: int, width: int) -> float:
+    """Loss of every task but the 0-based ``k``, weighted by their relative prior in ``base``."""
+    w = np.delete(base.pi, k)
     w = w / w.sum()
-    return float(w @ np.delete(predicted_task_loss(spec, width), task))
+    return float(w @ np.delete(predicted_task_loss(spec, width), k))
 
 
 def tradeoff(spec: MixtureSpec, task: int, width: int, features: int = 1,
              widths: list[int] | None = None) -> list[Route]:
     """The frontier of (width, frequency) pairs that learn the first ``features`` features
-    of ``task``, from the frequency needed at each width down to the width needed at the
+    of ``task`` (1-based), from the frequency needed at each width down to the width needed at the
     original frequency. ``width`` is the reference for ``params_ratio``.
 
     Returns one Route per width in ``widths`` (default: every width from ``features`` to the
     critical width N*_{k,m}), skipping widths where no frequency suffices."""
-    _check_target(spec, task, features)
+    k = _check_target(spec, task, features)
     N0 = spec.check_width(width)
-    n_star = int(feature_ranks(spec)[task, features - 1])
+    n_star = int(feature_ranks(spec)[k, features - 1])
     grid = widths if widths is not None else list(range(max(1, features), n_star + 1))
     out = []
     for N in grid:
@@ -101,10 +104,10 @@ def tradeoff(spec: MixtureSpec, task: int, width: int, features: int = 1,
         p = min_frequency(spec, task, N, features)
         if p is None:
             continue
-        p = max(p, float(spec.pi[task])) if N >= n_star else p
+        p = max(p, float(spec.pi[k])) if N >= n_star else p
         # p* is where the target ties the feature it displaces; cost it just above the tie
-        s2 = reweighted(spec, task, min(p * (1 + 1e-9) + 1e-15, 1 - 1e-12)) if p > spec.pi[task] else spec
-        out.append(Route(width=N, frequency=p, upweight=p / float(spec.pi[task]), params_ratio=N / N0,
-                         other_loss=_other_loss(s2, spec, task, N),
-                         other_loss_at_original=_other_loss(spec, spec, task, N)))
+        s2 = reweighted(spec, task, min(p * (1 + 1e-9) + 1e-15, 1 - 1e-12)) if p > spec.pi[k] else spec
+        out.append(Route(width=N, frequency=p, upweight=p / float(spec.pi[k]), params_ratio=N / N0,
+                         other_loss=_other_loss(s2, spec, k, N),
+                         other_loss_at_original=_other_loss(spec, spec, k, N)))
     return out

@@ -218,6 +218,13 @@ class MixtureSpec:
         n = int(np.searchsorted(cum, self.frequent_mass * (1 - 1e-12), side="left")) + 1
         return np.sort(order[: min(n, self.K)])
 
+    def task_index(self, task: int, name: str = "task") -> int:
+        """The 0-based row of the paper's 1-based task number ``task`` (1..K): public
+        functions take ``task`` as the paper numbers it, as results tables do."""
+        if isinstance(task, bool) or not isinstance(task, (int, np.integer)) or not 1 <= task <= self.K:
+            raise ConfigError(name, f"{task!r}", f"a task number 1..{self.K}")
+        return int(task) - 1
+
     def check_width(self, width: int, name: str = "width") -> int:
         """Validate a student width N: an integer with 1 <= N <= D."""
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)):

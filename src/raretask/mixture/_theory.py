@@ -166,7 +166,7 @@ class RareTaskThreshold:
     """Proposition 6 for one rare task."""
 
     task: int
-    """0-based index of the rare task r (not in F)."""
+    """The rare task r (1-based, not in F)."""
     utility: float
     """pi_r lambda_{r,1}, the utility of its leading feature."""
     critical_width: int
@@ -179,24 +179,24 @@ def proposition6(spec: MixtureSpec, task: int | None = None) -> RareTaskThreshol
     """Critical width and residual threshold of a rare rank-one task (SPEC A4, Proposition 6).
 
     Args:
-        task: 0-based rare task; default the rarest task outside F (lowest prior, then
-            highest index). Returns None when every task is in F.
+        task: the rare task (1-based); default the rarest task outside F (lowest prior,
+            then highest number). Returns None when every task is in F.
     """
     F = set(spec.frequent_set.tolist())
     if task is None:
         outside = [k for k in range(spec.K) if k not in F]
         if not outside:
             return None
-        task = min(outside, key=lambda k: (spec.pi[k], -k))
-    if not 0 <= task < spec.K:
-        raise ConfigError("task", f"{task + 1}", f"1..{spec.K}")
-    if task in F:
-        raise ConfigError("task", f"task {task + 1} is in the frequent set", "a task outside F")
-    u_r = float(spec.utilities[task, 0])
+        k = min(outside, key=lambda j: (spec.pi[j], -j))
+    else:
+        k = spec.task_index(task)
+    if k in F:
+        raise ConfigError("task", f"task {k + 1} is in the frequent set", "a task outside F")
+    u_r = float(spec.utilities[k, 0])
     mu = frequent_utilities(spec)  # descending
     above = int(count_at_least(mu, u_r))  # mu^F_i >= u_r, ties counted
     return RareTaskThreshold(
-        task=int(task),
+        task=k + 1,
         utility=u_r,
         critical_width=above + 1,
         delta_star=float(mu[above:].sum()),

@@ -257,11 +257,11 @@ class Engine:
         spec: the mixture. cfg: optimiser/run settings (``cfg.seed`` seeds data and init).
         widths: member widths (each 1..D; repeats allowed).
         sampler: per-step task counts; default i.i.d. from the prior with ``cfg.batch_size``.
-        trace_tasks: 0-based tasks whose corrected signal is recorded at every step
+        trace_tasks: tasks (1-based) whose corrected signal is recorded at every step
             (returned by ``advance``), e.g. the rare task of a retention study.
         chunk: steps per compiled scan (segments of any length reuse it).
         init: optional list of (E (N, D), Dec (K, d, N)) per member; default ``init_params``.
-        conflict_removal: optional 0-based task to protect: the other tasks' encoder
+        conflict_removal: optional task (1-based) to protect: the other tasks' encoder
             gradient is projected off its latest gradient when they conflict (PCGrad-style
             remedy, SPEC Part C). None: plain training.
 
@@ -277,15 +277,16 @@ class Engine:
         if not self.widths:
             raise ConfigError("widths", "empty", "at least one width")
         self.sampler = sampler or default_sampler(spec, cfg.batch_size, cfg.seed)
-        self.trace_tasks = np.asarray(list(trace_tasks), dtype=np.int64)
-        if np.any((self.trace_tasks < 0) | (self.trace_tasks >= spec.K)):
-            raise ConfigError("trace_tasks", f"{(self.trace_tasks + 1).tolist()}", f"tasks 1..{spec.K}")
+        tasks = np.asarray(list(trace_tasks), dtype=np.int64)
+        if np.any((tasks < 1) | (tasks > spec.K)):
+            raise ConfigError("trace_tasks", f"{tasks.tolist()}", f"tasks 1..{spec.K}")
+        self.trace_tasks = tasks - 1  # 0-based rows, internal
         if chunk < 1:
             raise ConfigError("chunk", f"{chunk}", "integer >= 1")
         self.chunk = int(chunk)
-        if conflict_removal is not None and not 0 <= int(conflict_removal) < spec.K:
-            raise ConfigError("conflict_removal", f"task {int(conflict_removal) + 1}", f"tasks 1..{spec.K} or None")
-        self.protect = None if conflict_removal is None else int(conflict_removal)
+        if conflict_removal is not None and not 1 <= int(conflict_removal) <= spec.K:
+            raise ConfigError("conflict_removal", f"{conflict_removal!r}", f"a task number 1..{spec.K}")
+        self.protect = None if conflict_removal is None else int(conflict_removal) - 1  # 0-based row
         replay = getattr(self.sampler, "replay_task", None)
         self._replay = None if replay is None else int(replay)
         self._replay_rows = int(getattr(self.sampler, "replay_rows", 0)) if self._replay is not None else 0

@@ -30,7 +30,7 @@ class ReferenceTrainer:
     Args:
         spec: the mixture; cfg: optimiser settings; width: N;
         params: optional initial (E (N, D), Dec (K, d, N)); default ``init_params``.
-        conflict_removal: optional 0-based task to protect: the other tasks' encoder
+        conflict_removal: optional task (1-based) to protect: the other tasks' encoder
             gradient is projected off that task's latest encoder gradient when their inner
             product is negative (PCGrad-style, one-sided). None: plain training.
     """
@@ -46,7 +46,7 @@ class ReferenceTrainer:
         self.opt = torch.optim.AdamW([self.E, self.Dec], lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
         self.step_count = 0
-        self.protect = conflict_removal
+        self.protect = None if conflict_removal is None else int(conflict_removal) - 1  # 0-based row
         self.memory = torch.zeros_like(self.E) if conflict_removal is not None else None
 
     def sample_losses(self, x, t, noise=None):

@@ -112,11 +112,11 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
 
     Args:
         record: metric schedule (default 60 log-spaced steps).
-        trace_tasks: 0-based tasks whose corrected signal is kept every ``trace_every`` steps.
+        trace_tasks: tasks (1-based) whose corrected signal is kept every ``trace_every`` steps.
         checkpoint_seconds: wall time between checkpoints (results are flushed with them).
         progress: called as progress(done_steps, total_steps) once at the start (done_steps
             is the resumed step) and after each segment.
-        conflict_removal: 0-based task protected by gradient-conflict removal (see Engine).
+        conflict_removal: task (1-based) protected by gradient-conflict removal (see Engine).
     Returns: {"metrics": DataFrame, "trace": DataFrame | None, "seconds": float (this call's
     training time), "resumed_from": int, "recompilations": int}.
     """
@@ -184,7 +184,7 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
                     "step": np.repeat(steps[keep], M * R),
                     "member": np.tile(np.repeat(np.arange(M), R), T),
                     "width": np.tile(np.repeat(np.asarray(engine.widths), R), T),
-                    "task": np.tile(np.asarray(trace_tasks) + 1, T * M),
+                    "task": np.tile(np.asarray(trace_tasks), T * M),
                     "corrected_signal": s.reshape(-1).astype(np.float64),
                 }))
         if target in rec_steps:

@@ -86,8 +86,8 @@ class RetentionSampler:
     prior: np.ndarray
     batch_size: int
     seed: int
-    rare: int
-    """0-based rare task."""
+    rare_task: int
+    """The rare task (1-based, as the paper numbers it)."""
     gap: int
     """G >= 1, steps between injections."""
     replay_every: int = 0
@@ -95,8 +95,8 @@ class RetentionSampler:
     of the latest injection are presented again (no new rare data). 0: no replay."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rare < len(self.prior):
-            raise ConfigError("rare_task", f"{self.rare + 1}", f"1..{len(self.prior)}")
+        if isinstance(self.rare_task, bool) or not 1 <= int(self.rare_task) <= len(self.prior):
+            raise ConfigError("rare_task", f"{self.rare_task!r}", f"a task number 1..{len(self.prior)}")
         if self.gap < 1:
             raise ConfigError("gap", f"{self.gap}", "integer >= 1")
         if not 0 < float(self.prior[self.rare]) < 1:
@@ -104,6 +104,11 @@ class RetentionSampler:
         if self.replay_every and not 1 <= self.replay_every < self.gap:
             raise ConfigError("replay_every", f"{self.replay_every} with gap {self.gap}",
                               "0 (off) or 1 <= replay_every < gap")
+
+    @property
+    def rare(self) -> int:
+        """0-based row of the rare task (internal index)."""
+        return int(self.rare_task) - 1
 
     @property
     def rate(self) -> float:
@@ -149,7 +154,8 @@ class RetentionSampler:
 
     @property
     def replay_task(self) -> int | None:
-        """0-based task whose samples the engine draws by source step (replay on), else None."""
+        """0-based row of the task whose samples the engine draws by source step (replay on),
+        else None (an internal index for the engine)."""
         return self.rare if self.replay_every else None
 
     @property
@@ -168,7 +174,7 @@ class RetentionSampler:
         return src
 
     def describe(self) -> dict:
-        out = {"kind": "retention", "batch_size": self.batch_size, "rare_task": self.rare + 1,
+        out = {"kind": "retention", "batch_size": self.batch_size, "rare_task": int(self.rare_task),
                "gap": self.gap, "injection": "cumulative", "rare_per_step": self.rate}
         if self.replay_every:  # absent when off, so earlier runs keep their cache keys
             out["replay_every"] = self.replay_every

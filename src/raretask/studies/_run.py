@@ -52,10 +52,11 @@ class Cell:
     widths: list
     sampler: TaskSampler | None = None
     trace_tasks: list = field(default_factory=list)
+    """Tasks (1-based) whose corrected signal is traced every ``trace_every`` steps."""
     trace_every: int = 1
     record: RecordSchedule = field(default_factory=RecordSchedule)
     conflict_removal: int | None = None
-    """0-based task protected by gradient-conflict removal (remedies study), or None."""
+    """Task (1-based) protected by gradient-conflict removal (remedies study), or None."""
 
     def key(self) -> str:
         """Content hash of everything that determines this cell's engine run."""
@@ -65,11 +66,12 @@ class Cell:
         content = {
             "spec": spec, "train": self.train.to_dict(), "widths": list(self.widths),
             "sampler": self.sampler.describe() if self.sampler is not None else None,
-            "trace": [int(t) for t in self.trace_tasks], "trace_every": self.trace_every,
+            # 0-based in the key, as cells were first cached
+            "trace": [int(t) - 1 for t in self.trace_tasks], "trace_every": self.trace_every,
             "record": [self.record.kind, self.record.points], "engine": ENGINE_FORMAT,
         }
         if self.conflict_removal is not None:  # absent when off: earlier cells keep their keys
-            content["conflict_removal"] = int(self.conflict_removal)
+            content["conflict_removal"] = int(self.conflict_removal) - 1  # 0-based, as first cached
         blob = json.dumps(json.loads(to_json(content)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -33,7 +33,7 @@ from ..report.plots import new_figure, save
 from ..sim import RecordSchedule, RetentionSampler
 from ._config import StudyConfig
 from ._run import Analysis, Cell, last_step
-from .retention import matched_frequency, rare_task
+from .retention import matched_frequency, rare_index
 
 REMEDIES = ("baseline", "shorter-gaps", "replay", "upweight", "conflict-removal", "double-width")
 
@@ -52,8 +52,8 @@ def _check(cfg: StudyConfig) -> None:
 
 def planned(cfg: StudyConfig, width: int) -> float:
     """The up-weighted frequency: ``upweight_margin`` x p*(N), at least the natural prior."""
-    spec, r = cfg.spec(), rare_task(cfg)
-    p = min_frequency(spec, r, width, cfg.features)
+    spec, r = cfg.spec(), rare_index(cfg)
+    p = min_frequency(spec, r + 1, width, cfg.features)
     if p is None:
         raise ConfigError("widths", f"{width} < features {cfg.features}", f"widths >= {cfg.features}")
     f = cfg.upweight_margin * p
@@ -64,7 +64,7 @@ def planned(cfg: StudyConfig, width: int) -> float:
 
 def cells(cfg: StudyConfig) -> list[Cell]:
     _check(cfg)
-    spec, r = cfg.spec(), rare_task(cfg)
+    spec, r = cfg.spec(), rare_index(cfg)
     out = []
     for N in cfg.widths:
         for seed in cfg.seeds:
@@ -73,24 +73,24 @@ def cells(cfg: StudyConfig) -> list[Cell]:
 
             def cell(name, widths, sampler, spec_=spec, protect=None):
                 return Cell(id=f"N{N}-{name}-seed{seed}", labels={"remedy": name, "small_width": N, "seed": seed},
-                            spec=spec_, train=train, widths=widths, sampler=sampler, trace_tasks=[r],
+                            spec=spec_, train=train, widths=widths, sampler=sampler, trace_tasks=[r + 1],
                             trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points),
                             conflict_removal=protect)
 
-            base = RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.remedy_gap)
-            short = RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.short_gap)
-            up = reweighted(spec, r, planned(cfg, N))
+            base = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.remedy_gap)
+            short = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.short_gap)
+            up = reweighted(spec, r + 1, planned(cfg, N))
             # the prior the sampler sees carries the up-weighting; metrics keep the original prior
-            upweighted = RetentionSampler(up.pi, B, seed=seed, rare=r, gap=cfg.short_gap)
+            upweighted = RetentionSampler(up.pi, B, seed=seed, rare_task=r + 1, gap=cfg.short_gap)
             for smp, field in ((base, "remedy_gap"), (short, "short_gap"), (upweighted, "short_gap")):
                 matched_frequency(smp, train.steps, field)
             out += [
                 cell("baseline", [N, 2 * N], base),
                 cell("shorter-gaps", [N], short),
-                cell("replay", [N], RetentionSampler(spec.pi, B, seed=seed, rare=r, gap=cfg.remedy_gap,
+                cell("replay", [N], RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.remedy_gap,
                                                      replay_every=cfg.replay_every)),
                 cell("upweight", [N], upweighted),
-                cell("conflict-removal", [N], base, protect=r),
+                cell("conflict-removal", [N], base, protect=r + 1),
             ]
     return out
 
@@ -119,7 +119,7 @@ def labelled(df: pd.DataFrame) -> pd.DataFrame:
 def outcome_table(cfg: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
     """One row per (small width, remedy): final rare signal, features, common loss (seed
     means and standard errors), compute, rare presentations and fresh rare samples."""
-    spec, r = cfg.spec(), rare_task(cfg)
+    spec, r = cfg.spec(), rare_index(cfg)
     steps = cfg.train_config(0).steps
     last = labelled(last_step(results))
     w = np.delete(spec.pi, r)
@@ -182,7 +182,7 @@ def remedy_checks(t: pd.DataFrame, gap: int, r: int) -> list[Check]:
 
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
-    r = rare_task(cfg)
+    r = rare_index(cfg)
     t = outcome_table(cfg, results)
     checks = remedy_checks(t, cfg.remedy_gap, r)
     verdicts = [_verdict(t, N, r) for N in sorted(cfg.widths)]

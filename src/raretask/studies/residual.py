@@ -70,9 +70,9 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         if not rare:
             continue
         chosen = cfg.rare_task if cfg.rare_task is not None else min(rare, key=lambda k: (-spec.pi[k - 1], k))
-        p6 = proposition6(spec, chosen - 1)
+        p6 = proposition6(spec, chosen)
         fin = final_by_width(results[results["cell"].str.startswith(sid + "-")])
-        r = p6.task + 1
+        r = p6.task
         row = fin[fin["task"] == r].sort_values("width")
         mean_rare = fin[fin["task"].isin(rare)].groupby("width")[["corrected_signal", "residual"]].mean()
         ax.plot(mean_rare["residual"], mean_rare["corrected_signal"], "s-", color="0.6", ms=4,

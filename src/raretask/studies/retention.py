@@ -38,7 +38,7 @@ MIN_CYCLES = 3
 """Fewest injection cycles with a gain above the noise floor for a measured retention."""
 
 
-def rare_task(cfg: StudyConfig) -> int:
+def rare_index(cfg: StudyConfig) -> int:
     """0-based rare task: the configured one, else the rarest (lowest prior, highest index)."""
     spec = cfg.spec()
     if cfg.rare_task is not None:
@@ -48,20 +48,20 @@ def rare_task(cfg: StudyConfig) -> int:
 
 def cells(cfg: StudyConfig) -> list[Cell]:
     spec = cfg.spec()
-    r = rare_task(cfg)
+    r = rare_index(cfg)
     out = []
     for gap in cfg.gaps:
         for seed in cfg.seeds:
             train = cfg.train_config(seed)
             # remedies as options: replay needs gaps of at least two steps
             replay = cfg.replay_every if cfg.replay_every and cfg.replay_every < gap else 0
-            sampler = RetentionSampler(spec.pi, train.batch_size, seed=seed, rare=r, gap=gap, replay_every=replay)
+            sampler = RetentionSampler(spec.pi, train.batch_size, seed=seed, rare_task=r + 1, gap=gap, replay_every=replay)
             ratio = matched_frequency(sampler, train.steps)
             out.append(Cell(id=f"gap{gap}-seed{seed}", labels={"gap": gap, "seed": seed, "rare_frequency_ratio": ratio},
                             spec=spec, train=train,
-                            widths=list(cfg.widths), sampler=sampler, trace_tasks=[r],
+                            widths=list(cfg.widths), sampler=sampler, trace_tasks=[r + 1],
                             trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points),
-                            conflict_removal=r if cfg.conflict_removal else None))
+                            conflict_removal=r + 1 if cfg.conflict_removal else None))
     return out
 
 
@@ -251,7 +251,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
     spec = cfg.spec()
     steps = cfg.train_config(0).steps
     B = cfg.train_config(0).batch_size
-    r = rare_task(cfg)
+    r = rare_index(cfg)
     window = max(max(cfg.gaps), steps // 10)
     window = (window // max(cfg.gaps)) * max(cfg.gaps) or max(cfg.gaps)
     fin = final_signal(trace, steps, window)
@@ -325,7 +325,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
                     f"{MIN_CYCLES} such cycles, so retention is not measurable there.")
     inj = {}
     for g in gaps:
-        smp = RetentionSampler(spec.pi, B, seed=0, rare=r, gap=g)
+        smp = RetentionSampler(spec.pi, B, seed=0, rare_task=r + 1, gap=g)
         sizes = smp.injection_sizes(np.arange(steps // g))
         inj[str(g)] = {"mean": float(g * smp.rate), "min": int(sizes.min()) if len(sizes) else 0,
                        "max": int(sizes.max()) if len(sizes) else 0, "total": int(sizes.sum())}

@@ -21,13 +21,13 @@ from ._config import StudyConfig
 from ._run import Analysis, Cell, last_step
 
 
-def target(cfg: StudyConfig) -> int:
+def target_index(cfg: StudyConfig) -> int:
     spec = cfg.spec()
     return (cfg.rare_task - 1) if cfg.rare_task is not None else min(range(spec.K), key=lambda k: (spec.pi[k], -k))
 
 
 def planned(cfg: StudyConfig, width: int) -> float:
-    p = min_frequency(cfg.spec(), target(cfg), width, cfg.features)
+    p = min_frequency(cfg.spec(), target_index(cfg) + 1, width, cfg.features)
     if p is None or p == 0.0:
         raise ConfigError("widths", f"width {width}: the plan needs no up-weighting or none suffices",
                           "widths where the target task needs up-weighting")
@@ -35,14 +35,14 @@ def planned(cfg: StudyConfig, width: int) -> float:
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
-    spec, k = cfg.spec(), target(cfg)
+    spec, k = cfg.spec(), target_index(cfg)
     out = []
     for N in cfg.widths:
         p = planned(cfg, N)
         for m in cfg.multipliers:
             if not 0 < m * p < 1:
                 raise ConfigError("multipliers", f"{m} x {p:.3g} is not a frequency", "m * p* in (0, 1)")
-            s2 = reweighted(spec, k, m * p)
+            s2 = reweighted(spec, k + 1, m * p)
             for seed in cfg.seeds:
                 out.append(Cell(id=f"N{N}-x{m:g}-seed{seed}", labels={"multiplier": float(m), "planned": p,
                                                                       "seed": seed},
@@ -52,7 +52,7 @@ def cells(cfg: StudyConfig) -> list[Cell]:
 
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
-    k = target(cfg) + 1
+    k = target_index(cfg) + 1
     last = last_step(results)
     last = last[last["task"] == k]
     fin = last.groupby(["width", "multiplier"])[["n_features", "corrected_signal"]].mean().reset_index()
