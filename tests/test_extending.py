@@ -28,3 +28,18 @@ def test_a_module_that_breaks_the_contract_is_refused():
         study_module("broken")
     with pytest.raises(ConfigError, match="already registered"):
         register_study("phase", types.ModuleType("other"))
+
+
+def test_study_config_takes_typed_objects_or_plain_tables():
+    from raretask.mixture import MixtureSpec
+    from raretask.sim import TrainConfig
+    from raretask.studies import StudyConfig
+
+    typed = StudyConfig(study="phase", mixture=MixtureSpec(n_tasks=6, block_dim=2, beta=1.2),
+                        train=TrainConfig(steps=100, batch_size=64), widths=[2])
+    plain = StudyConfig(study="phase", mixture={"n_tasks": 6, "block_dim": 2, "beta": 1.2},
+                        train={"steps": 100, "batch_size": 64}, widths=[2])
+    assert typed.spec() == plain.spec() and typed.train_config(3) == plain.train_config(3)
+    json.dumps(typed.to_dict())  # still plain JSON for config.json
+    with pytest.raises(ConfigError, match="invalid set"):
+        build_config("phase", "quick", ["no_such_option=1"])

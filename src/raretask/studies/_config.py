@@ -22,10 +22,12 @@ class StudyConfig:
     """Study name (phase, residual, retention, long-horizon, complexity, rank1, one-neuron)."""
     preset: str = "quick"
     """Preset the values came from (quick or paper), recorded for provenance."""
-    mixture: dict = field(default_factory=dict)
-    """Keyword arguments of ``MixtureSpec`` (SPEC A1)."""
-    train: dict = field(default_factory=dict)
-    """Keyword arguments of ``TrainConfig`` (SPEC A2); ``train.seed`` is replaced per seed."""
+    mixture: dict | MixtureSpec = field(default_factory=dict)
+    """Keyword arguments of ``MixtureSpec`` (SPEC A1), or a ``MixtureSpec`` (kept as its
+    constructor's arguments, so the config stays plain JSON)."""
+    train: dict | TrainConfig = field(default_factory=dict)
+    """Keyword arguments of ``TrainConfig`` (SPEC A2), or a ``TrainConfig``; ``train.seed`` is
+    replaced per seed."""
     widths: list = field(default_factory=lambda: [4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
     """Student widths N (each 1..D)."""
     seeds: list = field(default_factory=lambda: [0])
@@ -76,6 +78,10 @@ class StudyConfig:
 
         if self.study not in study_names():
             raise ConfigError("study", f"{self.study!r}", ", ".join(study_names()))
+        if isinstance(self.mixture, MixtureSpec):
+            self.mixture = json.loads(json.dumps({k: v for k, v in self.mixture.to_dict().items() if k != "D"}))
+        if isinstance(self.train, TrainConfig):
+            self.train = {k: v for k, v in json.loads(json.dumps(asdict(self.train))).items() if k != "seed"}
         if not isinstance(self.mixture, dict) or not isinstance(self.train, dict):
             raise ConfigError("mixture", "mixture and train must be tables of options")
         spec = self.spec()  # validates the mixture
