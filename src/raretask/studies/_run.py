@@ -23,7 +23,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import pandas as pd
 
@@ -108,10 +108,6 @@ def _legacy_study(p: Path) -> bool:
         return False
 
 
-def dump_json(obj: Any, path: Path) -> None:
-    atomic_json(path, obj)
-
-
 def prepare_run_dir(cfg: StudyConfig, out: Path) -> dict:
     """Check ``out`` (an open study folder) belongs to this config, or record the provenance."""
     conf_path = out / "config.json"
@@ -129,7 +125,7 @@ def prepare_run_dir(cfg: StudyConfig, out: Path) -> dict:
         return old
     record.update({"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
                    "machine": platform.machine(), "seeds": cfg.seeds})
-    dump_json(record, conf_path)
+    atomic_json(conf_path, record)
     return record
 
 
@@ -163,7 +159,7 @@ def run_cells(cells: list[Cell], out: Path, progress: Callable[[int], None] | No
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise ConfigError("cells", "duplicate cell ids", "unique ids")
-    dump_json({c.id: c.key() for c in cells}, out / "cells.json")
+    atomic_json(out / "cells.json", {c.id: c.key() for c in cells})
     dirs = {c.id: cell_root(out) / c.key() for c in cells}
     done = execute(cells, dirs, executor=executor, workers=workers, progress=progress,
                    checkpoint_seconds=checkpoint_seconds, retries=retries, ray_address=ray_address)
@@ -194,7 +190,7 @@ def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFram
         timing = []
     timing.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": wall,
                    "training_seconds_this_call": train_seconds})
-    dump_json(timing, timing_path)
+    atomic_json(timing_path, timing)
     checks = analysis.checks + [c for f in analysis.figures for c in f.checks]
     summary = {
         "study": cfg.study, "preset": cfg.preset, "raretask_version": __version__, "seeds": cfg.seeds,
@@ -206,7 +202,7 @@ def finish(cfg: StudyConfig, out: Path, analysis: Analysis, results: pd.DataFram
         "repairs": repairs or {},
         "figures": [str(Path(f.path).relative_to(out)) for f in analysis.figures],
     }
-    dump_json(summary, out / "summary.json")
+    atomic_json(out / "summary.json", summary)
     meta = {"study": cfg.study, "preset": cfg.preset, "raretask": __version__, "seeds": cfg.seeds,
             "wall time (s)": round(summary["timing"]["wall_seconds_total"], 1)}
     write_report(out / "report.html", f"raretask study: {cfg.study} ({cfg.preset})", analysis.intro,
