@@ -72,6 +72,40 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, size: int | None = None):
+    """``atomic_write`` for writers that need a file of their own (a memmap, ``torch.save``,
+    safetensors): yields a temporary path beside ``path``; when the block ends without an error
+    the file is fsynced and renamed to ``path``, otherwise removed. ``size``: reserve that many
+    bytes first (``os.posix_fallocate``), so that a full disk is an OSError naming ``path``
+    here rather than a SIGBUS when a memmap's pages are written later."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    tmp = _tmp_for(path)
+    try:
+        if size is not None:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if size > 0:
+                    os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError) and (e.filename is None or str(e.filename) == str(tmp)):  # name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
 def _json_default(o: Any):
     import numpy as np
 
