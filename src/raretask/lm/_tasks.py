@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..runfolder import atomic_write
 
 TASKS = ("cmp", "add")
 N_VALUES = 100
@@ -54,10 +55,10 @@ class TaskSet:
         path = Path(path)
         split = np.full(len(self.instances), "test", dtype=object)
         split[self.train] = "train"
-        with open(path, "w") as f:
-            for i, (row, val) in enumerate(zip(self.instances, self.values)):
-                f.write(json.dumps({"index": i, "split": split[i], "a": int(row[0]), "b": int(row[1]),
-                                    "label": int(row[2]), "v_a": int(val[0]), "v_b": int(val[1])}) + "\n")
+        atomic_write(path, "".join(
+            json.dumps({"index": i, "split": split[i], "a": int(row[0]), "b": int(row[1]), "label": int(row[2]),
+                        "v_a": int(val[0]), "v_b": int(val[1])}) + "\n"
+            for i, (row, val) in enumerate(zip(self.instances, self.values))))
         return path
 
 

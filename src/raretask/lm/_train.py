@@ -11,15 +11,20 @@ Run directory::
     tasks.jsonl          every instance of the injected task (split, tokens, values)
     tokenizer.json       the tokenizer used
     checkpoints/step-NNNNNN/   model.safetensors + config.json (HF format), optimizer.pt,
-                               trainer_state.json;  checkpoints/latest names the newest
+                               tokenizer.json, trainer_state.json (step, the sha256 of every
+                               file, the part log); checkpoints/latest names the newest
     metrics/part-*.parquet     per step: loss, injected-task loss, lr, grad norm, tokens/s
     data_order/part-*.parquet  per step and sequence: corpus window and injected instance
     interference/part-*.parquet  with --monitor-interference: one row per reading (SPEC B6
                                cosines, injection / offset / period, the g_r used), with
                                figures/interference-monitor.png and interference-report.html
     summary.json
-Re-running the same command resumes from the latest checkpoint; log parts written after it
-are discarded, so the logs show every step exactly once.
+The folder is a ``RunFolder`` of kind "lm-train" (marker, a lock held while training, atomic
+writes; ``--restart`` deletes only the files above). Re-running the same command resumes from
+the newest usable checkpoint (its files load and match their checksums, its log parts are
+intact; a damaged newer one falls back to the one before); log parts written after it are
+discarded, so the logs show every step exactly once. A checkpoint is written completely before
+it replaces anything, and never with non-finite weights: a diverging loss stops the run.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import ConfigError
-from ..sim._runner import atomic_parquet, drop_orphan_parts, read_parts
+from ..errors import ConfigError, RaretaskError
+from ..runfolder import PartLog, RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
+from ..sim._runner import drop_orphan_parts, read_parts
 from ._corpus import Corpus
 from ._data import StepBatches
 from ._injection import InjectionSchedule
@@ -64,7 +70,7 @@ class LMTrainConfig:
     n: int | None = None
     """Instances per injection when ``every`` is given."""
     steps: int = 1000
-    """Optimiser steps (may be raised when resuming)."""
+    """Optimiser steps (raised on an existing run only with ``--extend``)."""
     batch_size: int = 16
     """Sequences per step over all ranks."""
     seq_len: int = 128
@@ -92,9 +98,13 @@ class LMTrainConfig:
     parallel: str = "auto"
     """Under torchrun: ddp, fsdp, or auto (FSDP2 for 300M/1B/4B, DDP otherwise)."""
     dtype: str = "float32"
-    """float32, or bfloat16 autocast (GPU)."""
+    """float32, or bfloat16 autocast (on the GPU, or the CPU's bfloat16 autocast)."""
     device: str = "auto"
     """cpu, cuda, or auto."""
+    schedule_steps: int | None = None
+    """Where the cosine decay ends; None: at ``steps``. ``--extend`` sets it to the steps the
+    run was first planned for, so the steps trained before keep their learning rates and the
+    extension trains at the final one (``final_lr_ratio * lr``)."""
     monitor_interference: int = 0
     """K > 0: log the SPEC B6 cosines of the task reference gradient g_r with the batch gradient
     and its task / non-task parts (single process; 0: off) at every K-th step, and around
@@ -125,15 +135,31 @@ class LMTrainConfig:
             raise ConfigError("rate", f"{self.rate}", "instances per batch > 0")
         if self.every is not None and self.n is None:
             self.n = 1
-        if self.seq_len < 4:
+        if self.every is not None and (_not_int(self.every) or self.every < 1 or _not_int(self.n) or self.n < 1):
+            raise ConfigError("every", f"every={self.every!r} n={self.n!r}", "integers >= 1")
+        if _not_int(self.seq_len) or self.seq_len < 4:
             raise ConfigError("seq_len", f"{self.seq_len}", ">= 4 (an instance is 4 tokens)")
         for name in ("steps", "batch_size", "checkpoint_every"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if _not_int(v) or v < 1:
                 raise ConfigError(name, f"{v!r}", "integer >= 1")
-        if not (self.lr > 0 and 0 <= self.final_lr_ratio <= 1 and self.warmup >= 0 and self.clip > 0):
-            raise ConfigError("lr", f"lr={self.lr} final={self.final_lr_ratio} warmup={self.warmup} clip={self.clip}",
-                              "lr > 0, 0 <= final_lr_ratio <= 1, warmup >= 0, clip > 0")
+        if self.schedule_steps is not None and (_not_int(self.schedule_steps) or self.schedule_steps < 1):
+            raise ConfigError("schedule_steps", f"{self.schedule_steps!r}", "integer >= 1, or None")
+        for name in ("warmup", "seed", "task_seed"):
+            v = getattr(self, name)
+            if _not_int(v) or v < 0:
+                raise ConfigError(name, f"{v!r}", "integer >= 0")
+        # non-finite values are refused here, before anything is written (NaN compares false)
+        for name, ok, allowed in (("lr", lambda v: v > 0, "a finite number > 0"),
+                                  ("final_lr_ratio", lambda v: 0 <= v <= 1, "a finite number in [0, 1]"),
+                                  ("weight_decay", lambda v: v >= 0, "a finite number >= 0"),
+                                  ("clip", lambda v: v > 0, "a finite number > 0 (gradient-norm clipping)"),
+                                  ("eps", lambda v: v > 0, "a finite number > 0")):
+            v = getattr(self, name)
+            if not (_finite(v) and ok(v)):
+                raise ConfigError(name, f"{v!r}", allowed)
+        if len(self.betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", f"{self.betas!r}", "two finite numbers in [0, 1)")
         for name in ("monitor_interference",):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 0 (0: off)")
@@ -144,16 +170,19 @@ class LMTrainConfig:
             raise ConfigError("parallel", f"{self.parallel!r}", "auto, ddp, fsdp")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError("dtype", f"{self.dtype!r}", "float32, bfloat16")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError("device", f"{self.device!r}", "auto, cpu, cuda")
         self.betas = tuple(self.betas)
         if not Path(self.corpus, "meta.json").exists():
             raise ConfigError("corpus", f"{self.corpus} is not a corpus (no meta.json)",
                               "a directory made by `raretask lm corpus build`")
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up to ``lr``, then cosine to ``final_lr_ratio * lr`` at ``steps``."""
+        """Linear warm-up to ``lr``, then cosine to ``final_lr_ratio * lr`` at ``schedule_steps``
+        (default ``steps``), constant after it."""
         if step < self.warmup:
             return self.lr * (step + 1) / self.warmup
-        span = max(1, self.steps - self.warmup)
+        span = max(1, (self.schedule_steps or self.steps) - self.warmup)
         prog = min(1.0, (step - self.warmup) / span)
         return self.lr * (self.final_lr_ratio + (1 - self.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog)))
 
@@ -168,6 +197,14 @@ class LMTrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def _not_int(v) -> bool:
+    return isinstance(v, bool) or not isinstance(v, int)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def setup(cfg: LMTrainConfig):
     """Tokenizer, task set, injection schedule and batches of a config (no model)."""
     corpus = Corpus(cfg.corpus)
@@ -178,19 +215,11 @@ def setup(cfg: LMTrainConfig):
     return corpus, tok, tasks, schedule, StepBatches(corpus, tasks, schedule, cfg.seq_len, cfg.seed)
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    p = out / "checkpoints" / "latest"
-    if not p.exists():
-        return None
-    d = out / "checkpoints" / p.read_text().strip()
-    return d if (d / "trainer_state.json").exists() else None
-
-
 def list_checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints of a run, by step."""
-    ck = Path(out) / "checkpoints"
-    return sorted((d for d in ck.glob("step-*") if d.is_dir() and not d.name.endswith(".tmp")
-                   and (d / "trainer_state.json").exists()), key=lambda d: int(d.name.split("-")[1]))
+    """Complete checkpoints of a run (renamed into place, with their trainer_state.json), by step."""
+    from ._runs import step_dirs
+
+    return [d for d in step_dirs(Path(out)) if (d / "trainer_state.json").exists()]
 
 
 def gap_offsets(period: int) -> list[int]:
@@ -312,45 +341,99 @@ def _monitor_report(out: Path, cfg: LMTrainConfig, plan: dict[int, dict], monito
             "figure": str(fig), "report": str(out / "interference-report.html")}
 
 
-def _check_run_dir(cfg: LMTrainConfig, out: Path, world: int) -> None:
+def _config_defaults() -> dict:
+    from dataclasses import MISSING
+
+    return {f.name: (f.default if f.default is not MISSING else f.default_factory()
+                     if f.default_factory is not MISSING else None) for f in fields(LMTrainConfig)}
+
+
+_FREE = ("steps", "out", "schedule_steps")  # may differ between calls on one run (steps: with --extend)
+
+
+def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: bool = False) -> dict | None:
+    """Check ``out`` can hold ``cfg`` before anything is written: a new folder, or this run (the
+    same settings; ``--steps`` raised only with ``extend``). Reads only; sets
+    ``cfg.schedule_steps`` from the run. Returns the run_config.json record to write, or None
+    when the one there stays."""
+    from ._runs import train_folder
+
+    train_folder(out).check(restart)
     conf = out / "run_config.json"
-    mine = cfg.to_dict()
-    if conf.exists():
-        old = json.loads(conf.read_text())["config"]
-        a = {k: v for k, v in old.items() if k not in ("steps", "out")}
-        b = {k: v for k, v in mine.items() if k not in ("steps", "out")}
-        if a != b:
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise ConfigError("out", f"{out} holds a run with a different configuration ({', '.join(diff)})",
-                              "the same settings (steps may grow), or another --out")
-        if mine["steps"] != old["steps"]:
-            record = json.loads(conf.read_text())
-            record["config"]["steps"] = mine["steps"]
-            conf.write_text(json.dumps(record, indent=2))
-        return
-    conf.write_text(json.dumps({"config": mine, "raretask_version": __version__, "world_size": world,
-                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+    mine = json.loads(json.dumps(cfg.to_dict()))
+    fresh = {"config": mine, "raretask_version": __version__, "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if restart or not conf.exists():
+        if extend and not restart:
+            raise ConfigError("extend", f"{out} holds no run to extend", "an existing `lm train` run folder")
+        return fresh
+    record = read_json(conf, f"the run's run_config.json ({out})")
+    old = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(old, dict) or "steps" not in old:
+        raise RunFolderError(f"the run's run_config.json ({out}) is corrupt (no config); --restart discards the run")
+    defaults = json.loads(json.dumps(_config_defaults(), default=list))
+    keys = (set(old) | set(mine)) - set(_FREE)
+    diff = sorted(k for k in keys if old.get(k, defaults.get(k)) != mine.get(k, defaults.get(k)))
+    if diff:
+        raise ConfigError("out", f"{out} holds a run with a different configuration ({', '.join(diff)})",
+                          "the same settings, another --out, or --restart to discard it")
+    planned = int(old["steps"])
+    horizon = old.get("schedule_steps")
+    if cfg.steps == planned:
+        cfg.schedule_steps = horizon
+        return None
+    if cfg.steps < planned:
+        raise ConfigError("steps", f"{cfg.steps} is fewer than the {planned} steps {out} holds a run of "
+                                   "(its learning rate decays over them)",
+                          f"--steps {planned} to resume or keep it; `lm eval` / `lm probe --checkpoints` read its "
+                          "earlier checkpoints; another --out for a shorter run")
+    if not extend:
+        raise ConfigError("steps", f"{out} holds a run of {planned} steps, whose cosine learning-rate schedule "
+                                   f"ends there; --steps {cfg.steps} would change the rates of the steps already "
+                                   "trained",
+                          f"--steps {planned} to resume it, or --extend to continue it to {cfg.steps} steps at "
+                          "its final learning rate")
+    cfg.schedule_steps = horizon or planned
+    record["config"] = json.loads(json.dumps(cfg.to_dict()))
+    record["extended"] = list(record.get("extended", [])) + [
+        {"from_steps": planned, "to_steps": cfg.steps, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}]
+    return record
 
 
-def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) ``cfg``; returns the summary (also ``out/summary.json`` on rank 0)."""
+def _diverged(step: int, what: str, last_saved: int | None, cfg: LMTrainConfig) -> RaretaskError:
+    kept = (f"checkpoint step-{last_saved:06d} and the logs up to it are kept" if last_saved else
+            "no checkpoint had been written")
+    return RaretaskError(f"training diverged at step {step}: {what}; {kept}, nothing after it was saved. Lower "
+                         f"--lr (now {cfg.lr:g}) or raise --warmup, and start the run again with --restart")
+
+
+def _finite_weights(model, distributed: bool, dist, torch) -> bool:
+    """Every parameter finite, on every rank (one answer for all of them)."""
+    ok = torch.tensor([float(all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()))])
+    if distributed:
+        ok = ok.to(next(model.parameters()).device)
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() > 0)
+
+
+def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, restart: bool = False) -> dict:
+    """Train (or resume) ``cfg``; returns the summary (also ``out/summary.json`` on rank 0).
+
+    extend: an existing run may grow to ``cfg.steps`` (the cosine ends where it was planned to,
+    later steps train at the final learning rate); restart: discard the run in ``cfg.out`` first
+    (only its own files). Everything is checked before anything is written."""
+    import contextlib
+
     import torch
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict, set_state_dict)
+
+    from ._runs import train_folder
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
-    if cfg.device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        device = cfg.device
-    if distributed and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    if device == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        device = f"cuda:{torch.cuda.current_device()}"
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda, but no CUDA device is available here", "cpu, or auto (cuda when there is one)")
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     if cfg.batch_size % world:
         raise ConfigError("batch_size", f"{cfg.batch_size} is not divisible by {world} ranks",
                           "a multiple of the world size")
@@ -358,18 +441,46 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
         raise ConfigError("monitor_interference", "the interference monitor runs in a single process",
                           "0 under torchrun, or one process")
     out = Path(cfg.out)
-    corpus, tok, tasks, schedule, batches = setup(cfg)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        _check_run_dir(cfg, out, world)
-        for sub in ("checkpoints", "metrics", "data_order", "interference"):
-            (out / sub).mkdir(exist_ok=True)
-        if not (out / "tasks.jsonl").exists():
-            tasks.export(out / "tasks.jsonl")
-        shutil.copyfile(tok.path, out / "tokenizer.json")
-    if distributed:
-        dist.barrier()
+    _, tok, tasks, schedule, batches = setup(cfg)
+    record = check_run_dir(cfg, out, extend=extend, restart=restart)  # reads only
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        device = f"cuda:{torch.cuda.current_device()}"
 
+    with contextlib.ExitStack() as stack:
+        if rank == 0:
+            folder = train_folder(out)
+            stack.callback(folder.release)
+            folder.open(restart)  # the lock, held until training ends
+            if record is not None:
+                atomic_json(out / "run_config.json", record)
+            for sub in ("checkpoints", "metrics", "data_order", "interference"):
+                (out / sub).mkdir(exist_ok=True)
+            if not (out / "tasks.jsonl").exists():
+                tasks.export(out / "tasks.jsonl")
+            if not (out / "tokenizer.json").exists() or (out / "tokenizer.json").read_bytes() != tok.path.read_bytes():
+                atomic_write(out / "tokenizer.json", tok.path.read_bytes())
+        if distributed:
+            dist.barrier()
+        return _train(cfg, out, world, rank, device, (tok, tasks, schedule, batches), progress)
+
+
+def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, env, progress: bool) -> dict:
+    """The training loop of ``train``, in a folder it has checked and locked."""
+    import sys
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict, set_state_dict)
+
+    from ._runs import usable_checkpoint, write_checkpoint
+
+    tok, tasks, schedule, batches = env
+    distributed = world > 1
     model = build_model(cfg.preset, tok.vocab_size, cfg.seq_len, tok.eos_id, tok.pad_id, seed=cfg.seed)
     model.to(device)
     hf_config = model.config
@@ -389,19 +500,37 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                             weight_decay=cfg.weight_decay)
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
-    start, parts = 0, 0
-    ck = latest_checkpoint(out)
-    if ck is not None:
+    def load(ck: Path):
         from safetensors.torch import load_file
 
-        state = json.loads((ck / "trainer_state.json").read_text())
-        set_state_dict(model, opt, model_state_dict=load_file(ck / "model.safetensors"),
-                       optim_state_dict=torch.load(ck / "optimizer.pt", weights_only=False),
+        return load_file(ck / "model.safetensors"), torch.load(ck / "optimizer.pt", weights_only=False)
+
+    start, parts, log, last_saved = 0, 0, PartLog(), None
+    state, loaded, repairs = usable_checkpoint(out, load)
+    if state is not None:
+        msd, osd = loaded
+        bad = [k for k, v in msd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        ck = out / "checkpoints" / f"step-{int(state['step']):06d}"
+        if bad:
+            raise RunFolderError(f"checkpoint {ck} holds non-finite weights (NaN or inf in {bad[0]}"
+                                 f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the run diverged before "
+                                 "it was saved; start it again with --restart and a lower --lr, or delete that "
+                                 "checkpoint to resume from the one before")
+        set_state_dict(model, opt, model_state_dict=msd, optim_state_dict=osd,
                        options=StateDictOptions(full_state_dict=True))
-        start, parts = int(state["step"]), int(state["parts"])
+        start, parts, last_saved = int(state["step"]), int(state["parts"]), int(state["step"])
+        log = PartLog(state.get("part_log") or {})
+        del loaded, msd, osd
+    if repairs:
+        repairs.append(f"resumed from step-{start:06d}" if state is not None else
+                       "no usable checkpoint: trained again from step 0")
+        if rank == 0:
+            sys.stderr.write(f"raretask: note: {'; '.join(repairs)}\n")
     if rank == 0:
         for sub in ("metrics", "data_order", "interference"):
             drop_orphan_parts(out / sub, parts)
+        for t in (out / "checkpoints").glob("*.tmp"):  # what a kill during a checkpoint left
+            shutil.rmtree(t) if t.is_dir() else t.unlink()
 
     buf_m: list[dict] = []
     buf_d: list[pd.DataFrame] = []
@@ -410,46 +539,49 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
     mon_plan = monitor_plan(schedule, cfg.steps, cfg.monitor_interference) if cfg.monitor_interference else {}
 
     def save(step: int) -> None:
-        nonlocal parts, buf_m, buf_d, buf_i
-        from safetensors.torch import save_file
-
+        nonlocal parts, buf_m, buf_d, buf_i, log, last_saved
+        if not _finite_weights(model, distributed, dist, torch):
+            raise _diverged(step, "the weights are no longer finite", last_saved, cfg)
         msd = get_model_state_dict(model, options=full)
         osd = get_optimizer_state_dict(model, opt, options=full)
         if rank == 0:
-            if buf_m:
-                atomic_parquet(pd.DataFrame(buf_m), out / "metrics" / f"part-{parts:06d}.parquet")
-                atomic_parquet(pd.concat(buf_d, ignore_index=True), out / "data_order" / f"part-{parts:06d}.parquet")
-                if buf_i:
-                    atomic_parquet(_monitor_frame(buf_i), out / "interference" / f"part-{parts:06d}.parquet")
-                parts += 1
-            d = out / "checkpoints" / f"step-{step:06d}"
-            tmp = d.with_name(d.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            save_file({k: v.contiguous() for k, v in msd.items()}, tmp / "model.safetensors")
-            hf_config.save_pretrained(tmp)
-            shutil.copyfile(tok.path, tmp / "tokenizer.json")
-            torch.save(osd, tmp / "optimizer.pt")
-            (tmp / "trainer_state.json").write_text(json.dumps({
-                "step": step, "parts": parts, "tokens": step * cfg.batch_size * cfg.seq_len}))
-            shutil.rmtree(d, ignore_errors=True)
-            os.replace(tmp, d)
-            lt = out / "checkpoints" / "latest.tmp"
-            lt.write_text(d.name)
-            os.replace(lt, out / "checkpoints" / "latest")
+            written, before = [], (parts, PartLog(log.entries))
+            try:
+                if buf_m:
+                    frames = {"metrics": pd.DataFrame(buf_m), "data_order": pd.concat(buf_d, ignore_index=True)}
+                    if buf_i:
+                        frames["interference"] = _monitor_frame(buf_i)
+                    for sub, frame in frames.items():
+                        path = out / sub / f"part-{parts:06d}.parquet"
+                        atomic_parquet(frame, path)
+                        written.append(path)
+                        log.add(out, path, len(frame))
+                    parts += 1
+                write_checkpoint(out / "checkpoints" / f"step-{step:06d}", {k: v.contiguous() for k, v in msd.items()},
+                                 osd, hf_config, tok.path,
+                                 {"step": step, "parts": parts, "tokens": step * cfg.batch_size * cfg.seq_len,
+                                  "part_log": log.entries})
+            except BaseException:  # leave the folder as the last checkpoint left it
+                for path in written:
+                    path.unlink(missing_ok=True)
+                parts, log = before
+                raise
+        last_saved = step
         buf_m, buf_d, buf_i = [], [], []
         if distributed:
             dist.barrier()
 
     bar = None
-    if progress and rank == 0:
+    if progress and rank == 0 and start < cfg.steps:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("[bold]lm train[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
         bar.start()
         task_id = bar.add_task("train", total=cfg.steps, completed=start, info="")
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else None
+    autocast = None
+    if cfg.dtype == "bfloat16":  # on the GPU, or the CPU's own bfloat16 autocast: never float32 in silence
+        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
     t_run = time.perf_counter()
     model.train()
     try:
@@ -479,6 +611,12 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                 t_mon = time.perf_counter() - t_m
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            gn, lv = float(gnorm), float(loss.detach())
+            bad = torch.tensor([float(not (math.isfinite(gn) and math.isfinite(lv)))], device=device)
+            if distributed:
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bad.item() > 0:  # before the optimiser step: the weights stay those of a finite loss
+                raise _diverged(step + 1, f"the loss is {lv} and the gradient norm {gn}", last_saved, cfg)
             opt.step()
             rows = torch.as_tensor(np.flatnonzero(inst >= 0), device=device)
             stats = torch.stack([loss.detach().float(), tok_loss[rows, 1].detach().float().sum(),
@@ -491,7 +629,7 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
                 n_task = int(stats[2])
                 buf_m.append({"step": step + 1, "loss": float(stats[0]),
                               "task_loss": float(stats[1]) / n_task if n_task else float("nan"),
-                              "task_instances": n_task, "lr": lr, "grad_norm": float(gnorm),
+                              "task_instances": n_task, "lr": lr, "grad_norm": gn,
                               "tokens": (step + 1) * cfg.batch_size * cfg.seq_len,
                               "tokens_per_s": cfg.batch_size * cfg.seq_len / dt, "batch_seconds": t_batch,
                               "inject_seconds": t_inj, "monitor_seconds": t_mon, "step_seconds": dt})
@@ -507,26 +645,43 @@ def train(cfg: LMTrainConfig, progress: bool = True) -> dict:
             bar.stop()
     summary = None
     if rank == 0:
-        m = read_parts(out / "metrics")
-        summary = {
-            "preset": cfg.preset, "params": n_params, "task": cfg.task, "schedule": schedule.describe(),
-            "per_token_frequency": schedule.per_token_frequency(cfg.seq_len), "steps": cfg.steps,
-            "tokens": cfg.steps * cfg.batch_size * cfg.seq_len, "world_size": world, "parallel": mode if distributed
-            else "none", "device": device, "final_loss": float(m["loss"].iloc[-1]),
-            "injected_instances": int(m["task_instances"].sum()),
-            "tokens_per_s_median": float(m["tokens_per_s"].median()),
-            "batch_share_of_step_time": float(m["batch_seconds"].sum() / m["step_seconds"].sum()),
-            "injection_share_of_step_time": float(m["inject_seconds"].sum() / m["step_seconds"].sum()),
-            "monitor_share_of_step_time": float(m["monitor_seconds"].sum() / m["step_seconds"].sum())
-            if "monitor_seconds" in m else 0.0,
-            "this_call_seconds": time.perf_counter() - t_run, "resumed_from": start,
-            "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": tok.describe(),
-            "raretask_version": __version__,
-        }
-        if cfg.monitor_interference:
-            summary["monitor"] = _monitor_report(out, cfg, mon_plan, float(m["monitor_seconds"].sum()))
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        summary = _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_plan, repairs, t_run)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
+    return summary
+
+
+def _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_plan, repairs, t_run) -> dict:
+    """The run's summary.json: written when this call trained, kept as it is when the run was
+    complete already (returned with ``already_complete``)."""
+    path = out / "summary.json"
+    if start >= cfg.steps and not repairs and path.exists():
+        try:
+            old = read_json(path)
+        except RunFolderError:
+            old = None
+        if isinstance(old, dict) and old.get("steps") == cfg.steps:
+            return {**old, "already_complete": True}
+    m = read_parts(out / "metrics")
+    summary = {
+        "preset": cfg.preset, "params": n_params, "task": cfg.task, "schedule": schedule.describe(),
+        "per_token_frequency": schedule.per_token_frequency(cfg.seq_len), "steps": cfg.steps,
+        "tokens": cfg.steps * cfg.batch_size * cfg.seq_len, "world_size": world, "parallel": mode if world > 1
+        else "none", "device": device, "final_loss": float(m["loss"].iloc[-1]),
+        "injected_instances": int(m["task_instances"].sum()),
+        "tokens_per_s_median": float(m["tokens_per_s"].median()),
+        "batch_share_of_step_time": float(m["batch_seconds"].sum() / m["step_seconds"].sum()),
+        "injection_share_of_step_time": float(m["inject_seconds"].sum() / m["step_seconds"].sum()),
+        "monitor_share_of_step_time": float(m["monitor_seconds"].sum() / m["step_seconds"].sum())
+        if "monitor_seconds" in m else 0.0,
+        "this_call_seconds": time.perf_counter() - t_run, "resumed_from": start,
+        "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": tok.describe(),
+        "raretask_version": __version__, "repairs": repairs,
+    }
+    if cfg.schedule_steps is not None:
+        summary["schedule_steps"] = cfg.schedule_steps
+    if cfg.monitor_interference:
+        summary["monitor"] = _monitor_report(out, cfg, mon_plan, float(m["monitor_seconds"].sum()))
+    atomic_write(path, json.dumps(summary, indent=2, default=str))
     return summary

@@ -2,7 +2,10 @@
 
 Tables go to ``RUN/probes/<probe>.parquet`` (one row per checkpoint x layer / position /
 step), figures to ``RUN/probes/figures/``, the report to ``RUN/probes/report.html``.
-Each (probe, checkpoint) result is cached as JSON, so re-running only adds what is new.
+Each (probe, checkpoint) result is cached as JSON, keyed by the probe's settings and the
+checkpoint's model checksum, so re-running only adds what is new. ``RUN/probes`` is a
+``RunFolder`` of kind "lm-probe" (locked while probing; atomic writes), and each checkpoint's
+model files are checked against their recorded checksums before any probe reads them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
-from ..runfolder import atomic_json
+from ..runfolder import RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
 
 PROBES = ("das", "pca", "fourier", "localize", "gradients")
 
@@ -76,62 +79,78 @@ def _select(run: Path, spec: str) -> list[Path]:
     return [by_step[s] for s in steps]
 
 
+_SETTINGS = {"das": ("das_pairs", "das_epochs"), "pca": ("pca_k",), "fourier": ("tau",), "localize": (),
+             "gradients": ("neurons", "grad_steps")}
+"""The ProbeConfig settings each probe's result depends on (its cache key)."""
+
+
+def _cached(path: Path, key: dict) -> list | None:
+    """A cached result whose key matches; a damaged, stale or older cache is recomputed."""
+    if not path.exists():
+        return None
+    try:
+        d = read_json(path)
+    except RunFolderError:
+        return None
+    return d["rows"] if isinstance(d, dict) and d.get("key") == key and isinstance(d.get("rows"), list) else None
+
+
 def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
     """Run the probes on a run's checkpoints; returns {"tables": {probe: DataFrame}, "report"}."""
     import torch
-    from transformers import OlmoForCausalLM
     from transformers.utils import logging as hf_logging
 
     from ..lm._models import build_model
-    from ..lm._train import LMTrainConfig, setup
+    from ..lm._runs import load_model, model_sha256, probe_folder, training_run, verify_checkpoint
+    from ..lm._train import setup
 
     hf_logging.disable_progress_bar()
     run = Path(run)
-    if not (run / "run_config.json").exists():
-        raise ConfigError("run", f"{run} is not a training run (no run_config.json)", "a `raretask lm train` run")
-    tcfg = LMTrainConfig.from_dict(json.loads((run / "run_config.json").read_text())["config"])
+    _, tcfg = training_run(run)
     corpus, tok, tasks, schedule, batches = setup(tcfg)
     probes = cfg.probes or (("das", "pca") if tasks.task == "cmp" else ("fourier",)) + ("localize", "gradients")
     if "das" in probes and tasks.task != "cmp":
         raise ConfigError("probe", "das needs the cmp task", "pca / fourier / localize / gradients")
     if "fourier" in probes and tasks.task != "add":
         raise ConfigError("probe", "fourier needs the add task", "das / pca / localize / gradients")
-    out = run / "probes"
-    (out / "cache").mkdir(parents=True, exist_ok=True)
-    models: list[tuple[str, int, object]] = []
+    models: list[tuple[str, int, str | None, object]] = []
     if cfg.init:
-        models.append(("init", 0, lambda: build_model(tcfg.preset, tok.vocab_size, tcfg.seq_len, tok.eos_id,
-                                                      tok.pad_id, seed=tcfg.seed).eval()))
-    for ck in _select(run, cfg.checkpoints):
-        step = int(ck.name.split("-")[1])
-        models.append((ck.name, step, lambda ck=ck: OlmoForCausalLM.from_pretrained(ck).eval()))
-    tables: dict[str, list] = {p: [] for p in probes}
-    from rich.progress import Progress
+        models.append(("init", 0, None, lambda: build_model(tcfg.preset, tok.vocab_size, tcfg.seq_len, tok.eos_id,
+                                                            tok.pad_id, seed=tcfg.seed).eval()))
+    for ck in _select(run, cfg.checkpoints):  # every model checked before anything is written
+        state = verify_checkpoint(ck)
+        models.append((ck.name, int(ck.name.split("-")[1]), model_sha256(state), lambda ck=ck: load_model(ck)))
+    out = run / "probes"
+    with probe_folder(out) as folder:
+        folder.open()
+        (out / "cache").mkdir(exist_ok=True)
+        tables: dict[str, list] = {p: [] for p in probes}
+        from rich.progress import Progress
 
-    with Progress(transient=False) as bar:
-        job = bar.add_task("lm probe", total=len(models) * len(probes))
-        for name, step, load in models:
-            model = None
-            for probe in probes:
-                cache = out / "cache" / f"{probe}-{name}.json"
-                if cache.exists():
-                    rows = json.loads(cache.read_text())
-                else:
-                    model = model or load()
-                    rows = _one(probe, model, tasks, batches, step, cfg, torch)
-                    atomic_json(cache, rows)
-                tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
-                bar.advance(job)
-    frames = {p: pd.DataFrame(rows) for p, rows in tables.items()}
-    for p, df in frames.items():
-        df.to_parquet(out / f"{p}.parquet", index=False)
-    checks, figures = _report_parts(frames, out, cfg)
-    report = write_report(out / "report.html", f"raretask lm probe: {run.name} ({tasks.task})",
-                          "Representations (SPEC B5) and gradient interference (SPEC B6) of the injected task, per "
-                          "checkpoint; 'init' is the untrained model with the run's preset and seed.",
-                          checks, figures, {"probe": cfg.__dict__, "run": str(run)}, {"checkpoints": len(models)})
-    summary = {p: df.to_dict(orient="records") for p, df in frames.items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        with Progress(transient=False) as bar:
+            job = bar.add_task("lm probe", total=len(models) * len(probes))
+            for name, step, sha, load in models:
+                model = None
+                for probe in probes:
+                    cache = out / "cache" / f"{probe}-{name}.json"
+                    key = {"model_sha256": sha, "step": step, **{k: getattr(cfg, k) for k in _SETTINGS[probe]}}
+                    rows = _cached(cache, key)
+                    if rows is None:
+                        model = model or load()
+                        rows = _one(probe, model, tasks, batches, step, cfg, torch)
+                        atomic_json(cache, {"key": key, "rows": rows})
+                    tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
+                    bar.advance(job)
+        frames = {p: pd.DataFrame(rows) for p, rows in tables.items()}
+        for p, df in frames.items():
+            atomic_parquet(df, out / f"{p}.parquet")
+        checks, figures = _report_parts(frames, out, cfg)
+        report = write_report(out / "report.html", f"raretask lm probe: {run.name} ({tasks.task})",
+                              "Representations (SPEC B5) and gradient interference (SPEC B6) of the injected task, "
+                              "per checkpoint; 'init' is the untrained model with the run's preset and seed.",
+                              checks, figures, {"probe": cfg.__dict__, "run": str(run)}, {"checkpoints": len(models)})
+        summary = {p: df.to_dict(orient="records") for p, df in frames.items()}
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return {"tables": frames, "report": str(report)}
 
 
