@@ -19,13 +19,52 @@ from ..errors import ConfigError
 
 
 def build_index(corpus, index_dir: str | Path) -> Path:
-    """Index the corpus's train tokens (documents split at EOS). Returns the index folder."""
-    out = Path(index_dir).resolve()
-    if (out / "table.0").exists():
-        return out
+    """Index the corpus's train tokens (documents split at EOS). Returns the index folder.
+
+    The index is built in a temporary folder beside ``index_dir`` and renamed when complete, so
+    a kill never leaves half an index where a later call would use it."""
+    import os
+    import shutil
+
+    final = Path(index_dir).resolve()
+    if (final / "table.0").exists():
+        return final
     if corpus.meta["dtype"] != "uint16":
         raise ConfigError("corpus", "infini-gram indexing here supports uint16 corpora", "a vocabulary <= 65535")
-    out.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # what an earlier version's interrupted build left: no table, not an index
+        shutil.rmtree(final)
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):  # builds whose process is gone
+        if not _alive(stale.name.split(".")[-2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    out = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    out.mkdir(parents=True)
+    try:
+        _build(corpus, out)
+        try:
+            os.replace(out, final)
+        except OSError:  # another process finished the same index first: use that one
+            if not (final / "table.0").exists():
+                raise
+            shutil.rmtree(out, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return final
+
+
+def _alive(pid: str) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _build(corpus, out: Path) -> None:
     ids = np.asarray(corpus.train, np.uint16)
     cuts = np.flatnonzero(ids == corpus.tokenizer.eos_id) + 1
     starts = np.r_[0, cuts[:-1]] if len(cuts) else np.asarray([0])
@@ -45,7 +84,6 @@ def build_index(corpus, index_dir: str | Path) -> Path:
                        capture_output=True, text=True)
     if r.returncode != 0 or not (out / "table.0").exists():
         raise RuntimeError(f"infini-gram indexing failed: {r.stderr[-500:]}")
-    return out
 
 
 MIN_INDEX_TOKENS = 1_000_000  # infini-gram's suffix-array build assumes parts above ~100 KB
