@@ -193,6 +193,17 @@ def test_changed_steps_are_refused_and_extend_continues_the_schedule(capsys, wor
     rec = json.loads((work / "run_config.json").read_text())
     assert rec["config"]["steps"] == 9 and rec["config"]["schedule_steps"] == 6
     assert [e["from_steps"] for e in rec["extended"]] == [6]
+    # an extension interrupted after its first checkpoint resumes to the same numbers
+    again = work.with_name("again")
+    shutil.copytree(work, again)
+    shutil.rmtree(ckpt(again, 9))
+    for sub in ("metrics", "data_order"):
+        (again / sub / "part-000002.parquet").unlink()
+    (again / "summary.json").unlink()
+    rc, err = run(capsys, train_args(small_corpus, again, 9, 3, "--extend"))
+    assert rc == 0, err
+    assert json.loads((again / "summary.json").read_text())["resumed_from"] == 6
+    same_training(work, again)
 
 
 def test_a_finished_run_is_left_as_it_is(capsys, work, small_corpus):
@@ -300,6 +311,19 @@ def test_corrupt_run_files_are_one_line_for_readers(capsys, work, name, match):
     for args in (["lm", "eval", work, "--heldout-windows", "2", "--reference-prompts", "2"],
                  ["lm", "probe", work, "--pca", "--no-init"]):
         refused(capsys, args, 1, match, keep=work)
+
+
+def test_a_corrupt_config_in_a_checkpoint_from_before_checksums_is_one_line(capsys, work):
+    ck = ckpt(work, 6)
+    st = json.loads((ck / "trainer_state.json").read_text())
+    (ck / "trainer_state.json").write_text(json.dumps({k: st[k] for k in ("step", "parts", "tokens")}))
+    (ck / "config.json").write_bytes(b"{garbage")
+    before = digest(work)
+    line = refused(capsys, ["lm", "eval", work, "--heldout-windows", "2", "--reference-prompts", "2"], 1,
+                   "does not load")
+    assert str(ck) in line
+    after = digest(work)  # all that was there stays; the intact checkpoint's result was cached on the way
+    assert {k: after[k] for k in before} == before and set(after) - set(before) == {"eval/step-000003.json"}
 
 
 def test_corrupt_run_config_is_one_line_for_train(capsys, work, small_corpus):
