@@ -52,24 +52,11 @@ def _tmp_for(path: Path) -> Path:
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` so that a reader (or a kill) sees the old file or the whole
-    new one: a temporary file beside it, fsync, rename. The temporary is removed on error."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
-    tmp = _tmp_for(path)
+    new one: a temporary file beside it, fsync, rename (``atomic_path``). The temporary is
+    removed on error, and an OSError names ``path``."""
     raw = data.encode() if isinstance(data, str) else data
-    try:
-        with open(tmp, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError) and e.filename is None:  # fsync, write: name the file
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(raw)
 
 
 @contextlib.contextmanager
