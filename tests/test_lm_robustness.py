@@ -214,6 +214,24 @@ def test_a_finished_run_is_left_as_it_is(capsys, work, small_corpus):
     assert digest(work) == before
 
 
+def test_what_a_kill_during_a_write_leaves_is_cleared_by_the_next_call(capsys, work, small_corpus):
+    before = digest(work)
+    strays = [work / ".summary.json.123.tmp", work / "checkpoints" / ".latest.123.tmp",
+              work / "metrics" / ".part-000002.parquet.123.tmp", work / "eval" / ".step-000003.json.123.tmp"]
+    (work / "eval").mkdir()
+    for p in strays:
+        p.write_bytes(b"half")
+    (work / "checkpoints" / "step-000009.tmp").mkdir()
+    (work / "checkpoints" / "step-000009.tmp" / "model.safetensors").write_bytes(b"half")
+    rc, err = run(capsys, train_args(small_corpus, work))
+    assert rc == 0, err
+    assert not (work / "checkpoints" / "step-000009.tmp").exists()
+    assert run(capsys, ["lm", "eval", work, "--heldout-windows", "2", "--reference-prompts", "2"])[0] == 0
+    no_temporaries(work)
+    after = digest(work)
+    assert {k: after[k] for k in before} == before
+
+
 def test_a_run_from_before_markers_is_adopted(capsys, work, done, small_corpus):
     (work / MARKER).unlink()
     for ck in (ckpt(work, 3), ckpt(work, 6)):  # checkpoints written before checksums

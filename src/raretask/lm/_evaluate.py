@@ -227,6 +227,8 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
     env = setup(cfg)
     schedule = env[3]
     (run / "eval").mkdir(exist_ok=True)
+    for t in (run / "eval").glob(".*.tmp"):  # what a kill during a cache write left (we hold the lock)
+        t.unlink()
     rows = []
     for ck, state in verified.items():
         key = cache_key(state, heldout_windows, n_prompts)

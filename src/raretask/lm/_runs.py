@@ -239,8 +239,8 @@ def usable_checkpoint(out: Path, load) -> tuple[dict | None, object, list[str]]:
             state = checkpoint_state(ck)
             if int(state["step"]) != int(ck.name.split("-")[1]) or "parts" not in state:
                 raise RunFolderError("trainer_state.json does not match the folder")
-        except (RunFolderError, ValueError, TypeError, OSError) as e:
-            problems.append(f"{ck.name}: trainer_state.json unreadable ({_short(e)})")
+        except (RunFolderError, ValueError, TypeError, OSError):
+            problems.append(f"{ck.name}: trainer_state.json is corrupt or incomplete")
             continue
         problem = _checksum_problem(ck, state, CKPT_FILES)
         if problem:

@@ -529,8 +529,8 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
     if rank == 0:
         for sub in ("metrics", "data_order", "interference"):
             drop_orphan_parts(out / sub, parts)
-        for t in (out / "checkpoints").glob("*.tmp"):  # what a kill during a checkpoint left
-            shutil.rmtree(t) if t.is_dir() else t.unlink()
+        for t in {*(out / "checkpoints").glob("*.tmp"), *(out / "checkpoints").glob(".*.tmp"), *out.glob(".*.tmp")}:
+            shutil.rmtree(t) if t.is_dir() else t.unlink()  # what a kill during a write left (we hold the lock)
 
     buf_m: list[dict] = []
     buf_d: list[pd.DataFrame] = []

@@ -124,6 +124,8 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
     with probe_folder(out) as folder:
         folder.open()
         (out / "cache").mkdir(exist_ok=True)
+        for t in [*out.glob(".*.tmp"), *(out / "cache").glob(".*.tmp")]:  # a killed write's (we hold the lock)
+            t.unlink()
         tables: dict[str, list] = {p: [] for p in probes}
         from rich.progress import Progress
 
