@@ -3,12 +3,13 @@
 from ._corpus import Corpus, build_corpus, default_documents, user_documents
 from ._data import StepBatches
 from ._injection import InjectionSchedule, inject
-from ._models import PRESETS, ModelPreset, build_model, count_params, model_config
+from ._families import FAMILIES, ModelFamily, register_family
+from ._models import PRESETS, ModelPreset, build_model, count_params, model_config, register_preset
 from ._tasks import TASKS, TaskSet, build_tasks, ordinary_tokens
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, train_bpe
 from ._train import LMTrainConfig, list_checkpoints, train
 
-__all__ = ["Corpus", "InjectionSchedule", "LMTrainConfig", "ModelPreset", "PRESETS", "StepBatches", "TASKS",
+__all__ = ["FAMILIES", "ModelFamily", "register_family", "register_preset", "Corpus", "InjectionSchedule", "LMTrainConfig", "ModelPreset", "PRESETS", "StepBatches", "TASKS",
            "TaskSet", "Tok", "build_corpus", "build_model", "build_tasks", "count_params", "default_documents",
            "fetch_olmo_tokenizer", "inject", "list_checkpoints", "load_tokenizer", "model_config",
            "ordinary_tokens", "train", "train_bpe", "user_documents"]

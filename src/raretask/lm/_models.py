@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
+from ._families import family
 
 PAPER_VOCAB = 50304
 
@@ -32,6 +33,8 @@ class ModelPreset:
     """Embedding rows; None: the tokenizer's vocabulary rounded up to a multiple of 64."""
     paper_params: int | None = None
     """The paper's Table 2 count (with vocab 50304), when this is a paper size."""
+    family: str = "olmo"
+    """Model family (``raretask.lm.FAMILIES``); runs written before this field mean OLMo."""
 
 
 PRESETS = {
@@ -54,31 +57,31 @@ def preset(name: str) -> ModelPreset:
     return PRESETS[name]
 
 
-def model_config(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id: int = 0, pad_id: int = 1):
-    """The HF ``OlmoConfig`` of a preset. Paper presets keep vocab 50304 (their ids must fit)."""
-    from transformers import OlmoConfig
+def register_preset(name: str, p: ModelPreset) -> ModelPreset:
+    """Add a preset (e.g. of a registered family)."""
+    PRESETS[name] = p
+    return p
 
+
+def model_config(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id: int = 0, pad_id: int = 1):
+    """The HF config of a preset (its family's). Paper presets keep vocab 50304 (their ids must fit)."""
     p = preset(name)
     vocab = p.vocab if p.vocab is not None else -(-tokenizer_vocab // 64) * 64
     if tokenizer_vocab > vocab:
         raise ConfigError("preset", f"{name} has {vocab} embeddings < tokenizer vocabulary {tokenizer_vocab}",
                           "a tokenizer that fits, or a tiny preset")
-    return OlmoConfig(vocab_size=vocab, hidden_size=p.hidden, intermediate_size=p.intermediate,
-                      num_hidden_layers=p.layers, num_attention_heads=p.heads, num_key_value_heads=p.heads,
-                      max_position_embeddings=max_seq_len, tie_word_embeddings=False, clip_qkv=8.0,
-                      eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, attention_bias=False)
+    return family(p.family).config(p, vocab, max_seq_len, eos_id, pad_id)
 
 
 def build_model(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id: int = 0, pad_id: int = 1,
                 seed: int = 0, device: str = "cpu"):
-    """A freshly initialised ``OlmoForCausalLM`` (seeded). ``device="meta"`` allocates nothing."""
+    """A freshly initialised model of the preset's family (seeded). ``device="meta"`` allocates nothing."""
     import torch
-    from transformers import OlmoForCausalLM
 
     cfg = model_config(name, tokenizer_vocab, max_seq_len, eos_id, pad_id)
     torch.manual_seed(seed)
     with torch.device(device):
-        model = OlmoForCausalLM(cfg)
+        model = family(preset(name).family).build(cfg)
     return model
 
 

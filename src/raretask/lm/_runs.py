@@ -214,11 +214,15 @@ def verify_checkpoint(ck: Path, names=MODEL_FILES) -> dict:
 
 
 def load_model(ck: Path):
-    """``OlmoForCausalLM`` of a verified checkpoint, in eval mode; one line when it does not load."""
-    from transformers import OlmoForCausalLM
+    """The model of a verified checkpoint (its family's ``load``; the family is the checkpoint's
+    ``model_type``), in eval mode; one line when it does not load."""
+    import json
+
+    from ._families import auto_load, family
 
     try:
-        return OlmoForCausalLM.from_pretrained(ck).eval()
+        kind = json.loads((Path(ck) / "config.json").read_text()).get("model_type")
+        return (family(kind).load if kind else auto_load)(ck).eval()
     except Exception as e:  # noqa: BLE001  (HF / safetensors errors of every kind)
         msg = " ".join(str(e).split())[:200]
         raise RunFolderError(f"checkpoint {ck} does not load ({e.__class__.__name__}: {msg})") from None

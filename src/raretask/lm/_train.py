@@ -493,7 +493,9 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
     elif distributed and mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for layer in model.model.layers:
+        from ._families import blocks
+
+        for layer in blocks(model):
             fully_shard(layer)
         fully_shard(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,

@@ -15,8 +15,9 @@ import pandas as pd
 
 
 def _mlp0(model):
-    inner = model.module if hasattr(model, "module") else model
-    return inner.model.layers[0].mlp
+    from ..lm._families import mlps
+
+    return mlps(model)[0]
 
 
 def _params(model):

@@ -29,8 +29,9 @@ def ablate_mlps(model, tasks, split: np.ndarray | None = None) -> list[dict]:
     clean = task_accuracy(model, tasks, split)
     ids = torch.as_tensor(tasks.instances[split, :2])
     rows = []
-    for i, layer in enumerate(model.model.layers):
-        mlp = layer.mlp
+    from ..lm._families import mlps
+
+    for i, mlp in enumerate(mlps(model)):
         store = {}
         h = mlp.register_forward_hook(lambda m, a, out: store.__setitem__("mean", out.mean(0, keepdim=True)))
         with torch.no_grad():

@@ -1,0 +1,87 @@
+"""Model families (issue 14): one record per architecture, in one registry.
+
+Adding a family is one new record plus one ``register_family(...)`` line; a preset names its
+family (``ModelPreset.family``, default ``"olmo"``). A family's ``name`` is the Hugging Face
+``config.model_type`` of its models, so a loaded checkpoint finds its family by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """How raretask builds, loads and takes apart one architecture."""
+
+    name: str
+    """Registry key; equal to the HF ``config.model_type`` of the family's models."""
+    config: Callable[..., Any]
+    """``config(preset, vocab, max_seq_len, eos_id, pad_id)`` -> the HF config."""
+    build: Callable[[Any], Any]
+    """``build(config)`` -> a freshly initialised model."""
+    load: Callable[[Any], Any]
+    """``load(path)`` -> the model of a checkpoint folder."""
+    blocks: Callable[[Any], Any]
+    """``blocks(model)`` -> the list of decoder layers (FSDP shards each; probes walk them)."""
+    mlp: Callable[[Any], Any]
+    """``mlp(block)`` -> the block's MLP, with ``gate_proj``, ``up_proj`` and ``down_proj``."""
+
+
+FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_family(fam: ModelFamily) -> ModelFamily:
+    FAMILIES[fam.name] = fam
+    return fam
+
+
+def family(name: str) -> ModelFamily:
+    if name not in FAMILIES:
+        raise ConfigError("family", f"{name!r}", ", ".join(FAMILIES))
+    return FAMILIES[name]
+
+
+def family_of(model) -> ModelFamily:
+    """The family of a built or loaded model (by ``config.model_type``; DDP/FSDP wrappers unwrapped)."""
+    inner = model.module if hasattr(model, "module") else model
+    return family(inner.config.model_type)
+
+
+def blocks(model):
+    inner = model.module if hasattr(model, "module") else model
+    return family_of(inner).blocks(inner)
+
+
+def mlps(model) -> list:
+    inner = model.module if hasattr(model, "module") else model
+    fam = family_of(inner)
+    return [fam.mlp(b) for b in fam.blocks(inner)]
+
+
+def auto_load(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+def _olmo_config(p, vocab: int, max_seq_len: int, eos_id: int, pad_id: int):
+    from transformers import OlmoConfig
+
+    return OlmoConfig(vocab_size=vocab, hidden_size=p.hidden, intermediate_size=p.intermediate,
+                      num_hidden_layers=p.layers, num_attention_heads=p.heads, num_key_value_heads=p.heads,
+                      max_position_embeddings=max_seq_len, tie_word_embeddings=False, clip_qkv=8.0,
+                      eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, attention_bias=False)
+
+
+def _olmo_build(cfg):
+    from transformers import OlmoForCausalLM
+
+    return OlmoForCausalLM(cfg)
+
+
+register_family(ModelFamily("olmo", config=_olmo_config, build=_olmo_build, load=auto_load,
+                            blocks=lambda m: m.model.layers, mlp=lambda b: b.mlp))

@@ -1,0 +1,47 @@
+"""Model families (issue 14): a second family (Llama) is one record plus one registration
+line, and it trains, evaluates and probes like OLMo."""
+
+import json
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+
+from raretask.lm import FAMILIES, PRESETS, LMTrainConfig, ModelPreset, register_family, register_preset, train  # noqa: E402,E501
+from raretask.lm._evaluate import evaluate_runs  # noqa: E402
+from raretask.lm._models import build_model  # noqa: E402
+from raretask.probes import ProbeConfig, probe_run  # noqa: E402
+
+
+@pytest.fixture()
+def llama():
+    from llama_family import LLAMA
+
+    register_family(LLAMA)
+    register_preset("tiny-llama", ModelPreset(2, 64, 256, 4, None, family="llama"))
+    yield
+    FAMILIES.pop("llama")
+    PRESETS.pop("tiny-llama")
+
+
+def test_olmo_is_the_default_family():
+    assert PRESETS["tiny"].family == "olmo" and "olmo" in FAMILIES
+    assert type(build_model("tiny", 256, 16)).__name__ == "OlmoForCausalLM"
+
+
+def test_a_registered_llama_family_trains_evaluates_and_probes(tmp_path, small_corpus, llama):
+    assert type(build_model("tiny-llama", 256, 16)).__name__ == "LlamaForCausalLM"
+    run = tmp_path / "r"
+    summary = train(LMTrainConfig(corpus=str(small_corpus), out=str(run), preset="tiny-llama", steps=4, batch_size=4,
+                                  seq_len=32, checkpoint_every=2, warmup=1, rate=2.0), progress=False)
+    assert summary["preset"] == "tiny-llama"
+    assert json.loads((run / "checkpoints" / "step-000004" / "config.json").read_text())["model_type"] == "llama"
+    res = evaluate_runs([run], heldout_windows=4, reference_prompts=5)
+    df = pd.read_parquet(run / "eval.parquet")
+    assert res["checkpoints"] == 2 and list(df["step"]) == [2, 4]
+    assert ((df["test_accuracy"] >= 0) & (df["test_accuracy"] <= 1)).all()
+    out = probe_run(run, ProbeConfig(probes=("localize", "gradients"), neurons=4, grad_steps=2))
+    loc, grads = out["tables"]["localize"], out["tables"]["gradients"]
+    assert sorted(set(loc["layer"])) == [0, 1]  # one row per Llama decoder layer and checkpoint
+    assert len(grads) > 0
