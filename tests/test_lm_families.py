@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from raretask.lm import FAMILIES, PRESETS, LMTrainConfig, ModelPreset, register_family, register_preset, train  # noqa: E402,E501
-from raretask.lm._evaluate import evaluate_runs  # noqa: E402
+from raretask.lm import (FAMILIES, PRESETS, LMTrainConfig, ModelPreset, evaluate_runs, register_family,  # noqa: E402
+                         register_preset, train)
 from raretask.lm._models import build_model  # noqa: E402
 from raretask.probes import ProbeConfig, probe_run  # noqa: E402
 

@@ -92,6 +92,24 @@ def test_two_process_torchrun_matches_single_process(tmp_path, small_corpus):
     pd.testing.assert_frame_equal(read(tmp_path / "two", "data_order"), read(tmp_path / "one", "data_order"))
 
 
+def test_train_returns_the_summary_on_every_rank(tmp_path, small_corpus):
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "from raretask.lm import LMTrainConfig, train\n"
+        f"s = train(LMTrainConfig(corpus={str(small_corpus)!r}, out={str(tmp_path / 'run')!r}, steps=2, "
+        "checkpoint_every=2, batch_size=4, seq_len=32, warmup=1, rate=1.5), progress=False)\n"
+        f"open(os.path.join({str(tmp_path)!r}, 'rank-' + os.environ['RANK'] + '.json'), 'w').write(json.dumps(s))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(script)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s0, s1 = (json.loads((tmp_path / f"rank-{i}.json").read_text()) for i in (0, 1))
+    assert isinstance(s0, dict) and s0 == s1 and s0["world_size"] == 2
+    assert s0 == json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--corpus", "/nonexistent", "--out", "X"], "invalid corpus"),
     (["--rate", "0"], "invalid rate"),

@@ -3,13 +3,16 @@
 from ._corpus import Corpus, build_corpus, default_documents, user_documents
 from ._data import StepBatches
 from ._injection import InjectionSchedule, inject
+from ._evaluate import evaluate_runs
 from ._families import FAMILIES, ModelFamily, register_family
 from ._models import PRESETS, ModelPreset, build_model, count_params, model_config, register_preset
+from ._sweep import run_sweep
 from ._tasks import TASKS, TaskSet, build_tasks, ordinary_tokens
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, train_bpe
 from ._train import LMTrainConfig, list_checkpoints, train
 
-__all__ = ["FAMILIES", "ModelFamily", "register_family", "register_preset", "Corpus", "InjectionSchedule", "LMTrainConfig", "ModelPreset", "PRESETS", "StepBatches", "TASKS",
-           "TaskSet", "Tok", "build_corpus", "build_model", "build_tasks", "count_params", "default_documents",
-           "fetch_olmo_tokenizer", "inject", "list_checkpoints", "load_tokenizer", "model_config",
-           "ordinary_tokens", "train", "train_bpe", "user_documents"]
+__all__ = ["build_corpus", "build_model", "build_tasks", "Corpus", "count_params", "default_documents",
+           "evaluate_runs", "FAMILIES", "fetch_olmo_tokenizer", "inject", "InjectionSchedule", "list_checkpoints",
+           "LMTrainConfig", "load_tokenizer", "model_config", "ModelFamily", "ModelPreset", "ordinary_tokens",
+           "PRESETS", "register_family", "register_preset", "run_sweep", "StepBatches", "TASKS", "TaskSet", "Tok",
+           "train", "train_bpe", "user_documents"]

@@ -417,7 +417,7 @@ def _finite_weights(model, distributed: bool, dist, torch) -> bool:
 
 
 def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, restart: bool = False) -> dict:
-    """Train (or resume) ``cfg``; returns the summary (also ``out/summary.json`` on rank 0).
+    """Train (or resume) ``cfg``; returns the summary on every rank (written to ``out/summary.json`` by rank 0).
 
     extend: an existing run may grow to ``cfg.steps`` (the cosine ends where it was planned to,
     later steps train at the final learning rate); restart: discard the run in ``cfg.out`` first
@@ -649,6 +649,9 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
     if rank == 0:
         summary = _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_plan, repairs, t_run)
     if distributed:
+        box = [summary]
+        dist.broadcast_object_list(box, src=0)  # every rank returns rank 0's summary
+        summary = box[0]
         dist.barrier()
         dist.destroy_process_group()
     return summary
