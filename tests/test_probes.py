@@ -9,6 +9,8 @@ import torch  # noqa: E402
 from raretask.lm import build_model, build_tasks  # noqa: E402
 from raretask.probes import (ablate_mlps, das, fourier_fractions, fourier_modes, pca_r2, reference,  # noqa: E402
                              residuals, split_gradient, task_accuracy, task_mask, token_losses)
+from raretask.errors import ConfigError  # noqa: E402
+from raretask.probes import ProbeConfig  # noqa: E402
 from raretask.probes._gradients import _params, restrict  # noqa: E402
 
 TASKS = build_tasks("cmp", np.arange(10, 250), eos=0, seed=0)
@@ -145,3 +147,15 @@ def test_fourier_ignores_class_means_that_carry_nothing():
     emb = np.random.default_rng(3).standard_normal((100, 32))
     fr = fourier_fractions(emb[b], (a + b) % 100, 100)
     assert fourier_modes(fr).tolist() == [] and fr.sum() == 0
+
+
+@pytest.mark.parametrize("tau", ["nan", "inf", "-inf", "0"])
+def test_probe_refuses_a_non_finite_or_non_positive_tau(tmp_path, tau):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "probe", str(tmp_path / "r"), f"--tau={tau}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid tau" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    with pytest.raises(ConfigError):
+        ProbeConfig(tau=float(tau))

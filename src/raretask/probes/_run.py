@@ -11,6 +11,7 @@ model files are checked against their recorded checksums before any probe reads 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,14 @@ class ProbeConfig:
         if bad:
             raise ConfigError("probe", ", ".join(bad), ", ".join(PROBES))
         for name in ("das_pairs", "das_epochs", "pca_k", "neurons", "grad_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"{getattr(self, name)}", ">= 1")
-        if self.tau <= 0:
-            raise ConfigError("tau", f"{self.tau}", "> 0")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(name, f"{v!r}", "a whole number >= 1")
+            if v < 1:
+                raise ConfigError(name, f"{v}", ">= 1")
+        if not isinstance(self.tau, (int, float)) or isinstance(self.tau, bool) or not math.isfinite(self.tau) \
+                or self.tau <= 0:
+            raise ConfigError("tau", f"{self.tau}", "a finite number > 0")
 
 
 def _select(run: Path, spec: str) -> list[Path]:
