@@ -25,7 +25,7 @@ def test_eval_covers_every_checkpoint_and_caches(tmp_path, small_corpus):
     for col in ("task_train_loss", "heldout_loss", "ref_increase_loss", "ref_addition_loss"):
         assert np.isfinite(df[col]).all()
     assert (run / "report.html").exists() and (run / "eval" / "step-000003.json").exists()
-    cached = json.loads((run / "eval" / "step-000003.json").read_text())
+    cached = json.loads((run / "eval" / "step-000003.json").read_text())["payload"]
     assert cached["task_train_loss"] == df["task_train_loss"].iloc[0]
     summary = json.loads((run / "eval-summary.json").read_text())  # summary.json stays the training's
     freqs = summary["reference_frequencies"]  # template counts, not fragments such as " +"

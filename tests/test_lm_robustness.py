@@ -389,7 +389,7 @@ def test_eval_cache_is_keyed_by_every_parameter(capsys, work):
     (work / "eval" / "step-000003.json").write_bytes(b"{garb")  # a damaged cache is recomputed
     assert run(capsys, ev + ["--reference-prompts", "2"])[0] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(work / "eval.parquet"), a)
-    key = json.loads((work / "eval" / "step-000006.json").read_text())["cache_key"]
+    key = json.loads((work / "eval" / "step-000006.json").read_text())["key"]
     assert key["reference_prompts"] == 2 and key["heldout_windows"] == 2 and len(key["model_sha256"]) == 64
     s = json.loads((work / "summary.json").read_text())
     assert s["steps"] == 6 and "reference_frequencies" not in s  # eval never overwrites the training summary

@@ -147,6 +147,25 @@ def read_json(path: str | Path, what: str | None = None) -> Any:
                              "delete it or re-run with --restart") from None
 
 
+def read_cached(path: str | Path, key: Any, expect: type = object) -> Any:
+    """The payload of a cache file ``write_cached`` wrote with exactly this ``key`` (and of type
+    ``expect``); None when it is missing, damaged or stale (the caller recomputes)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        d = read_json(path)
+    except RunFolderError:
+        return None
+    ok = isinstance(d, dict) and d.get("key") == key and isinstance(d.get("payload"), expect)
+    return d["payload"] if ok else None
+
+
+def write_cached(path: str | Path, key: Any, payload: Any) -> None:
+    """Cache ``payload`` under ``key`` (everything the result depends on), atomically."""
+    atomic_json(path, {"key": key, "payload": payload})
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

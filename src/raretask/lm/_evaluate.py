@@ -24,11 +24,11 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
-from ..runfolder import RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
+from ..runfolder import atomic_parquet, atomic_write, read_cached, write_cached
 from ._runs import eval_folder, load_model, model_sha256, train_folder, training_run, verify_checkpoint
 from ._train import LMTrainConfig, list_checkpoints, setup
 
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2
 """Bump when the evaluation's numbers change, so cached results are not reused."""
 
 REFERENCE_TASKS = {
@@ -194,19 +194,6 @@ def cache_key(state: dict, heldout_windows: int, n_prompts: int) -> dict:
             "model_sha256": model_sha256(state)}
 
 
-def _cached(path: Path, key: dict) -> dict | None:
-    """A cached row whose key matches; a damaged or stale cache is recomputed."""
-    if not path.exists():
-        return None
-    try:
-        row = read_json(path)
-    except RunFolderError:
-        return None
-    if not isinstance(row, dict) or row.pop("cache_key", None) != key:
-        return None
-    return row
-
-
 def verified_checkpoints(run: Path) -> dict[Path, dict]:
     """Every checkpoint of a run with its trainer_state, each checked against its checksums
     (one line naming the first damaged file); a run without checkpoints is refused."""
@@ -233,10 +220,10 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
     for ck, state in verified.items():
         key = cache_key(state, heldout_windows, n_prompts)
         cache = run / "eval" / f"{ck.name}.json"
-        row = _cached(cache, key)
+        row = read_cached(cache, key, dict)
         if row is None:
             row = evaluate_checkpoint(ck, cfg, heldout_windows, n_prompts, env, state)
-            atomic_json(cache, {**row, "cache_key": key})
+            write_cached(cache, key, row)
         if progress:
             progress()
         rows.append(row)

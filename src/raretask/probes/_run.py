@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
-from ..runfolder import RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
+from ..runfolder import atomic_parquet, atomic_write, read_cached, write_cached
 
 PROBES = ("das", "pca", "fourier", "localize", "gradients")
 
@@ -89,17 +89,6 @@ _SETTINGS = {"das": ("das_pairs", "das_epochs"), "pca": ("pca_k",), "fourier": (
 """The ProbeConfig settings each probe's result depends on (its cache key)."""
 
 
-def _cached(path: Path, key: dict) -> list | None:
-    """A cached result whose key matches; a damaged, stale or older cache is recomputed."""
-    if not path.exists():
-        return None
-    try:
-        d = read_json(path)
-    except RunFolderError:
-        return None
-    return d["rows"] if isinstance(d, dict) and d.get("key") == key and isinstance(d.get("rows"), list) else None
-
-
 def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
     """Run the probes on a run's checkpoints; returns {"tables": {probe: DataFrame}, "report"}."""
     import torch
@@ -141,11 +130,11 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
                 for probe in probes:
                     cache = out / "cache" / f"{probe}-{name}.json"
                     key = {"model_sha256": sha, "step": step, **{k: getattr(cfg, k) for k in _SETTINGS[probe]}}
-                    rows = _cached(cache, key)
+                    rows = read_cached(cache, key, list)
                     if rows is None:
                         model = model or load()
                         rows = _one(probe, model, tasks, batches, step, cfg, torch)
-                        atomic_json(cache, {"key": key, "rows": rows})
+                        write_cached(cache, key, rows)
                     tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
                     bar.advance(job)
         frames = {p: pd.DataFrame(rows) for p, rows in tables.items()}
