@@ -249,8 +249,12 @@ def entry() -> None:
     """Console-script entry: exits without running interpreter shutdown after an interrupt,
     where JAX/XLA or torch threads still unwinding can crash the process (exit 139)."""
     import os
+    import signal
 
     code = main()
+    # the work is done (or given up): a Ctrl-C arriving now, during interpreter shutdown, must
+    # not turn a finished run into a death by SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()
