@@ -40,7 +40,7 @@ _SEGMENT_CHUNKS = 16  # chunks per segment between checkpoint opportunities
 _MAX_BUFFERED_ROWS = 200_000  # flush earlier than the checkpoint clock when rows pile up
 
 
-__all__ = ["atomic_parquet", "atomic_write", "drop_orphan_parts", "read_parts", "run_engine"]
+__all__ = ["drop_orphan_parts", "load_checkpoint", "metric_rows", "read_parts", "run_engine"]
 
 
 def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
