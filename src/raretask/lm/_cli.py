@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -108,15 +109,36 @@ def _cmd_probe(args) -> int:
 
 def _cmd_sweep(args) -> int:
     _need_lm()
-    from ._sweep import run_sweep, sweep_configs
+    from ._sweep import plan_sweep, run_sweep
 
     if args.dry_run:
-        for c in sweep_configs(args.name, args.corpus, args.out, args.set):
-            print(json.dumps(c.to_dict()))
+        plan = plan_sweep(args.name, args.out, args.set, mfu=args.mfu, peak_tflops=args.peak_tflops)
+        if args.json:
+            print(json.dumps([p._asdict() for p in plan], indent=2))
+            return 0
+        print(f"{'run':44s} {'params':>14s} {'schedule':>22s} {'steps':>7s} {'tokens':>16s} {'FLOPs':>9s} "
+              f"{'GPU-h':>9s}")
+        for p in plan:
+            print(f"{Path(p.run).name:44s} {p.params:14,d} {p.schedule:>22s} {p.steps:7,d} {p.tokens:16,d} "
+                  f"{p.flops:9.2e} {p.gpu_hours:9.3g}")
+        total = sum(p.gpu_hours for p in plan)
+        print(f"{len(plan)} runs, {sum(p.tokens for p in plan):,} tokens, {sum(p.flops for p in plan):.3e} FLOPs "
+              f"(6 N D, N all parameters): {total:,.1f} GPU-hours at {args.mfu:.0%} MFU of "
+              f"{args.peak_tflops:g} TFLOP/s (H100 SXM dense bf16: 989); evaluation and probes not included")
         return 0
-    res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress)
+    if not args.corpus:
+        raise ConfigError("corpus", "missing", "--corpus DIR (only --dry-run runs without one)")
+
+    def probe(run, settings):
+        from ..probes import ProbeConfig, probe_run
+
+        return probe_run(run, ProbeConfig(**settings))
+
+    res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress, probe=probe)
     if res is not None:
         print(f"report: {res['report']}")
+        if "scaling" in res:
+            print(f"scaling report: {res['scaling']['report']}  ({res['wall_seconds'] / 60:.1f} min)")
     return 0
 
 
@@ -196,11 +218,16 @@ def add_lm_parser(sub, parser_class) -> None:
     ev.set_defaults(func=_cmd_eval)
 
     sw = lsub.add_parser("sweep", help="a named grid of runs (presets x rates) and one report over them")
-    sw.add_argument("name", help="sweep from lm/presets/sweeps.json (cpu-rates, cpu-rates-quick, paper-frequencies)")
-    sw.add_argument("--corpus", required=True)
+    sw.add_argument("name", help="sweep from lm/presets/sweeps.json (cpu-rates, cpu-scaling, paper-frequencies, ...)")
+    sw.add_argument("--corpus", default=None, help="corpus directory (not needed with --dry-run)")
     sw.add_argument("--out", required=True, help="sweep directory: one run folder per cell, report/ for the evaluation")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set rates=[4,0.25]")
-    sw.add_argument("--dry-run", action="store_true", help="print the runs' configs and stop")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="print every run's parameters, tokens, steps, FLOPs and GPU-hours, and stop")
+    sw.add_argument("--mfu", type=float, default=0.4, help="with --dry-run: model FLOP utilisation (default 0.4)")
+    sw.add_argument("--peak-tflops", type=float, default=989.0,
+                    help="with --dry-run: the accelerator's peak (default 989, H100 SXM dense bf16)")
+    sw.add_argument("--json", action="store_true", help="with --dry-run: JSON")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

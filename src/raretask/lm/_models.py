@@ -47,7 +47,18 @@ PRESETS = {
     "tiny": ModelPreset(2, 64, 256, 4, None),
     "tiny-4M": ModelPreset(8, 64, 256, 8, None),
     "small": ModelPreset(4, 128, 512, 4, None),
+    # The CPU size ladder (``lm sweep cpu-scaling``): width is the paper's capacity axis, so
+    # it varies at fixed depth (2 blocks) and fixed head size (12); non-embedding parameters
+    # 16 L h^2 = 18,432 / 73,728 / 294,912 / 1,179,648 (64x). Trained on a BPE-2048 corpus:
+    # its output layer costs V h per token against 16 L h^2 for the blocks, so from w96 up
+    # the blocks dominate compute, and a smaller BPE would split the text into so many pieces
+    # that too few single-token words remain for the tasks' value tokens.
+    "w24": ModelPreset(2, 24, 96, 2, None),
+    "w48": ModelPreset(2, 48, 192, 4, None),
+    "w96": ModelPreset(2, 96, 384, 8, None),
+    "w192": ModelPreset(2, 192, 768, 16, None),
 }
+LADDER = ("w24", "w48", "w96", "w192")
 LARGE = ("300M", "1B", "4B")  # sharded with FSDP2 under torchrun
 
 
@@ -83,6 +94,13 @@ def build_model(name: str, tokenizer_vocab: int, max_seq_len: int = 4096, eos_id
     with torch.device(device):
         model = family(preset(name).family).build(cfg)
     return model
+
+
+def non_embedding_params(name: str) -> int:
+    """Parameters outside the embedding and output layers: 16 L h^2 for the OLMo-1 blocks
+    (4 h^2 attention + 3 h x intermediate SwiGLU per block, when intermediate = 4 h)."""
+    p = preset(name)
+    return p.layers * (4 * p.hidden * p.hidden + 3 * p.hidden * p.intermediate)
 
 
 def count_params(model) -> int:

@@ -1,80 +1,319 @@
 """``raretask lm sweep NAME``: a named grid of training runs (model presets x injection
 rates), then one evaluation report over all of them. Sweeps live in
 ``presets/sweeps.json``; any value can be overridden with ``--set key=value``
-(``train.<field>`` reaches the training options). Every run resumes, and evaluation is
-cached per checkpoint, so re-running the command continues where it stopped. Under
-``torchrun`` every run is trained on all ranks; rank 0 evaluates. The sweep's folder is a
-``RunFolder`` of kind "lm-sweep" (locked while the sweep runs) holding one "lm-train" run
-folder per cell and the "lm-eval" report; every run is checked before the first is trained.
+(``train.<field>`` reaches the training options, ``gaps.<key>`` and ``probe.<key>`` the
+scaling sweep's stages). Every run resumes, and evaluation is cached per checkpoint, so
+re-running the command continues where it stopped. Under ``torchrun`` every run is trained
+on all ranks; rank 0 evaluates. The sweep's folder is a ``RunFolder`` of kind "lm-sweep"
+(locked while the sweep runs) holding one "lm-train" run folder per cell and the "lm-eval"
+report; every run is checked before the first is trained.
+
+A scaling sweep (``"report": "scaling"``, e.g. ``cpu-scaling``) runs in stages, each fixed
+by the preset before anything is trained:
+
+1. the grid: every preset x rate, seed ``train.seed`` (0), folders ``<preset>-<task>-rate<r>``;
+2. the matched-frequency gap runs: for ``gaps.presets``, ``n = rate x G`` instances every
+   ``G`` batches for each G in ``gaps.every`` (``<preset>-<task>-every<G>-n<n>``; G = 1 is
+   the grid's run at that rate when the grid has it: the schedules are identical);
+3. the boundary seeds: for each preset, the two grid rates whose final test accuracy lies
+   nearest the midpoint between chance and 1, again with each seed in ``boundary_seeds``
+   (``...-rate<r>-seed<s>``); chosen from the grid's evaluation, so a re-run chooses the same;
+4. evaluation of every run into ``report/``, probes of each preset's runs at ``probe.rates``
+   (``RUN/probes``), and the scaling report in ``scaling/`` (``raretask.lm.scaling_report``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import time
 from importlib import resources
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from ..errors import ConfigError, parse_assignment
 
+CHANCE = {"cmp": 0.5, "add": 0.01}
+"""Chance test accuracy per task: 2 label candidates for cmp, 100 for add."""
+
+_TOP = ("presets", "task", "rates", "boundary_seeds", "final_checkpoints", "corpus_vocab")
+_NESTED = ("train", "gaps", "probe")
+
+
+def sweep_names() -> list[str]:
+    return list(_table())
+
+
+def _table() -> dict:
+    return json.loads(resources.files("raretask.lm").joinpath("presets", "sweeps.json").read_text())
+
 
 def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
-    table = json.loads(resources.files("raretask.lm").joinpath("presets", "sweeps.json").read_text())
+    table = _table()
     if name not in table:
         raise ConfigError("sweep", f"{name!r}", ", ".join(sorted(table)))
     sweep = copy.deepcopy(table[name])
     for item in overrides or []:
         parts, value = parse_assignment(item)
-        if parts[0] not in ("presets", "task", "rates", "train") or (parts[0] == "train") != (len(parts) == 2):
-            raise ConfigError("set", f"unknown option {'.'.join(parts)!r}", "presets, task, rates, train.<field>")
-        target = sweep if len(parts) == 1 else sweep.setdefault("train", {})
+        nested = parts[0] in _NESTED
+        if not ((parts[0] in _TOP and len(parts) == 1) or (nested and len(parts) == 2)):
+            raise ConfigError("set", f"unknown option {'.'.join(parts)!r}",
+                              ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>")
+        target = sweep if len(parts) == 1 else sweep.setdefault(parts[0], {})
         target[parts[-1]] = value
     if not sweep.get("presets") or not sweep.get("rates"):
         raise ConfigError("sweep", "needs non-empty presets and rates", "lists")
+    if sweep.get("report") == "scaling" and len(sweep["rates"]) < 3:
+        raise ConfigError("rates", f"{len(sweep['rates'])} rate(s)", "at least 3 for a critical-frequency fit")
+    stray = [r for r in (sweep.get("probe") or {}).get("rates", [])
+             if not any(math.isclose(float(r), float(q)) for q in sweep["rates"])]
+    if stray:
+        raise ConfigError("probe", f"rates {stray} are not in the grid {sweep['rates']}", "a subset of rates")
     return sweep
 
 
-def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None = None) -> list:
-    """The LMTrainConfig of every run of the sweep (validated), in order."""
+def _config(sw: dict, corpus: str, out: str, name: str, **kw):
     from ._train import LMTrainConfig
 
-    sw = load_sweep(name, overrides)
+    try:
+        return LMTrainConfig(corpus=corpus, out=str(Path(out) / name), preset=kw.pop("preset"), task=sw["task"],
+                             **{**sw.get("train", {}), **kw})
+    except TypeError as e:
+        raise ConfigError("train", str(e), "LMTrainConfig fields") from None
+
+
+def grid_name(preset: str, task: str, rate: float, seed: int | None = None) -> str:
+    return f"{preset}-{task}-rate{rate:g}" + (f"-seed{seed}" if seed is not None else "")
+
+
+def grid_configs(sw: dict, corpus: str, out: str) -> list:
+    """Stage 1: every preset x rate."""
+    return [_config(sw, corpus, out, grid_name(p, sw["task"], float(r)), preset=p, rate=float(r))
+            for p in sw["presets"] for r in sw["rates"]]
+
+
+def gap_configs(sw: dict, corpus: str, out: str) -> list:
+    """Stage 2: the matched-frequency runs not already in the grid (n = rate x G every G)."""
+    g = sw.get("gaps")
+    if not g:
+        return []
+    rate = float(g["rate"])
     runs = []
-    for preset in sw["presets"]:
-        for rate in sw["rates"]:
-            d = Path(out) / f"{preset}-{sw['task']}-rate{rate:g}"
-            try:
-                runs.append(LMTrainConfig(corpus=corpus, out=str(d), preset=preset, task=sw["task"], rate=float(rate),
-                                          **sw.get("train", {})))
-            except TypeError as e:
-                raise ConfigError("train", str(e), "LMTrainConfig fields") from None
+    for p in g["presets"]:
+        for every in g["every"]:
+            n = rate * every
+            if not (isinstance(every, int) and every >= 1 and abs(n - round(n)) < 1e-9):
+                raise ConfigError("gaps", f"every={every!r} at rate {rate:g} gives n = {n:g}",
+                                  "whole G >= 1 with rate x G a whole number")
+            if every == 1 and p in sw["presets"] and any(math.isclose(rate, float(r)) for r in sw["rates"]):
+                continue  # the grid's run: identical schedule
+            runs.append(_config(sw, corpus, out, f"{p}-{sw['task']}-every{every}-n{round(n)}", preset=p,
+                                every=every, n=int(round(n))))
     return runs
 
 
-def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True) -> dict | None:
-    """Train every run, then evaluate them together into ``out/report``."""
+def boundary_rates(final: dict, presets: list[str], rates: list[float], chance: float) -> dict[str, list[float]]:
+    """Per preset, the two grid rates whose final test accuracy lies nearest the midpoint
+    between ``chance`` and 1 (ties: the lower rate first). ``final``: {(preset, rate): acc}."""
+    mid = chance + (1.0 - chance) / 2
+    out = {}
+    for p in presets:
+        have = [(abs(final[(p, float(r))] - mid), float(r)) for r in rates if (p, float(r)) in final]
+        out[p] = sorted(r for _, r in sorted(have)[:2])
+    return out
+
+
+def seed_configs(sw: dict, corpus: str, out: str, chosen: dict[str, list[float]]) -> list:
+    """Stage 3: the boundary rates again with each extra seed."""
+    return [_config(sw, corpus, out, grid_name(p, sw["task"], r, s), preset=p, rate=r, seed=int(s))
+            for p in sw["presets"] for r in chosen.get(p, []) for s in sw.get("boundary_seeds", [])]
+
+
+def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None = None) -> list:
+    """The LMTrainConfig of every run known before training (grid, then gap runs), validated."""
+    sw = load_sweep(name, overrides)
+    return grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out)
+
+
+class PlannedRun(NamedTuple):
+    """One run of ``lm sweep --dry-run``: its size and cost."""
+
+    run: str
+    preset: str
+    params: int
+    non_embedding_params: int
+    schedule: str
+    steps: int
+    tokens: int
+    flops: float
+    """6 N D with N all parameters (embedding and output layer included)."""
+    gpu_hours: float
+    """flops / (mfu x peak) in hours."""
+
+
+def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: int | None = None,
+               mfu: float = 0.4, peak_tflops: float = 989.0) -> list[PlannedRun]:
+    """Every run a sweep would train, with tokens, steps, FLOPs (6 N D) and GPU-hours at
+    ``mfu`` of ``peak_tflops`` (H100 SXM dense bf16: 989). Needs no corpus: CPU presets use
+    ``vocab`` (default: the sweep's ``corpus_vocab``, else 8192). A scaling sweep's boundary
+    seeds are counted at their most (two rates per preset per seed), chosen only after the grid."""
+    from ._models import PRESETS, model_config, non_embedding_params, preset
+
+    if not (0 < mfu <= 1):
+        raise ConfigError("mfu", f"{mfu}", "a fraction in (0, 1]")
+    if not peak_tflops > 0:
+        raise ConfigError("peak_tflops", f"{peak_tflops}", "> 0")
+    sw = load_sweep(name, overrides)
+    train = sw.get("train", {})
+    steps, batch, seq = int(train.get("steps", 1000)), int(train.get("batch_size", 16)), int(train.get("seq_len", 128))
+    tokens = steps * batch * seq
+    rows: list[tuple[str, str, str]] = [(grid_name(p, sw["task"], float(r)), p, f"rate {float(r):g}/batch")
+                                        for p in sw["presets"] for r in sw["rates"]]
+    g = sw.get("gaps")
+    if g:
+        for p in g["presets"]:
+            for every in g["every"]:
+                n = round(float(g["rate"]) * every)
+                if not (every == 1 and any(math.isclose(float(g["rate"]), float(r)) for r in sw["rates"])):
+                    rows.append((f"{p}-{sw['task']}-every{every}-n{n}", p, f"{n} every {every}"))
+    for s in sw.get("boundary_seeds", []):
+        for p in sw["presets"]:
+            rows += [(f"{p}-{sw['task']}-<boundary rate {i}>-seed{s}", p, "chosen after the grid") for i in (1, 2)]
+    plan = []
+    for run, p, sched in rows:
+        preset(p)
+        v = PRESETS[p].vocab or vocab or sw.get("corpus_vocab") or 8192
+        hf = model_config(p, int(v), seq)
+        h, V = hf.hidden_size, hf.vocab_size
+        n_params = non_embedding_params(p) + 2 * V * h
+        flops = 6.0 * n_params * tokens
+        plan.append(PlannedRun(str(Path(out) / run), p, n_params, non_embedding_params(p), sched, steps, tokens,
+                               flops, flops / (mfu * peak_tflops * 1e12) / 3600.0))
+    return plan
+
+
+def check_corpus_vocab(sw: dict, name: str, corpus: str) -> None:
+    """A sweep sized for one vocabulary refuses a corpus of another (its presets' cost and
+    the embedding share of compute depend on it)."""
+    want = sw.get("corpus_vocab")
+    if not want:
+        return
+    meta = Path(corpus, "meta.json")
+    try:
+        have = json.loads(meta.read_text())["tokenizer"]["vocab_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a corpus: LMTrainConfig / train say so in their own words
+    if int(have) != int(want):
+        raise ConfigError("corpus", f"{corpus} has a {have}-token vocabulary; {name} is sized for {want}",
+                          f"a corpus from `raretask lm corpus build --out C --vocab-size {want}`"
+                          " (or --set corpus_vocab=null to run anyway)")
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, flush=True)
+
+
+def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
+              probe: Callable[[Path, dict], object] | None = None) -> dict | None:
+    """Train every run, then evaluate them together into ``out/report`` (and, for a scaling
+    sweep, choose and train the boundary seeds, probe, and write ``out/scaling``).
+
+    ``probe(run, settings)``: probes one run with the sweep's ``probe`` settings (the CLI
+    passes ``raretask.probes``'s; ``lm`` does not import ``probes``); None skips the probe
+    stage, and the scaling report says so."""
     import contextlib
 
     from ._evaluate import evaluate_runs
     from ._runs import eval_folder, sweep_folder
     from ._train import check_run_dir, train
 
-    configs = sweep_configs(name, corpus, out, overrides)
+    sw = load_sweep(name, overrides)
+    check_corpus_vocab(sw, name, corpus)
+    configs = grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out)
     folder = sweep_folder(out)
     folder.check()
     for cfg in configs:  # every run checked (reads only) before anything is written
         check_run_dir(copy.copy(cfg), Path(cfg.out))
     eval_folder(Path(out) / "report").check()
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    t0 = time.perf_counter()
+
+    def train_all(stage: str, cfgs: list) -> None:
+        for i, cfg in enumerate(cfgs, 1):
+            _say(progress and rank0, f"[{stage} {i}/{len(cfgs)}] {Path(cfg.out).name}"
+                                     f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
+            train(cfg, progress=progress)
+
     with contextlib.ExitStack() as stack:
         if rank0:
             stack.callback(folder.release)
             folder.open()
-        for i, cfg in enumerate(configs, 1):
-            if progress and rank0:
-                print(f"[{i}/{len(configs)}] {Path(cfg.out).name}", flush=True)
-            train(cfg, progress=progress)
+        train_all("train", configs)
+        if sw.get("report") != "scaling":
+            if not rank0:
+                return None
+            return evaluate_runs([c.out for c in configs], out=Path(out) / "report")
+        seeds: list = []
+        if sw.get("boundary_seeds"):
+            grid = grid_configs(sw, corpus, out)
+            res = evaluate_runs([c.out for c in grid], out=Path(out) / "report") if rank0 else None
+            chosen = _broadcast(boundary_rates(_final_accuracy(res["table"]) if res else {}, sw["presets"],
+                                               sw["rates"], CHANCE[sw["task"]]) if rank0 else None)
+            seeds = seed_configs(sw, corpus, out, chosen)
+            for cfg in seeds:
+                check_run_dir(copy.copy(cfg), Path(cfg.out))
+            train_all("boundary seed", seeds)
         if not rank0:
             return None
-        return evaluate_runs([c.out for c in configs], out=Path(out) / "report")
+        res = evaluate_runs([c.out for c in configs + seeds], out=Path(out) / "report")
+        if probe is not None:
+            targets = probe_targets(sw, out)
+            for i, run in enumerate(targets, 1):
+                _say(progress, f"[probe {i}/{len(targets)}] {run.name}")
+                probe(run, probe_settings(sw))
+        from .scaling_report import scaling_report
+
+        scaling = scaling_report(out, name=name, overrides=overrides)
+        res["scaling"] = scaling
+        res["wall_seconds"] = time.perf_counter() - t0
+        return res
+
+
+def _final_accuracy(df) -> dict:
+    """{(preset, rate): final test accuracy} of the seed-0 grid runs in an eval table."""
+    fin = df.sort_values("step").groupby("run").tail(1)
+    out = {}
+    for r in fin.itertuples():
+        if r.schedule.startswith("rate ") and "-seed" not in Path(r.run).name:
+            out[(r.preset, float(r.schedule.split()[1].split("/")[0]))] = float(r.test_accuracy)
+    return out
+
+
+def _broadcast(obj):
+    """rank 0's object on every rank (a no-op in one process)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            box = [obj]
+            dist.broadcast_object_list(box, src=0)
+            return box[0]
+    except ImportError:
+        pass
+    return obj
+
+
+def probe_targets(sw: dict, out: str) -> list[Path]:
+    """The runs a scaling sweep probes: every preset's seed-0 grid run at each ``probe.rates``."""
+    pr = sw.get("probe") or {}
+    return [Path(out) / grid_name(p, sw["task"], float(r)) for p in sw["presets"] for r in pr.get("rates", [])]
+
+
+def probe_settings(sw: dict) -> dict:
+    """The sweep's ``probe`` settings as ``ProbeConfig`` keywords (the last checkpoint and the
+    untrained model of each probed run)."""
+    pr = {k: v for k, v in (sw.get("probe") or {}).items() if k != "rates"}
+    return {**pr, "probes": tuple(pr.get("probes", ())), "checkpoints": "last", "init": True}
