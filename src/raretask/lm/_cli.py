@@ -94,12 +94,12 @@ def _cmd_eval(args) -> int:
 
 def _cmd_probe(args) -> int:
     _need_lm()
-    from ..probes import ProbeConfig, probe_run
+    from ..probes import ProbeConfig, all_probes, probe_run
 
-    chosen = tuple(p for p in ("das", "pca", "fourier", "localize", "gradients") if getattr(args, p))
-    cfg = ProbeConfig(probes=chosen, checkpoints=args.checkpoints, init=not args.no_init, das_pairs=args.das_pairs,
-                      das_epochs=args.das_epochs, pca_k=args.pca_k, tau=args.tau, neurons=args.neurons,
-                      grad_steps=args.grad_steps)
+    probes = all_probes()
+    chosen = tuple(p.name for p in probes if getattr(args, p.name))
+    settings = {s.name: getattr(args, s.name) for p in probes for s in p.settings}
+    cfg = ProbeConfig(probes=chosen, checkpoints=args.checkpoints, init=not args.no_init, **settings)
     res = probe_run(args.run, cfg)
     for name, df in res["tables"].items():
         print(f"{name}: {len(df)} rows")
@@ -231,18 +231,22 @@ def add_lm_parser(sub, parser_class) -> None:
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 
-    pr = lsub.add_parser("probe", help="DAS, PCA, Fourier, localisation and gradient probes over checkpoints")
+    from ..probes import all_probes  # numpy only: the probe flags come from the probe registry
+
+    probes = all_probes()
+    pr = lsub.add_parser("probe", help=f"probes over checkpoints: {', '.join(p.name for p in probes)}")
     pr.add_argument("run", help="run directory")
-    for name, text in (("das", "1-D DAS per layer and position (cmp)"), ("pca", "PCA regression of v(token) (cmp)"),
-                       ("fourier", "Fourier modes of (a+b) mod 100 (add)"), ("localize", "MLP ablations"),
-                       ("gradients", "task neurons, g_r and per-step cosines")):
-        pr.add_argument(f"--{name}", action="store_true", help=text)
+    for probe in probes:
+        task = f" ({' / '.join(probe.tasks)})" if probe.tasks is not None else ""
+        pr.add_argument(f"--{probe.name.replace('_', '-')}", dest=probe.name, action="store_true",
+                        help=(probe.help + task).replace("%", "%%"))
     pr.add_argument("--checkpoints", default="last", help="last, all, or steps like 500,1000")
     pr.add_argument("--no-init", action="store_true", help="skip the untrained-model reference")
-    pr.add_argument("--das-pairs", type=int, default=4000)
-    pr.add_argument("--das-epochs", type=int, default=3)
-    pr.add_argument("--pca-k", type=int, default=8)
-    pr.add_argument("--tau", type=float, default=3.0)
-    pr.add_argument("--neurons", type=int, default=32)
-    pr.add_argument("--grad-steps", type=int, default=100)
+    seen = set()
+    for probe in probes:
+        for s in probe.settings:
+            if s.name not in seen:
+                seen.add(s.name)
+                pr.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, type=s.type, default=s.default,
+                                help=f"{probe.name}: {s.help} (default {s.default})".replace("%", "%%"))
     pr.set_defaults(func=_cmd_probe)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ._registry import Probe, Setting, register_probe
 
 
 def _pyvene():
@@ -103,3 +104,39 @@ def das(model, tasks, layer: int, position: int = 0, n_train: int = 4000, n_test
     return {"layer": layer, "position": position, "iia": iia, "train_iia": train_iia,
             "chance": float(counts.max() / counts.sum()),
             "no_intervention": float((te["base_target"] == te["target"]).mean())}
+
+
+def measure(model, ctx, cfg) -> list[dict]:
+    """The ``das`` probe: a 1-D DAS per residual-stream layer (0..L) and position (a, b)."""
+    L = model.config.num_hidden_layers
+    return [das(model, ctx.tasks, layer, pos, n_train=cfg.das_pairs, epochs=cfg.das_epochs)
+            for layer in range(L + 1) for pos in (0, 1)]
+
+
+def report(d, out, cfg):
+    """Per checkpoint the best held-out IIA (a check row) and the IIA over layers (a figure)."""
+    from ..report.html import Check, Figure
+    from ..report.plots import new_figure, save
+
+    checks = []
+    best = d.loc[d.groupby("checkpoint")["iia"].idxmax()]
+    for r in best.itertuples():
+        checks.append(Check(f"DAS {r.checkpoint}: best held-out IIA (layer {r.layer}, position {r.position})",
+                            round(r.iia, 3), f"chance {r.chance:.3f}, no intervention {r.no_intervention:.3f}",
+                            None))
+    fig, axes = new_figure(1, 1)
+    ax = axes[0, 0]
+    for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
+        for pos, ls in ((0, "-"), (1, "--")):
+            s = g[g["position"] == pos].sort_values("layer")
+            ax.plot(s["layer"], s["iia"], ls, marker="o", color=f"C{i}", label=f"{ck}, position {pos}")
+    ax.axhline(float(d["chance"].mean()), color="k", lw=0.8, label="chance")
+    ax.set(xlabel="residual-stream layer (0 = embeddings)", ylabel="held-out IIA", ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return checks, [Figure(save(fig, out / "figures" / "das.png"),
+                           "DAS: interchange-intervention accuracy of a 1-D subspace per layer and position.")]
+
+
+register_probe(Probe("das", "1-D DAS per layer and position", measure, report, tasks=("cmp",), settings=(
+    Setting("das_pairs", int, 4000, "DAS training pairs (held-out pairs: 1000)"),
+    Setting("das_epochs", int, 3, "DAS training epochs"))))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._registry import Probe, Setting, register_probe
+
 
 def dft_basis(P: int) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal real DFT basis over c = 0..P-1 without the constant.
@@ -52,3 +54,40 @@ def fourier_modes(fractions: np.ndarray, tau: float = 3.0) -> np.ndarray:
     """Frequencies (1-based) whose fraction exceeds tau x the uniform 1 / (P/2)."""
     fractions = np.asarray(fractions)
     return np.flatnonzero(fractions > tau / len(fractions)) + 1
+
+
+def measure(model, ctx, cfg) -> list[dict]:
+    """The ``fourier`` probe: per layer, the Fourier modes of (a + b) mod 100 at the label position."""
+    from ._activations import residuals
+
+    L = model.config.num_hidden_layers
+    tasks = ctx.tasks
+    acts = residuals(model, tasks.instances[:, :2])[:, :, 1]  # label position
+    c = (tasks.values[:, 0] + tasks.values[:, 1]) % 100
+    rows = []
+    for layer in range(L + 1):
+        fr = fourier_fractions(acts[layer], c, 100)
+        modes = fourier_modes(fr, cfg.tau)
+        rows.append({"layer": layer, "n_modes": len(modes), "modes": modes.tolist(), "fractions": fr.tolist(),
+                     "class_share": class_share(acts[layer], c, 100)})
+    return rows
+
+
+def report(d, out, cfg):
+    """Modes over layers per checkpoint (a figure) and their sum per checkpoint (check rows)."""
+    from ..report.html import Check, Figure
+    from ..report.plots import new_figure, save
+
+    checks = []
+    fig, axes = new_figure(1, 1)
+    for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
+        axes[0, 0].plot(g["layer"], g["n_modes"], marker="o", color=f"C{i}", label=ck)
+        checks.append(Check(f"Fourier {ck}: modes summed over layers", int(g["n_modes"].sum()),
+                            f"tau = {cfg.tau}", None))
+    axes[0, 0].set(xlabel="layer", ylabel="Fourier modes")
+    axes[0, 0].legend(fontsize=7)
+    return checks, [Figure(save(fig, out / "figures" / "fourier.png"), "Fourier modes of (a + b) mod 100.")]
+
+
+register_probe(Probe("fourier", "Fourier modes of (a+b) mod 100", measure, report, tasks=("add",), settings=(
+    Setting("tau", float, 3.0, "a mode's variance fraction must exceed tau x uniform"),)))

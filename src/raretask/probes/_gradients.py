@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._registry import Probe, Setting, register_probe
+
 
 def _mlp0(model):
     from ..lm._families import mlps
@@ -289,3 +291,42 @@ def monitor_figure(log, path):
     bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (red lines: injection steps)")
     bx.legend(fontsize=7)
     return save(fig, path)
+
+
+# --- the ``gradients`` probe of ``raretask lm probe`` ---
+
+def measure(model, ctx, cfg) -> list[dict]:
+    """The ``gradients`` probe: task neurons and g_r at the checkpoint, then the cosines of g_r
+    with the gradients of the ``grad_steps`` training batches after it."""
+    neurons, g_r = reference(model, ctx.tasks, cfg.neurons)
+    rows = []
+    for s in range(ctx.step, ctx.step + cfg.grad_steps):
+        toks, inst, _ = ctx.batches.local(s)
+        rows.append({"batch_step": s, **interference_row(model, toks, inst, neurons, g_r)})
+    return rows
+
+
+def report(d, out, cfg):
+    """Cosines over the measured steps per checkpoint (a figure) and their median (check rows)."""
+    from ..report.html import Check, Figure
+    from ..report.plots import new_figure, save
+
+    checks = []
+    fig, axes = new_figure(1, 1, size=(9, 4.6))
+    ax = axes[0, 0]
+    for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
+        ax.plot(g["batch_step"] - g["step"], g["cos_nontask"], color=f"C{i}", lw=0.8, label=f"{ck} non-task")
+        ax.plot(g["batch_step"] - g["step"], g["cos_task"], "o", ms=3, color=f"C{i}", label=f"{ck} task")
+        checks.append(Check(f"gradients {ck}: median cos(g_r, non-task part)",
+                            round(float(g["cos_nontask"].median()), 4), "interference < 0", None))
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="steps after the checkpoint", ylabel="cosine with g_r")
+    ax.legend(fontsize=7)
+    return checks, [Figure(save(fig, out / "figures" / "gradients.png"),
+                           "Cosine of the task reference gradient g_r (task neurons of MLP 0) with the batch "
+                           "gradient's task-token part (dots, steps with an instance) and other-token part.")]
+
+
+register_probe(Probe("gradients", "task neurons, g_r and per-step cosines", measure, report, settings=(
+    Setting("neurons", int, 32, "top-k task neurons of the first MLP"),
+    Setting("grad_steps", int, 100, "training steps after the checkpoint whose batches are measured"))))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._registry import Probe, register_probe
+
 
 def task_accuracy(model, tasks, split: np.ndarray) -> float:
     """Accuracy over the task's label tokens at the LABEL position, on ``split`` instances."""
@@ -48,3 +50,29 @@ def ablate_mlps(model, tasks, split: np.ndarray | None = None) -> list[dict]:
         rows.append({"layer": i, "clean": clean, "zero": res["zero"], "mean": res["mean"],
                      "zero_drop": clean - res["zero"], "mean_drop": clean - res["mean"]})
     return rows
+
+
+def measure(model, ctx, cfg) -> list[dict]:
+    """The ``localize`` probe: zero- and mean-ablation of every MLP (``ablate_mlps``)."""
+    return ablate_mlps(model, ctx.tasks)
+
+
+def report(d, out, cfg):
+    """Drops over MLP layers per checkpoint (a figure) and the most causal layer (check rows)."""
+    from ..report.html import Check, Figure
+    from ..report.plots import new_figure, save
+
+    checks = []
+    fig, axes = new_figure(1, 1)
+    for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
+        axes[0, 0].plot(g["layer"], g["zero_drop"], "-o", color=f"C{i}", label=f"{ck} zero")
+        axes[0, 0].plot(g["layer"], g["mean_drop"], "--s", color=f"C{i}", label=f"{ck} mean")
+        top = g.loc[g["zero_drop"].idxmax()]
+        checks.append(Check(f"localisation {ck}: most causal MLP layer (zero-ablation drop)",
+                            f"layer {int(top['layer'])}: {top['zero_drop']:+.3f}", "informative", None))
+    axes[0, 0].set(xlabel="MLP layer", ylabel="drop in task accuracy")
+    axes[0, 0].legend(fontsize=7)
+    return checks, [Figure(save(fig, out / "figures" / "localize.png"), "MLP ablations: drop in test accuracy.")]
+
+
+register_probe(Probe("localize", "MLP ablations", measure, report))

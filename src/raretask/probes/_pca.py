@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._registry import Probe, Setting, register_probe
+
 
 def pca_r2(acts: np.ndarray, values: np.ndarray, k: int = 8) -> float:
     """R^2 of a least-squares fit of ``values`` on the top-``k`` principal components.
@@ -20,3 +22,34 @@ def pca_r2(acts: np.ndarray, values: np.ndarray, k: int = 8) -> float:
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
     resid = y - A @ coef
     return float(1.0 - resid @ resid / ((y - y.mean()) @ (y - y.mean())))
+
+
+def measure(model, ctx, cfg) -> list[dict]:
+    """The ``pca`` probe: R^2 of v(token) on the top-k PCs of each layer's residual at the token."""
+    from ._activations import residuals
+
+    L = model.config.num_hidden_layers
+    acts = residuals(model, ctx.tasks.value_tokens[:, None])[:, :, 0]  # (L+1, 100, H)
+    return [{"layer": layer, "k": cfg.pca_k, "r2": pca_r2(acts[layer], np.arange(100), cfg.pca_k)}
+            for layer in range(L + 1)]
+
+
+def report(d, out, cfg):
+    """R^2 over layers per checkpoint (a figure) and the best R^2 per checkpoint (check rows)."""
+    from ..report.html import Check, Figure
+    from ..report.plots import new_figure, save
+
+    fig, axes = new_figure(1, 1)
+    for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
+        axes[0, 0].plot(g["layer"], g["r2"], marker="o", color=f"C{i}", label=ck)
+    axes[0, 0].axhline(cfg.pca_k / 100, color="k", lw=0.8, label=f"chance (k / N = {cfg.pca_k / 100:.2f})")
+    axes[0, 0].set(xlabel="layer", ylabel=f"R^2 of v(token) on top-{cfg.pca_k} PCs", ylim=(0, 1.02))
+    axes[0, 0].legend(fontsize=7)
+    figures = [Figure(save(fig, out / "figures" / "pca.png"), "PCA regression of the value v(token).")]
+    checks = [Check(f"PCA {ck}: best R^2 over layers", round(float(g["r2"].max()), 3),
+                    f"chance about {cfg.pca_k / 100:.2f}", None) for ck, g in d.groupby("checkpoint", sort=False)]
+    return checks, figures
+
+
+register_probe(Probe("pca", "PCA regression of v(token)", measure, report, tasks=("cmp",), settings=(
+    Setting("pca_k", int, 8, "principal components for the PCA regression"),)))

@@ -11,56 +11,55 @@ model files are checked against their recorded checksums before any probe reads 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
 from ..report.html import Check, Figure, write_report
 from ..runfolder import atomic_parquet, atomic_write, read_cached, write_cached
+from ._registry import BUILTIN_PROBES, Probe, ProbeContext, all_probes, all_settings, get_probe, probe_names
 
-PROBES = ("das", "pca", "fourier", "localize", "gradients")
+PROBES = BUILTIN_PROBES
+"""The built-in probes (``probe_names()`` lists every registered one)."""
 
 
-@dataclass
 class ProbeConfig:
-    """What to probe and how."""
+    """What to probe and how.
 
-    probes: tuple = ()
-    """Subset of das, pca, fourier, localize, gradients; empty: all that apply to the task."""
-    checkpoints: str = "last"
-    """last, all, or comma-separated steps."""
-    init: bool = True
-    """Also probe the untrained model (the run's preset and seed): the chance reference."""
-    das_pairs: int = 4000
-    """DAS training pairs (held-out pairs: 1000)."""
-    das_epochs: int = 3
-    """DAS training epochs."""
-    pca_k: int = 8
-    """Principal components for the PCA regression."""
-    tau: float = 3.0
-    """Fourier: a mode's variance fraction must exceed tau x uniform."""
-    neurons: int = 32
-    """Gradients: top-k task neurons of the first MLP."""
-    grad_steps: int = 100
-    """Gradients: training steps after the checkpoint whose batches are measured."""
+    Keywords: ``probes`` (registered probe names; empty: all that apply to the run's task),
+    ``checkpoints`` ("last", "all", or comma-separated steps), ``init`` (also probe the
+    untrained model with the run's preset and seed: the chance reference), and every
+    registered probe's settings (``das_pairs``, ``das_epochs``, ``pca_k``, ``tau``,
+    ``neurons``, ``grad_steps`` for the built-in probes), each validated as its ``Setting``
+    says. An unknown probe or keyword is a ``ConfigError``."""
 
-    def __post_init__(self) -> None:
-        bad = [p for p in self.probes if p not in PROBES]
+    def __init__(self, probes: tuple = (), checkpoints: str = "last", init: bool = True, **settings) -> None:
+        self.probes = tuple(probes)
+        self.checkpoints = checkpoints
+        self.init = init
+        known = all_settings()
+        unknown = sorted(set(settings) - {s.name for s in known})
+        if unknown:
+            raise ConfigError("probe setting", ", ".join(unknown),
+                              ", ".join(["probes", "checkpoints", "init", *(s.name for s in known)]))
+        bad = [p for p in self.probes if p not in probe_names()]
         if bad:
-            raise ConfigError("probe", ", ".join(bad), ", ".join(PROBES))
-        for name in ("das_pairs", "das_epochs", "pca_k", "neurons", "grad_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ConfigError(name, f"{v!r}", "a whole number >= 1")
-            if v < 1:
-                raise ConfigError(name, f"{v}", ">= 1")
-        if not isinstance(self.tau, (int, float)) or isinstance(self.tau, bool) or not math.isfinite(self.tau) \
-                or self.tau <= 0:
-            raise ConfigError("tau", f"{self.tau}", "a finite number > 0")
+            raise ConfigError("probe", ", ".join(bad), ", ".join(probe_names()))
+        for s in known:
+            value = settings.get(s.name, s.default)
+            s.validate(value)
+            setattr(self, s.name, value)
+
+    def to_dict(self) -> dict:
+        """The probe selection and every setting, as plain JSON values."""
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"ProbeConfig({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProbeConfig) and self.__dict__ == other.__dict__
 
 
 def _select(run: Path, spec: str) -> list[Path]:
@@ -84,9 +83,9 @@ def _select(run: Path, spec: str) -> list[Path]:
     return [by_step[s] for s in steps]
 
 
-_SETTINGS = {"das": ("das_pairs", "das_epochs"), "pca": ("pca_k",), "fourier": ("tau",), "localize": (),
-             "gradients": ("neurons", "grad_steps")}
-"""The ProbeConfig settings each probe's result depends on (its cache key)."""
+def _key(probe: Probe, sha: str | None, step: int, cfg: ProbeConfig) -> dict:
+    """The cache key of one (probe, model) result: the model, its step and the probe's settings."""
+    return {"model_sha256": sha, "step": step, **{s.name: getattr(cfg, s.name) for s in probe.settings}}
 
 
 def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
@@ -102,11 +101,11 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
     run = Path(run)
     _, tcfg = training_run(run)
     corpus, tok, tasks, schedule, batches = setup(tcfg)
-    probes = cfg.probes or (("das", "pca") if tasks.task == "cmp" else ("fourier",)) + ("localize", "gradients")
-    if "das" in probes and tasks.task != "cmp":
-        raise ConfigError("probe", "das needs the cmp task", "pca / fourier / localize / gradients")
-    if "fourier" in probes and tasks.task != "add":
-        raise ConfigError("probe", "fourier needs the add task", "das / pca / localize / gradients")
+    probes = cfg.probes or tuple(p.name for p in all_probes() if p.applies_to(tasks.task))
+    for name in probes:
+        if not get_probe(name).applies_to(tasks.task):
+            raise ConfigError("probe", f"{name} needs the {' or '.join(get_probe(name).tasks)} task",
+                              " / ".join(p.name for p in all_probes() if p.applies_to(tasks.task)))
     models: list[tuple[str, int, str | None, object]] = []
     if cfg.init:
         models.append(("init", 0, None, lambda: build_model(tcfg.preset, tok.vocab_size, tcfg.seq_len, tok.eos_id,
@@ -129,11 +128,11 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
                 model = None
                 for probe in probes:
                     cache = out / "cache" / f"{probe}-{name}.json"
-                    key = {"model_sha256": sha, "step": step, **{k: getattr(cfg, k) for k in _SETTINGS[probe]}}
+                    key = _key(get_probe(probe), sha, step, cfg)
                     rows = read_cached(cache, key, list)
                     if rows is None:
                         model = model or load()
-                        rows = _one(probe, model, tasks, batches, step, cfg, torch)
+                        rows = _one(probe, model, ProbeContext(tasks, batches, step, torch), cfg)
                         write_cached(cache, key, rows)
                     tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
                     bar.advance(job)
@@ -144,114 +143,23 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
         report = write_report(out / "report.html", f"raretask lm probe: {run.name} ({tasks.task})",
                               "Representations (SPEC B5) and gradient interference (SPEC B6) of the injected task, "
                               "per checkpoint; 'init' is the untrained model with the run's preset and seed.",
-                              checks, figures, {"probe": cfg.__dict__, "run": str(run)}, {"checkpoints": len(models)})
+                              checks, figures, {"probe": cfg.to_dict(), "run": str(run)}, {"checkpoints": len(models)})
         summary = {p: df.to_dict(orient="records") for p, df in frames.items()}
         atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return {"tables": frames, "report": str(report)}
 
 
-def _one(probe, model, tasks, batches, step, cfg: ProbeConfig, torch) -> list[dict]:
-    from . import _activations, _das, _fourier, _gradients, _localize, _pca
-
-    L = model.config.num_hidden_layers
-    if probe == "das":
-        return [_das.das(model, tasks, layer, pos, n_train=cfg.das_pairs, epochs=cfg.das_epochs)
-                for layer in range(L + 1) for pos in (0, 1)]
-    if probe == "pca":
-        acts = _activations.residuals(model, tasks.value_tokens[:, None])[:, :, 0]  # (L+1, 100, H)
-        return [{"layer": layer, "k": cfg.pca_k, "r2": _pca.pca_r2(acts[layer], np.arange(100), cfg.pca_k)}
-                for layer in range(L + 1)]
-    if probe == "fourier":
-        acts = _activations.residuals(model, tasks.instances[:, :2])[:, :, 1]  # label position
-        c = (tasks.values[:, 0] + tasks.values[:, 1]) % 100
-        rows = []
-        for layer in range(L + 1):
-            fr = _fourier.fourier_fractions(acts[layer], c, 100)
-            modes = _fourier.fourier_modes(fr, cfg.tau)
-            rows.append({"layer": layer, "n_modes": len(modes), "modes": modes.tolist(), "fractions": fr.tolist(),
-                         "class_share": _fourier.class_share(acts[layer], c, 100)})
-        return rows
-    if probe == "localize":
-        return _localize.ablate_mlps(model, tasks)
-    if probe == "gradients":
-        neurons, g_r = _gradients.reference(model, tasks, cfg.neurons)
-        rows = []
-        for s in range(step, step + cfg.grad_steps):
-            toks, inst, _ = batches.local(s)
-            rows.append({"batch_step": s, **_gradients.interference_row(model, toks, inst, neurons, g_r)})
-        return rows
-    raise ConfigError("probe", probe, ", ".join(PROBES))
+def _one(probe: str, model, ctx: ProbeContext, cfg: ProbeConfig) -> list[dict]:
+    """One probe's rows for one model."""
+    return get_probe(probe).measure(model, ctx, cfg)
 
 
 def _report_parts(frames: dict, out: Path, cfg: ProbeConfig) -> tuple[list[Check], list[Figure]]:
-    from ..report.plots import new_figure, save
-
+    """Every probed table's checks and figures, in registry order."""
     checks, figures = [], []
-    if "das" in frames:
-        d = frames["das"]
-        best = d.loc[d.groupby("checkpoint")["iia"].idxmax()]
-        for r in best.itertuples():
-            checks.append(Check(f"DAS {r.checkpoint}: best held-out IIA (layer {r.layer}, position {r.position})",
-                                round(r.iia, 3), f"chance {r.chance:.3f}, no intervention {r.no_intervention:.3f}",
-                                None))
-        fig, axes = new_figure(1, 1)
-        ax = axes[0, 0]
-        for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
-            for pos, ls in ((0, "-"), (1, "--")):
-                s = g[g["position"] == pos].sort_values("layer")
-                ax.plot(s["layer"], s["iia"], ls, marker="o", color=f"C{i}", label=f"{ck}, position {pos}")
-        ax.axhline(float(d["chance"].mean()), color="k", lw=0.8, label="chance")
-        ax.set(xlabel="residual-stream layer (0 = embeddings)", ylabel="held-out IIA", ylim=(0, 1.02))
-        ax.legend(fontsize=7)
-        figures.append(Figure(save(fig, out / "figures" / "das.png"),
-                              "DAS: interchange-intervention accuracy of a 1-D subspace per layer and position."))
-    if "pca" in frames:
-        d = frames["pca"]
-        fig, axes = new_figure(1, 1)
-        for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
-            axes[0, 0].plot(g["layer"], g["r2"], marker="o", color=f"C{i}", label=ck)
-        axes[0, 0].axhline(cfg.pca_k / 100, color="k", lw=0.8, label=f"chance (k / N = {cfg.pca_k / 100:.2f})")
-        axes[0, 0].set(xlabel="layer", ylabel=f"R^2 of v(token) on top-{cfg.pca_k} PCs", ylim=(0, 1.02))
-        axes[0, 0].legend(fontsize=7)
-        figures.append(Figure(save(fig, out / "figures" / "pca.png"), "PCA regression of the value v(token)."))
-        for ck, g in d.groupby("checkpoint", sort=False):
-            checks.append(Check(f"PCA {ck}: best R^2 over layers", round(float(g["r2"].max()), 3),
-                                f"chance about {cfg.pca_k / 100:.2f}", None))
-    if "fourier" in frames:
-        d = frames["fourier"]
-        fig, axes = new_figure(1, 1)
-        for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
-            axes[0, 0].plot(g["layer"], g["n_modes"], marker="o", color=f"C{i}", label=ck)
-            checks.append(Check(f"Fourier {ck}: modes summed over layers", int(g["n_modes"].sum()),
-                                f"tau = {cfg.tau}", None))
-        axes[0, 0].set(xlabel="layer", ylabel="Fourier modes")
-        axes[0, 0].legend(fontsize=7)
-        figures.append(Figure(save(fig, out / "figures" / "fourier.png"), "Fourier modes of (a + b) mod 100."))
-    if "localize" in frames:
-        d = frames["localize"]
-        fig, axes = new_figure(1, 1)
-        for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
-            axes[0, 0].plot(g["layer"], g["zero_drop"], "-o", color=f"C{i}", label=f"{ck} zero")
-            axes[0, 0].plot(g["layer"], g["mean_drop"], "--s", color=f"C{i}", label=f"{ck} mean")
-            top = g.loc[g["zero_drop"].idxmax()]
-            checks.append(Check(f"localisation {ck}: most causal MLP layer (zero-ablation drop)",
-                                f"layer {int(top['layer'])}: {top['zero_drop']:+.3f}", "informative", None))
-        axes[0, 0].set(xlabel="MLP layer", ylabel="drop in task accuracy")
-        axes[0, 0].legend(fontsize=7)
-        figures.append(Figure(save(fig, out / "figures" / "localize.png"), "MLP ablations: drop in test accuracy."))
-    if "gradients" in frames:
-        d = frames["gradients"]
-        fig, axes = new_figure(1, 1, size=(9, 4.6))
-        ax = axes[0, 0]
-        for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
-            ax.plot(g["batch_step"] - g["step"], g["cos_nontask"], color=f"C{i}", lw=0.8, label=f"{ck} non-task")
-            ax.plot(g["batch_step"] - g["step"], g["cos_task"], "o", ms=3, color=f"C{i}", label=f"{ck} task")
-            checks.append(Check(f"gradients {ck}: median cos(g_r, non-task part)",
-                                round(float(g["cos_nontask"].median()), 4), "interference < 0", None))
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set(xlabel="steps after the checkpoint", ylabel="cosine with g_r")
-        ax.legend(fontsize=7)
-        figures.append(Figure(save(fig, out / "figures" / "gradients.png"),
-                              "Cosine of the task reference gradient g_r (task neurons of MLP 0) with the batch "
-                              "gradient's task-token part (dots, steps with an instance) and other-token part."))
+    for probe in all_probes():
+        if probe.name in frames:
+            c, f = probe.report(frames[probe.name], out, cfg)
+            checks += c
+            figures += f
     return checks, figures
