@@ -4,6 +4,8 @@
 engine (all widths on shared batches) on the same work, and prints steps/s of each, their
 ratio, the achieved GFLOP/s and the machine's float32 matmul GFLOP/s measured here.
 ``bench memory`` runs a long tiny run and samples the process's resident memory.
+``bench injection`` times the LM injection against a training step; ``bench lm`` times
+``lm train`` against a plain PyTorch loop on the same model, batch and data (and ``--compile``).
 """
 
 from __future__ import annotations
@@ -214,6 +216,58 @@ def add_bench_parser(sub) -> None:
     i.add_argument("--steps", type=int, default=20)
     i.add_argument("--rate", type=float, default=4.0, help="instances per batch (a high rate: the worst case)")
     i.set_defaults(func=_cmd_injection)
+    lm = bsub.add_parser("lm", help="lm train vs a plain PyTorch loop on the same model and data (needs raretask[lm])")
+    lm.add_argument("--preset", default="tiny", help="model preset (default tiny, lm train's default)")
+    lm.add_argument("--steps", type=int, default=30, help="timed steps per run (default 30)")
+    lm.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of every run (default 5)")
+    lm.add_argument("--repeats", type=int, default=3,
+                    help="interleaved repetitions of every mode; medians are reported (default 3)")
+    lm.add_argument("--batch-size", type=int, default=16)
+    lm.add_argument("--seq-len", type=int, default=128)
+    lm.add_argument("--checkpoint-every", type=int, default=100, help="lm train's (default 100, as lm train)")
+    lm.add_argument("--corpus", default=None,
+                    help="a built corpus (raretask lm corpus build); default: build one from the default "
+                         "sources (BPE-8192, as lm corpus build) in a temporary folder")
+    lm.add_argument("--compile", action="store_true", help="also time both with the model under torch.compile")
+    lm.add_argument("--threads", type=int, default=1,
+                    help="torch threads for the bench (default 1: steady on a machine shared with other jobs, "
+                         "where steps on several threads stall; 0: torch's default)")
+    lm.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    lm.set_defaults(func=_cmd_lm)
+
+
+def _cmd_lm(args: argparse.Namespace) -> int:
+    import sys
+
+    from .lm._bench import bench_lm, format_bench_lm
+
+    _check_positive(steps=args.steps, warmup=args.warmup, repeats=args.repeats, batch_size=args.batch_size,
+                    seq_len=args.seq_len, checkpoint_every=args.checkpoint_every)
+    if args.threads < 0:
+        from .errors import ConfigError
+
+        raise ConfigError("threads", f"{args.threads}", "integer >= 1, or 0 for torch's default")
+
+    def say(msg: str) -> None:
+        sys.stderr.write(msg + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="raretask-bench-corpus-") as tmp:
+        corpus = args.corpus
+        if corpus is None:
+            from .lm import build_corpus
+
+            corpus = str(Path(tmp) / "corpus")
+            say("building a corpus from the default sources (BPE-8192) ...")
+            build_corpus(corpus)
+        res = bench_lm(corpus, preset=args.preset, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                       warmup=args.warmup, repeats=args.repeats, compile=args.compile,
+                       checkpoint_every=args.checkpoint_every, threads=args.threads or None, say=say)
+    if args.corpus is None:
+        res["corpus"] = "default sources, BPE-8192, built for this run"
+    print(format_bench_lm(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
 
 
 def _cmd_injection(args: argparse.Namespace) -> int:
