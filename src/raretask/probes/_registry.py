@@ -97,10 +97,13 @@ class Probe:
     settings: tuple[Setting, ...] = ()
 
     def applies_to(self, task: str) -> bool:
+        """Whether the probe is defined for a run whose injected task is ``task``."""
         return self.tasks is None or task in self.tasks
 
 
-_RESERVED = {"probes", "checkpoints", "init", "no_init", "run", "func", "command", "lm_command", "debug", "help"}
+_RESERVED = {"probes", "checkpoints", "init", "no_init", "run", "func", "command", "lm_command", "debug", "help",
+             "to_dict"}
+"""Names a probe or setting cannot take: ``ProbeConfig`` attributes and ``lm probe`` options."""
 
 BUILTIN_PROBES = ("das", "pca", "fourier", "localize", "gradients")
 """The probes of this package, each in ``raretask.probes._<name>``, in report order."""
@@ -121,7 +124,9 @@ def register_probe(probe: Probe) -> Probe:
     if not name.isidentifier() or name != name.lower() or name in _RESERVED:
         raise ConfigError("probe", f"name {name!r}", "a lowercase identifier that is not a probe option")
     old = _PROBES.get(name)
-    if old is not None and old != probe and old != getattr(probe.measure, "__module__", None):
+    module = getattr(probe.measure, "__module__", None)
+    old_module = old if isinstance(old, str) else getattr(getattr(old, "measure", None), "__module__", None)
+    if old is not None and old != probe and old_module != module:  # its own module may register again (reload)
         raise ConfigError("probe", f"{name!r} is already registered", "a new name")
     if any(s.name == name for p in _loaded() for s in p.settings):
         raise ConfigError("probe", f"name {name!r} is a setting of another probe", "a new name")
