@@ -142,6 +142,15 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_sizing(args) -> int:
+    _need_lm()
+    from .scaling_report import sizing, sizing_text
+
+    res = sizing(args.sweep_dir, args.frequency, args.params, args.exclude_largest)
+    print(json.dumps(res, indent=2) if args.json else sizing_text(res))
+    return 0
+
+
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
@@ -230,6 +239,17 @@ def add_lm_parser(sub, parser_class) -> None:
     sw.add_argument("--json", action="store_true", help="with --dry-run: JSON")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
+
+    sz = lsub.add_parser("sizing", help="from a scaling sweep: the smallest model for a frequency, or the lowest "
+                                        "frequency a model learns (power law of f*, with intervals)")
+    sz.add_argument("sweep_dir", help="a finished scaling sweep (lm sweep cpu-scaling)")
+    q = sz.add_mutually_exclusive_group()
+    q.add_argument("--frequency", type=float, default=None, help="injected instances per token")
+    q.add_argument("--params", type=float, default=None, help="non-embedding parameters (16 L h^2)")
+    sz.add_argument("--exclude-largest", action="store_true",
+                    help="fit without the largest size and compare its predicted f* with the measured one")
+    sz.add_argument("--json", action="store_true")
+    sz.set_defaults(func=_cmd_sizing)
 
     from ..probes import all_probes  # numpy only: the probe flags come from the probe registry
 

@@ -33,7 +33,7 @@ TRAIN_FILES = ("run_config.json", "tasks.jsonl", "tokenizer.json", "checkpoints"
 EVAL_FILES = ("eval.parquet", "eval-summary.json", "summary.json", "report.html", "figures")
 PROBE_FILES = ("cache", "*.parquet", "figures", "report.html", "summary.json")
 CORPUS_FILES = ("train.npy", "heldout.npy", "tokenizer.json", "tokenizer_info.json", "meta.json", "ngram-index")
-SWEEP_FILES = ("report", "*-rate*")
+SWEEP_FILES = ("report", "*-rate*", "*-every*", "scaling", "sweep.json")
 
 CKPT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt")
 """The files of a checkpoint, each with its sha256 in trainer_state.json."""

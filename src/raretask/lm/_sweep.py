@@ -33,7 +33,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from .. import __version__
 from ..errors import ConfigError, parse_assignment
+from ..runfolder import atomic_json
 
 CHANCE = {"cmp": 0.5, "add": 0.01}
 """Chance test accuracy per task: 2 label candidates for cmp, 100 for add."""
@@ -251,6 +253,8 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         if rank0:
             stack.callback(folder.release)
             folder.open()
+            atomic_json(Path(out) / "sweep.json", {"name": name, "overrides": list(overrides or []), "sweep": sw,
+                                                   "corpus": str(corpus), "raretask_version": __version__})
         train_all("train", configs)
         if sw.get("report") != "scaling":
             if not rank0:

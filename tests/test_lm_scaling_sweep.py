@@ -1,0 +1,227 @@
+"""The scaling sweep (issue 13): cpu-scaling-quick end to end (pipeline, not science), every
+check of its report answering "no" on a result that violates it, the sizing answer on a
+known power law, and the dry-run's cost arithmetic."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+
+from raretask import ConfigError  # noqa: E402
+from raretask.errors import RaretaskError  # noqa: E402
+from raretask.lm import scaling  # noqa: E402
+from raretask.lm import scaling_report as sr  # noqa: E402
+from raretask.lm._sweep import (boundary_rates, check_corpus_vocab, load_sweep, plan_sweep,  # noqa: E402
+                                run_sweep, sweep_configs)
+
+
+def _probe(run, settings):
+    from raretask.probes import ProbeConfig, probe_run
+
+    return probe_run(run, ProbeConfig(**settings))
+
+
+def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
+    out = tmp_path / "sw"
+    res = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), progress=False, probe=_probe)
+    names = sorted(p.name for p in out.iterdir() if (p / "run_config.json").exists())
+    grid = [f"{p}-cmp-rate{r:g}" for p in ("w24", "w48") for r in (8, 2, 0.5)]
+    assert set(grid) <= set(names)
+    assert {"w24-cmp-every4-n8", "w48-cmp-every4-n8"} <= set(names)
+    seeds = [n for n in names if n.endswith("-seed1")]
+    assert len(seeds) == 4  # two boundary rates per size
+    assert len(names) == 6 + 2 + 4
+    summ = json.loads((out / "scaling" / "scaling-summary.json").read_text())
+    assert {c["preset"] for c in summ["critical"]} == {"w24", "w48"}
+    assert sum(summ["checks_count"].values()) == len(summ["checks"]) >= 8
+    assert (out / "scaling" / "report.html").stat().st_size > 10_000
+    for fig in ("fig5-accuracy-loss", "critical-frequency", "fig6a-learned-step", "fig6b-gap",
+                "fig22-23-equal-budget", "probes-across-sizes"):
+        assert (out / "scaling" / "figures" / f"{fig}.png").exists()
+    probes = pd.read_parquet(out / "scaling" / "probes.parquet")
+    assert set(probes["checkpoint"]) >= {"init"} and probes["trained"].any()
+    assert json.loads((out / "sweep.json").read_text())["name"] == "cpu-scaling-quick"
+    # resumed: nothing retrained, same table, same seed choice
+    again = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), progress=False, probe=_probe)
+    pd.testing.assert_frame_equal(again["table"], res["table"])
+
+
+def test_boundary_rates_are_the_two_nearest_the_midpoint():
+    final = {("a", 8.0): 0.99, ("a", 2.0): 0.8, ("a", 0.5): 0.55, ("b", 8.0): 0.5, ("b", 2.0): 0.5, ("b", 0.5): 0.51}
+    got = boundary_rates(final, ["a", "b"], [8, 2, 0.5], 0.5)
+    assert got["a"] == [0.5, 2.0]  # 0.8 and 0.55 nearest 0.75
+    assert got["b"] == [0.5, 2.0] or got["b"] == [0.5, 8.0]
+
+
+def test_sweep_options_are_checked(small_corpus, tmp_path):
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_sweep("cpu-scaling", ["nope=1"])
+    with pytest.raises(ConfigError, match="not in the grid"):
+        load_sweep("cpu-scaling", ["probe.rates=[3]"])
+    with pytest.raises(ConfigError, match="at least 3"):
+        load_sweep("cpu-scaling", ["rates=[1,2]"])
+    with pytest.raises(ConfigError, match="whole number"):
+        sweep_configs("cpu-scaling-quick", str(small_corpus), str(tmp_path), ["gaps.every=[3]", "gaps.rate=0.5"])
+    sw = load_sweep("cpu-scaling")
+    with pytest.raises(ConfigError, match="vocab-size 2048"):
+        check_corpus_vocab(sw, "cpu-scaling", str(small_corpus))  # a 1200-token corpus
+
+
+def test_cpu_scaling_spans_what_the_issue_asks():
+    sw = load_sweep("cpu-scaling")
+    from raretask.lm._models import non_embedding_params
+
+    p = [non_embedding_params(x) for x in sw["presets"]]
+    assert len(p) >= 4 and max(p) / min(p) >= 16 and p == sorted(p)
+    assert len(sw["rates"]) >= 5 and max(sw["rates"]) / min(sw["rates"]) >= 64 * 0.999
+    assert len(sw["gaps"]["every"]) >= 3 and sw["boundary_seeds"]
+
+
+def test_dry_run_counts_tokens_flops_and_gpu_hours(tmp_path):
+    plan = plan_sweep("paper-frequencies", str(tmp_path), mfu=0.5, peak_tflops=1000)
+    first = plan[0]
+    assert first.tokens == 50_000 * 1024 * 4096 and first.steps == 50_000
+    assert first.params == 6_963_200  # the paper's 4M row
+    assert first.flops == pytest.approx(6 * 6_963_200 * first.tokens)
+    assert first.gpu_hours == pytest.approx(first.flops / (0.5 * 1000e12) / 3600)
+    rates = sorted({p.schedule for p in plan})
+    assert "rate 1024/batch" in rates and "rate 0.1/batch" in rates
+    out = subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "sweep", "paper-frequencies", "--out",
+                          str(tmp_path), "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 0 and "GPU-hours at 40% MFU" in out.stdout and "4B-cmp-rate0.1" in out.stdout
+    with pytest.raises(ConfigError, match="mfu"):
+        plan_sweep("paper-frequencies", str(tmp_path), mfu=0)
+
+
+# ---- the report's checks: each answers "no" on a violating result -------------------------
+
+def _law(exponent, lo, hi):
+    return scaling.PowerLaw(exponent, lo, hi, 0.0, (1e4, 1e5), (1e-2, 1e-3), (0.0, 0.0), np.zeros((10, 2)))
+
+
+def test_falls_with_size_check_can_fail():
+    assert sr.check_falls_with_size(_law(-0.5, -0.7, -0.3)).verdict == "yes"
+    assert sr.check_falls_with_size(_law(0.2, 0.1, 0.3)).verdict == "no"
+    assert sr.check_falls_with_size(_law(-0.2, -0.5, 0.1)).verdict == "no"  # interval straddles 0
+    assert sr.check_falls_with_size(None, "no fit").verdict == "n/a"
+
+
+def test_bracketed_check_can_fail():
+    crit = pd.DataFrame({"preset": ["a", "b", "c"], "f_star": [1e-3, 1e-2, np.nan], "f_star_lo": [5e-4, 1e-3, np.nan],
+                         "f_star_hi": [2e-3, 1e-1, np.nan], "bracketed": [True, False, False]})
+    assert [c.verdict for c in sr.check_bracketed(crit)] == ["yes", "no", "n/a"]
+
+
+def _final(loss_small, loss_large, kinds=("grid", "grid")):
+    rows = []
+    for f, ls, ll in zip([1e-3, 1e-2], loss_small, loss_large):
+        rows += [{"preset": "s", "non_embedding_params": 10, "per_token_frequency": f, "task_test_loss": ls,
+                  "kind": "grid", "every": None},
+                 {"preset": "l", "non_embedding_params": 100, "per_token_frequency": f, "task_test_loss": ll,
+                  "kind": "grid", "every": None}]
+    return pd.DataFrame(rows)
+
+
+def test_loss_falls_with_size_check_can_fail():
+    assert sr.check_loss_falls_with_size(_final([2.0, 1.0], [1.5, 0.5])).verdict == "yes"
+    assert sr.check_loss_falls_with_size(_final([2.0, 1.0], [1.5, 1.2])).verdict == "no"
+
+
+def test_gap_check_can_fail():
+    base = _final([2.0, 1.0], [1.5, 0.5])
+    gap = pd.DataFrame([{"preset": "s", "non_embedding_params": 10, "per_token_frequency": 1e-3,
+                         "task_test_loss": 2.5, "kind": "gap", "every": 8}])
+    assert [c.verdict for c in sr.check_gap(pd.concat([base, gap]))] == ["yes"]
+    assert [c.verdict for c in sr.check_gap(pd.concat([base, gap.assign(task_test_loss=1.0)]))] == ["no"]
+
+
+def test_equal_budget_check_can_fail():
+    eq = pd.DataFrame({"small_task_loss_at_lm": [1.0, 2.0], "large_task_loss_at_lm": [0.5, 1.5]})
+    assert sr.check_equal_budget(eq, "at_lm", "LM loss").verdict == "yes"
+    assert sr.check_equal_budget(eq.assign(large_task_loss_at_lm=[0.5, 2.5]), "at_lm", "LM loss").verdict == "no"
+    assert sr.check_equal_budget(eq.assign(large_task_loss_at_lm=np.nan), "at_lm", "LM loss").verdict == "n/a"
+
+
+def test_equal_budget_interpolates_along_training():
+    rows = []
+    for preset, P, losses in (("s", 10, [5.0, 4.5, 4.0]), ("l", 100, [4.8, 4.2, 3.6])):
+        for step, hl in zip([1, 2, 3], losses):
+            rows.append({"run": preset, "preset": preset, "non_embedding_params": P, "kind": "grid",
+                         "per_token_frequency": 1e-3, "step": step, "heldout_loss": hl,
+                         "task_test_loss": hl / 2, "compute": 6.0 * P * step})
+    eq = sr.equal_budget(pd.DataFrame(rows))
+    r = eq.iloc[0]
+    assert r["heldout_loss_level"] == 4.0  # the worse final of the two
+    assert r["small_task_loss_at_lm"] == pytest.approx(2.0) and r["large_task_loss_at_lm"] == pytest.approx(2.0)
+    # s ends at compute 180; l's curve spans 600..1800 and never passes through 180: not measurable
+    assert r["small_task_loss_at_compute"] == pytest.approx(2.0) and np.isnan(r["large_task_loss_at_compute"])
+
+
+def test_learned_order_check_can_fail():
+    ok = pd.DataFrame({"preset": ["s"] * 3, "per_token_frequency": [1e-3, 1e-2, 1e-1], "learned_step": [900, 500, 100]})
+    assert sr.check_learned_order(ok)[0].verdict == "yes"
+    assert sr.check_learned_order(ok.assign(learned_step=[100, 500, 900]))[0].verdict == "no"
+    assert sr.check_learned_order(ok.assign(learned_step=[np.nan, np.nan, 100]))[0].verdict == "n/a"
+
+
+def test_probe_trend_check_can_fail():
+    p = pd.DataFrame({"trained": [True, True], "per_token_frequency": [1e-2, 1e-2], "non_embedding_params": [10, 100],
+                      "das_iia": [0.6, 0.9]})
+    assert sr.check_probe_trend(p, "das_iia", "DAS", True)[0].verdict == "yes"
+    assert sr.check_probe_trend(p.assign(das_iia=[0.9, 0.6]), "das_iia", "DAS", True)[0].verdict == "no"
+
+
+# ---- the sizing answer -----------------------------------------------------------------------
+
+def _sweep_dir(tmp_path, exponent=-0.5, sizes=(2e4, 8e4, 3e5, 1.2e6), scatter=(0.0, 0.02, -0.02, 0.0)):
+    d = tmp_path / "sweep"
+    (d / "scaling").mkdir(parents=True)
+    P = np.asarray(sizes)
+    f = 10 ** (-1 + exponent * np.log10(P) + np.asarray(scatter))
+    pd.DataFrame({"preset": [f"w{i}" for i in range(len(P))], "non_embedding_params": P.astype(int),
+                  "params": (P * 2).astype(int), "f_star": f, "f_star_lo": f / 1.3, "f_star_hi": f * 1.3,
+                  "bracketed": True}).to_parquet(d / "scaling" / "critical.parquet")
+    return d
+
+
+def test_sizing_recovers_a_known_power_law_and_flags_extrapolation(tmp_path):
+    d = _sweep_dir(tmp_path)
+    res = sr.sizing(d, frequency=10 ** (-1 - 0.5 * 5))  # P = 1e5: inside the range
+    assert res["exponent"] == pytest.approx(-0.5, abs=0.05)
+    assert res["answer"]["non_embedding_params"] == pytest.approx(1e5, rel=0.25)
+    assert res["answer"]["outside_range"] == 1.0
+    far = sr.sizing(d, params=1.2e8)
+    assert far["answer"]["outside_range"] == pytest.approx(100)
+    assert "EXTRAPOLATED: x100.00" in sr.sizing_text(far)
+    held = sr.sizing(d, exclude_largest=True)["held_out"]
+    assert held["ratio_predicted_to_measured"] == pytest.approx(1.0, rel=0.2) and held["measured_inside_interval"]
+    assert held["outside_range"] == pytest.approx(1.2e6 / 3e5)
+
+
+def test_sizing_says_when_the_held_out_size_is_mispredicted(tmp_path):
+    d = _sweep_dir(tmp_path, scatter=(0.0, 0.01, -0.01, 1.0))  # the largest is 10x off the law
+    held = sr.sizing(d, exclude_largest=True)["held_out"]
+    assert not held["measured_inside_interval"] and held["ratio_predicted_to_measured"] < 0.2
+
+
+def test_sizing_errors_are_one_line(tmp_path):
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "sizing", *a], capture_output=True,
+                              text=True)
+
+    r = cli(str(tmp_path))
+    assert r.returncode == 2 and r.stderr.count("raretask: error:") == 1 and "Traceback" not in r.stderr
+    d = _sweep_dir(tmp_path)
+    r = cli(str(d), "--frequency", "0.01", "--params", "1e5")
+    assert r.returncode == 2
+    pd.read_parquet(d / "scaling" / "critical.parquet").assign(bracketed=False).to_parquet(
+        d / "scaling" / "critical.parquet")
+    r = cli(str(d), "--frequency", "0.001")
+    assert r.returncode == 1 and "cannot fit f*(size)" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(RaretaskError):
+        sr.sizing(d)
