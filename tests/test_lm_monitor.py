@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from raretask.lm._injection import InjectionSchedule
-from raretask.lm._train import gap_offsets, monitor_plan, next_injection
+from raretask.probes._monitor import gap_offsets, monitor_plan, next_injection
 from raretask.probes._gradients import monitor_checks, monitor_staleness
 
 
@@ -60,12 +60,13 @@ def test_next_injection_handles_sparse_rates():
 def test_monitor_reads_every_injection_with_finite_task_cosine(tmp_path, small_corpus):
     pytest.importorskip("transformers")
     from raretask.lm import LMTrainConfig, train
+    from raretask.probes import InterferenceMonitor
 
     kw = dict(corpus=str(small_corpus), steps=45, batch_size=4, seq_len=32, checkpoint_every=25, warmup=2,
               every=15, n=2)
     s = train(LMTrainConfig(out=str(tmp_path / "plain"), **kw), progress=False)
     s_mon = train(LMTrainConfig(out=str(tmp_path / "mon"), monitor_interference=15, monitor_refresh=10, **kw),
-                  progress=False)
+                  progress=False, callbacks=[InterferenceMonitor()])
     log = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "mon" / "interference").glob("part-*"))])
     inj = log[log["injection"]]
     assert list(inj["step"]) == [14, 29, 44]  # (s + 1) % 15 == 0

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from raretask.lm import LMTrainConfig, list_checkpoints, train  # noqa: E402
+from raretask.probes import InterferenceMonitor  # noqa: E402
 
 ARGS = ["--preset", "tiny", "--task", "cmp", "--rate", "1.5", "--batch-size", "8", "--seq-len", "32",
         "--lr", "1e-3", "--warmup", "5", "--no-progress"]
@@ -131,7 +132,7 @@ def test_interference_monitor_logs_without_changing_training(tmp_path, small_cor
     kw = dict(corpus=str(small_corpus), steps=30, batch_size=4, seq_len=32, checkpoint_every=15, warmup=2, rate=1.0)
     train(LMTrainConfig(out=str(tmp_path / "plain"), **kw), progress=False)
     s = train(LMTrainConfig(out=str(tmp_path / "mon"), monitor_interference=10, monitor_refresh=20, **kw),
-              progress=False)
+              progress=False, callbacks=[InterferenceMonitor()])
     mon = read(tmp_path / "mon", "interference")
     assert list(mon["step"]) == [0, 10, 20] and list(mon["reference_step"]) == [0, 0, 20]
     assert mon[["cos_batch", "cos_task", "cos_nontask"]].abs().le(1).all().all()

@@ -9,9 +9,10 @@ from ._models import PRESETS, ModelPreset, build_model, count_params, model_conf
 from ._sweep import run_sweep
 from ._tasks import TASKS, TaskSet, build_tasks, ordinary_tokens
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, train_bpe
-from ._train import LMTrainConfig, list_checkpoints, train
+from ._train import LMTrainConfig, TrainEnv, list_checkpoints, setup, train
+from .callbacks import Batch, Callback, TensorBoard, Trainer
 
-__all__ = ["build_corpus", "build_model", "build_tasks", "Corpus", "count_params", "default_documents",
+__all__ = ["Batch", "Callback", "setup", "TensorBoard", "Trainer", "TrainEnv", "build_corpus", "build_model", "build_tasks", "Corpus", "count_params", "default_documents",
            "evaluate_runs", "FAMILIES", "fetch_olmo_tokenizer", "inject", "InjectionSchedule", "list_checkpoints",
            "LMTrainConfig", "load_tokenizer", "model_config", "ModelFamily", "ModelPreset", "ordinary_tokens",
            "PRESETS", "register_family", "register_preset", "run_sweep", "StepBatches", "TASKS", "TaskSet", "Tok",

@@ -230,7 +230,8 @@ def _bench_lm(corpus, preset, steps, batch_size, seq_len, warmup, repeats, compi
     with tempfile.TemporaryDirectory(prefix="raretask-bench-lm-", dir=workdir) as tmp:
         base = LMTrainConfig(corpus=str(corpus), out=str(Path(tmp) / "run"), preset=preset, steps=n_steps,
                              batch_size=batch_size, seq_len=seq_len, checkpoint_every=checkpoint_every)
-        corp, tok, _, schedule, batches = setup(base)
+        env = setup(base)
+        corp, tok, schedule, batches = env.corpus, env.tokenizer, env.schedule, env.batches
         windows = [batches.window_ids(s) for s in range(n_steps)]  # the windows lm train's steps read
         n_params = count_params(build_model(preset, tok.vocab_size, seq_len, tok.eos_id, tok.pad_id))
         say(f"bench lm: preset {preset} ({n_params / 1e6:.2f}M parameters, vocabulary {tok.vocab_size}), batch "

@@ -57,16 +57,24 @@ def _cmd_train(args) -> int:
     _need_lm()
     from ._train import LMTrainConfig, train
 
-    kw = {k: getattr(args, k) for k in ("corpus", "out", "preset", "task", "rate", "every", "n", "steps", "batch_size",
-                                        "seq_len", "lr", "final_lr_ratio", "warmup", "weight_decay", "clip",
-                                        "checkpoint_every", "seed", "task_seed", "parallel", "dtype", "device",
-                                        "monitor_interference")}
-    if args.monitor_interference:  # without the monitor, its settings keep the config defaults (resume-safe)
-        kw.update(monitor_refresh=args.monitor_refresh, monitor_neurons=args.monitor_neurons)
-    if args.every is None and args.n is not None:
+    from ..config_flags import config_kwargs
+
+    kw = config_kwargs(args, LMTrainConfig)
+    if kw.get("monitor_interference") and "monitor_refresh" not in kw:
+        kw["monitor_refresh"] = 1  # the CLI reads at the current weights unless told otherwise
+    if kw.get("every") is None and kw.get("n") is not None:
         raise ConfigError("n", "--n needs --every", "--every G --n N")
     cfg = LMTrainConfig(**kw)
-    s = train(cfg, progress=not args.no_progress, extend=args.extend, restart=args.restart)
+    callbacks = []
+    if cfg.monitor_interference:
+        from ..probes import InterferenceMonitor
+
+        callbacks.append(InterferenceMonitor())
+    if args.tensorboard is not None:
+        from .callbacks import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard or None))
+    s = train(cfg, progress=not args.no_progress, extend=args.extend, restart=args.restart, callbacks=callbacks)
     if s is not None and s.get("already_complete"):
         print(f"nothing to do: {cfg.out} has trained its {s['steps']} steps (final loss {s['final_loss']:.4f}); "
               "--steps N --extend continues it")
@@ -134,7 +142,8 @@ def _cmd_sweep(args) -> int:
 
         return probe_run(run, ProbeConfig(**settings))
 
-    res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress, probe=probe)
+    res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress, probe=probe,
+                    workers=args.workers)
     if res is not None:
         print(f"report: {res['report']}")
         if "scaling" in res:
@@ -179,43 +188,30 @@ def add_lm_parser(sub, parser_class) -> None:
     p = lsub.add_parser("presets", help="list model presets and their parameter counts")
     p.set_defaults(func=_cmd_presets)
 
-    tr = lsub.add_parser("train", help="pretrain with an injected task (also under torchrun)")
-    tr.add_argument("--corpus", required=True)
-    tr.add_argument("--out", required=True, help="run directory; re-running the same command resumes")
-    tr.add_argument("--preset", default="tiny")
-    tr.add_argument("--task", default="cmp", help="cmp or add")
-    tr.add_argument("--rate", type=float, default=None, help="instances per batch (fractional allowed; default 1)")
-    tr.add_argument("--every", type=int, default=None, help="instead of --rate: inject every G batches ...")
-    tr.add_argument("--n", type=int, default=None, help="... N instances (default 1)")
-    tr.add_argument("--steps", type=int, default=1000)
+    from ..config_flags import add_config_flags
+    from ._train import LMTrainConfig
+
+    tr = lsub.add_parser("train", help="pretrain with an injected task (also under torchrun); every LMTrainConfig "
+                                       "field is a flag")
+    add_config_flags(tr, LMTrainConfig, overrides={
+        "out": {"help": "run directory; re-running the same command resumes (required)"},
+        "monitor_interference": {"nargs": "?", "const": 100, "metavar": "K", "help": (
+            "log gradient-interference cosines (SPEC B6) every K steps and around injections: at the first injection "
+            "at or after each multiple of K (every injection when they are K or more apart) and 1, G/4, G/2, 3G/4, "
+            "G-1 steps after it (G: the gap); the flag alone: K = 100. Writes interference/, "
+            "figures/interference-monitor.png, interference-report.html (default 0: off)")},
+        "monitor_refresh": {"metavar": "R", "help": (
+            "recompute the task neurons and g_r when R or more steps old (with --monitor-interference the CLI's "
+            "default is 1: at every reading; larger is cheaper, and summary.json reports the error it causes)")},
+    })
     tr.add_argument("--extend", action="store_true",
                     help="continue an existing run to more --steps: its cosine schedule still ends where it was "
                          "planned to, the added steps train at the final learning rate")
     tr.add_argument("--restart", action="store_true",
                     help="discard the run in --out first (only the files lm train, eval and probe wrote there)")
-    tr.add_argument("--batch-size", type=int, default=16, help="sequences per step over all ranks")
-    tr.add_argument("--seq-len", type=int, default=128)
-    tr.add_argument("--lr", type=float, default=3e-4)
-    tr.add_argument("--final-lr-ratio", type=float, default=0.1)
-    tr.add_argument("--warmup", type=int, default=100)
-    tr.add_argument("--weight-decay", type=float, default=0.1)
-    tr.add_argument("--clip", type=float, default=1.0)
-    tr.add_argument("--checkpoint-every", type=int, default=100)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--task-seed", type=int, default=0)
-    tr.add_argument("--parallel", default="auto", help="under torchrun: ddp, fsdp or auto")
-    tr.add_argument("--dtype", default="float32", help="float32 or bfloat16 (autocast, on the GPU or the CPU)")
-    tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    tr.add_argument("--monitor-interference", type=int, nargs="?", const=100, default=0, metavar="K",
-                    help="log gradient-interference cosines (SPEC B6) every K steps and around injections: at "
-                         "the first injection at or after each multiple of K (every injection when they are K or "
-                         "more apart) and 1, G/4, G/2, 3G/4, G-1 steps after it (G: the gap); the flag alone: "
-                         "K = 100. Writes interference/, figures/interference-monitor.png, "
-                         "interference-report.html")
-    tr.add_argument("--monitor-refresh", type=int, default=1, metavar="R",
-                    help="recompute the task neurons and g_r when R or more steps old (default 1: at every "
-                         "reading; larger is cheaper, and summary.json reports the error it causes)")
-    tr.add_argument("--monitor-neurons", type=int, default=32, help="task neurons (top-k of MLP 0) for the monitor")
+    tr.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                    help="also write TensorBoard curves (loss, task loss, lr, grad norm, tokens/s) to DIR "
+                         "(default: the run's tensorboard/); needs raretask[tensorboard]")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
@@ -237,6 +233,8 @@ def add_lm_parser(sub, parser_class) -> None:
     sw.add_argument("--peak-tflops", type=float, default=989.0,
                     help="with --dry-run: the accelerator's peak (default 989, H100 SXM dense bf16)")
     sw.add_argument("--json", action="store_true", help="with --dry-run: JSON")
+    sw.add_argument("--workers", type=int, default=1,
+                    help="train this many runs at once, in separate processes sharing the cores (default 1)")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

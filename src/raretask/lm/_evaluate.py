@@ -74,7 +74,8 @@ def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64,
 
     _check_counts(heldout_windows, n_prompts)
     hf_logging.disable_progress_bar()
-    corpus, tok, tasks, _, _ = env or setup(cfg)
+    env = env or setup(cfg)
+    corpus, tok, tasks = env.corpus, env.tokenizer, env.tasks
     state = state if state is not None else verify_checkpoint(ck)
     model = load_model(ck)
     params = int(sum(p.numel() for p in model.parameters()))
@@ -152,7 +153,7 @@ def reference_frequencies(cfg: LMTrainConfig, index_dir: Path) -> dict:
     index (brute force below 1M tokens)."""
     from ._ngram import NgramCounter
 
-    corpus = setup(cfg)[0]
+    corpus = setup(cfg).corpus
     return template_frequencies(corpus, NgramCounter(corpus, index_dir))
 
 
@@ -212,7 +213,7 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
     _, cfg = training_run(run)
     verified = verified if verified is not None else verified_checkpoints(run)
     env = setup(cfg)
-    schedule = env[3]
+    schedule = env.schedule
     (run / "eval").mkdir(exist_ok=True)
     for t in (run / "eval").glob(".*.tmp"):  # what a kill during a cache write left (we hold the lock)
         t.unlink()

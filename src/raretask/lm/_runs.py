@@ -100,13 +100,13 @@ def training_run(run: str | Path) -> tuple[dict, object]:
                              "delete the run or re-train it with --restart")
     try:
         cfg = LMTrainConfig.from_dict(record["config"])
-    except ConfigError as e:
-        if e.field == "corpus":
-            raise ConfigError("corpus", f"{run} was trained on {record['config'].get('corpus')}, which is not a "
-                                        "corpus any more (no meta.json)", "the corpus restored at that path") from None
-        raise
     except TypeError as e:
         raise RunFolderError(f"the run's run_config.json ({run}) is corrupt ({e})") from None
+    try:
+        cfg.check_corpus()
+    except ConfigError:
+        raise ConfigError("corpus", f"{run} was trained on {cfg.corpus}, which is not a corpus any more "
+                                    "(no meta.json)", "the corpus restored at that path") from None
     return record, cfg
 
 

@@ -218,14 +218,56 @@ def _say(progress: bool, text: str) -> None:
         print(text, flush=True)
 
 
+def _train_in_worker(cfg_dict: dict, threads: int) -> dict:
+    """One sweep run in a worker process (``workers`` > 1): ``threads`` torch threads each, so the
+    workers share the cores instead of oversubscribing them."""
+    import torch
+
+    from ._train import LMTrainConfig, train
+
+    torch.set_num_threads(threads)
+    s = train(LMTrainConfig.from_dict(cfg_dict), progress=False)
+    return {"final_loss": s["final_loss"], "already_complete": bool(s.get("already_complete"))}
+
+
+def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: float, stage: str) -> None:
+    """Train ``cfgs`` on ``workers`` processes (spawned: no forked torch state), each run in its
+    own locked folder as in one process; the first failure stops the sweep, the runs that
+    finished stay (re-running the sweep resumes the rest)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        todo = {pool.submit(_train_in_worker, c.to_dict(), threads): c for c in cfgs}
+        say(f"[{stage}] {len(cfgs)} runs on {workers} worker processes ({threads} thread(s) each); a line as each "
+            "finishes")
+        done = 0
+        while todo:
+            finished, _ = wait(todo, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                c = todo.pop(fut)
+                try:
+                    r = fut.result()
+                except BaseException:
+                    for f in todo:
+                        f.cancel()
+                    raise
+                done += 1
+                say(f"[{stage} {done}/{len(cfgs)}] {Path(c.out).name} "
+                    f"{'was complete' if r['already_complete'] else 'trained'} (final loss {r['final_loss']:.3f}; "
+                    f"{(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
+
+
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
-              probe: Callable[[Path, dict], object] | None = None) -> dict | None:
+              probe: Callable[[Path, dict], object] | None = None, workers: int = 1) -> dict | None:
     """Train every run, then evaluate them together into ``out/report`` (and, for a scaling
     sweep, choose and train the boundary seeds, probe, and write ``out/scaling``).
 
     ``probe(run, settings)``: probes one run with the sweep's ``probe`` settings (the CLI
     passes ``raretask.probes``'s; ``lm`` does not import ``probes``); None skips the probe
-    stage, and the scaling report says so."""
+    stage, and the scaling report says so. ``workers`` > 1: train that many runs at once, each in
+    its own process with its share of the cores (one process only: not under torchrun)."""
     import contextlib
 
     from ._evaluate import evaluate_runs
@@ -233,6 +275,10 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     from ._train import check_run_dir, train
 
     sw = load_sweep(name, overrides)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError("workers", f"{workers!r}", "an integer >= 1")
+    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
     check_corpus_vocab(sw, name, corpus)
     configs = grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out)
     folder = sweep_folder(out)
@@ -244,6 +290,8 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
+        if workers > 1:
+            return _train_parallel(cfgs, workers, lambda text: _say(progress and rank0, text), t0, stage)
         for i, cfg in enumerate(cfgs, 1):
             _say(progress and rank0, f"[{stage} {i}/{len(cfgs)}] {Path(cfg.out).name}"
                                      f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")

@@ -29,6 +29,7 @@ it replaces anything, and never with non-finite weights: a diverging loss stops 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,19 +37,20 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
-from ..errors import ConfigError, RaretaskError
-from ..runfolder import PartLog, RunFolderError, atomic_json, atomic_parquet, atomic_write, read_json
+from ..errors import ConfigError
+from ..runfolder import PartLog, RunFolderError, atomic_json, atomic_write, read_json
 from ..sim._runner import drop_orphan_parts, read_parts
 from ._corpus import Corpus
 from ._data import StepBatches
 from ._injection import InjectionSchedule
 from ._models import LARGE, build_model, count_params, preset
-from ._tasks import TASKS, build_tasks, ordinary_tokens
+from ._tasks import TASKS, TaskSet, build_tasks, ordinary_tokens
+from .callbacks import Batch, Callback, Checkpointer, MetricsLog, ProgressBar, Trainer, diverged
 
 
 @dataclass
@@ -64,7 +66,7 @@ class LMTrainConfig:
     task: str = "cmp"
     """Injected task: cmp (comparison) or add (modular addition)."""
     rate: float | None = None
-    """Instances per batch (fractional allowed: 0.1 = one every 10 batches). Default 1."""
+    """Instances per batch (fractional allowed: 0.1 = one every 10 batches); None: 1, unless ``every`` is given."""
     every: int | None = None
     """Instead of rate: ``n`` instances every ``every`` batches."""
     n: int | None = None
@@ -173,6 +175,10 @@ class LMTrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError("device", f"{self.device!r}", "auto, cpu, cuda")
         self.betas = tuple(self.betas)
+
+    def check_corpus(self) -> None:
+        """The corpus is checked when it is read (``setup``: by train, eval, probe), not when the
+        config is made, so a config can be written down before its corpus is built."""
         if not Path(self.corpus, "meta.json").exists():
             raise ConfigError("corpus", f"{self.corpus} is not a corpus (no meta.json)",
                               "a directory made by `raretask lm corpus build`")
@@ -193,8 +199,19 @@ class LMTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LMTrainConfig":
+        """From ``to_dict``'s form (or run_config.json's ``config``); an unknown key is an error,
+        except the retired ones old runs recorded."""
         known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - set(RETIRED))
+        if unknown:
+            raise ConfigError(unknown[0], "is not an LMTrainConfig field" +
+                              (f" (nor are {', '.join(unknown[1:])})" if len(unknown) > 1 else ""),
+                              ", ".join(sorted(known)))
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+RETIRED = {"injections": "replaced by rate / every / n (old runs recorded it; ignored when they are read)"}
+"""Keys earlier versions wrote into run_config.json, accepted (and ignored) when reading them."""
 
 
 def _not_int(v) -> bool:
@@ -205,14 +222,30 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def setup(cfg: LMTrainConfig):
-    """Tokenizer, task set, injection schedule and batches of a config (no model)."""
+class TrainEnv(NamedTuple):
+    """A run's data, without a model (``setup(cfg)``)."""
+
+    corpus: Corpus
+    tokenizer: object
+    """The corpus's tokenizer (``_tokenizer.Tokenizer``)."""
+    tasks: TaskSet
+    """The injected task's instances and their train / test split."""
+    schedule: InjectionSchedule
+    """Which steps carry how many injected instances."""
+    batches: StepBatches
+    """Step -> (tokens [B, T], injected instance per sequence, the plan), for any rank."""
+
+
+def setup(cfg: LMTrainConfig) -> TrainEnv:
+    """Tokenizer, task set, injection schedule and batches of a config (no model); checks that
+    the corpus is there."""
+    cfg.check_corpus()
     corpus = Corpus(cfg.corpus)
     tok = corpus.tokenizer
     tasks = build_tasks(cfg.task, ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id, cfg.task_seed)
     schedule = InjectionSchedule(global_batch=cfg.batch_size, n_train=len(tasks.train), seed=cfg.seed,
                                  rate=cfg.rate, n=cfg.n if cfg.every else None, every=cfg.every)
-    return corpus, tok, tasks, schedule, StepBatches(corpus, tasks, schedule, cfg.seq_len, cfg.seed)
+    return TrainEnv(corpus, tok, tasks, schedule, StepBatches(corpus, tasks, schedule, cfg.seq_len, cfg.seed))
 
 
 def list_checkpoints(out: Path) -> list[Path]:
@@ -220,125 +253,6 @@ def list_checkpoints(out: Path) -> list[Path]:
     from ._runs import step_dirs
 
     return [d for d in step_dirs(Path(out)) if (d / "trainer_state.json").exists()]
-
-
-def gap_offsets(period: int) -> list[int]:
-    """Offsets (steps after an injection) the monitor reads in a gap of ``period`` steps."""
-    return sorted({o for o in (0, 1, period // 4, period // 2, 3 * period // 4, period - 1) if 0 <= o < period})
-
-
-def next_injection(schedule: InjectionSchedule, step: int) -> int:
-    """The first step >= ``step`` that carries an injection (searched on the schedule's own
-    cumulative count, so rates, fractional rates and n-every-G schedules alike)."""
-    def cum(s: int) -> int:
-        return int(schedule.cumulative(np.asarray([s]))[0])
-
-    c0, hi = cum(step), 1
-    while cum(step + hi) <= c0:  # terminates: every schedule injects at a positive rate
-        hi *= 2
-    lo = 0  # cum(step + lo) <= c0 < cum(step + hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if cum(step + mid) <= c0 else (lo, mid)
-    return step + hi - 1
-
-
-def monitor_plan(schedule: InjectionSchedule, steps: int, every: int) -> dict[int, dict]:
-    """The steps the interference monitor reads, each with ``injection`` (the step carries an
-    injection), ``offset`` (steps since the latest injection; None before the first), ``period``
-    (steps from that injection to the next; None before the first) and ``planned_by`` (gap,
-    every, or gap+every).
-
-    Readings: every multiple of ``every``; and, for the first injection at or after each multiple
-    of ``every``, its step and the ``gap_offsets`` after it. A pure function of the schedule, so a
-    resumed run reads the same steps."""
-    inj = np.flatnonzero(np.diff(schedule.cumulative(np.arange(steps + 1, dtype=np.int64))) > 0)
-    inj = np.append(inj, next_injection(schedule, steps))  # ends the last gap
-    grid = np.arange(0, steps, every)
-    by: dict[int, str] = {}
-    for j in np.unique(np.searchsorted(inj, grid)):
-        if j + 1 >= len(inj):
-            continue
-        start, period = int(inj[j]), int(inj[j + 1] - inj[j])
-        for o in gap_offsets(period):
-            if start + o < steps:
-                by[start + o] = "gap"
-    for s in grid:
-        by[int(s)] = "gap+every" if int(s) in by else "every"
-    plan = {}
-    for s in sorted(by):
-        k = int(np.searchsorted(inj, s, side="right")) - 1
-        offset = s - int(inj[k]) if k >= 0 else None
-        plan[s] = {"injection": offset == 0, "offset": offset,
-                   "period": int(inj[k + 1] - inj[k]) if k >= 0 else None, "planned_by": by[s]}
-    return plan
-
-
-_STALE = ("stale_reference_step", "stale_cos_batch", "stale_cos_task", "stale_cos_nontask", "neuron_overlap")
-
-
-def _monitor(model, tasks, state: dict, step: int, cfg: LMTrainConfig, tok_loss, inst) -> dict:
-    """One interference reading (SPEC B6) on this step's batch, before its backward pass.
-
-    The batch gradient's task / non-task parts are taken once; when the reference (task neurons,
-    g_r) is ``monitor_refresh`` or more steps old it is recomputed at the current weights, and the
-    old one is applied to the same parts too (``stale_*``): the error an older g_r would cause."""
-    from ..probes._gradients import cosines, part_gradients, reference, task_mask
-
-    gt, go = part_gradients(model, tok_loss, task_mask(inst, tok_loss.shape[1] + 1), retain=True)
-    row: dict = {"instances": int((inst >= 0).sum()), **dict.fromkeys(_STALE, float("nan")),
-                 "reference_seconds": 0.0}
-    if state["at"] is None or step - state["at"] >= cfg.monitor_refresh:
-        old = None if state["at"] is None else (state["neurons"], state["g_r"], state["at"])
-        t0 = time.perf_counter()
-        state["neurons"], state["g_r"] = reference(model, tasks, cfg.monitor_neurons)
-        state["at"] = step
-        row["reference_seconds"] = time.perf_counter() - t0
-        if old is not None:
-            c = cosines(gt, go, old[0], old[1])
-            row.update(stale_reference_step=old[2], stale_cos_batch=c["cos_batch"], stale_cos_task=c["cos_task"],
-                       stale_cos_nontask=c["cos_nontask"],
-                       neuron_overlap=len(np.intersect1d(old[0], state["neurons"])) / len(state["neurons"]))
-    row.update(cosines(gt, go, state["neurons"], state["g_r"]))
-    return {**row, "reference_step": state["at"], "reference_age": step - state["at"]}
-
-
-def _monitor_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows).astype({"offset": "Int64", "period": "Int64"})
-
-
-def _monitor_report(out: Path, cfg: LMTrainConfig, plan: dict[int, dict], monitor_seconds: float) -> dict:
-    """Checks, staleness, figure and report of the run's whole monitor log (for summary.json)."""
-    from ..probes._gradients import monitor_checks, monitor_figure, monitor_staleness
-    from ..report.html import Figure, write_report
-
-    log = read_parts(out / "interference")
-    if log is None:
-        log = pd.DataFrame(columns=["step", "instances", "cos_batch", "cos_task", "cos_nontask"])
-    injections = [s for s, p in plan.items() if p["injection"]]
-    checks = monitor_checks(log, planned_steps=list(plan), planned_injections=injections)
-    fig = monitor_figure(log, out / "figures" / "interference-monitor.png")
-    write_report(out / "interference-report.html", f"raretask lm train: interference monitor ({out.name})",
-                 "Cosines of the task reference gradient g_r (task neurons of MLP 0, all 10,000 instances) with "
-                 "the batch gradient and its task-token / other-token parts (SPEC B6), read at injection "
-                 "steps, at offsets after them, and every K steps.",
-                 checks, [Figure(fig, "Left: against the steps since the latest injection, median and IQR over "
-                                      "the injections read (cos(g_r, g_task) exists only at injection steps). "
-                                      "Right: over training.")],
-                 {"monitor_interference": cfg.monitor_interference, "monitor_refresh": cfg.monitor_refresh,
-                  "monitor_neurons": cfg.monitor_neurons}, {"readings": len(log)})
-    inj = log[log["injection"].fillna(False).astype(bool)] if "injection" in log else log.iloc[:0]
-    return {"readings": int(len(log)), "planned_readings": len(plan), "injection_readings": int(len(inj)),
-            "planned_injection_readings": len(injections),
-            "finite_task_cos_at_injections": int(np.isfinite(inj["cos_task"].to_numpy(float)).sum()),
-            "refresh": cfg.monitor_refresh,
-            "max_reference_age": int(log["reference_age"].max()) if "reference_age" in log and len(log) else None,
-            "reference_share_of_monitor_time": float(log["reference_seconds"].sum() / monitor_seconds)
-            if "reference_seconds" in log and monitor_seconds > 0 else None,
-            "staleness": monitor_staleness(log),
-            "checks": [{**asdict(c), "verdict": c.verdict if hasattr(c, "verdict") else
-                        {True: "yes", False: "no", None: ""}[c.ok]} for c in checks],
-            "figure": str(fig), "report": str(out / "interference-report.html")}
 
 
 def _config_defaults() -> dict:
@@ -400,28 +314,16 @@ def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: 
     return record
 
 
-def _diverged(step: int, what: str, last_saved: int | None, cfg: LMTrainConfig) -> RaretaskError:
-    kept = (f"checkpoint step-{last_saved:06d} and the logs up to it are kept" if last_saved else
-            "no checkpoint had been written")
-    return RaretaskError(f"training diverged at step {step}: {what}; {kept}, nothing after it was saved. Lower "
-                         f"--lr (now {cfg.lr:g}) or raise --warmup, and start the run again with --restart")
 
-
-def _finite_weights(model, distributed: bool, dist, torch) -> bool:
-    """Every parameter finite, on every rank (one answer for all of them)."""
-    ok = torch.tensor([float(all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()))])
-    if distributed:
-        ok = ok.to(next(model.parameters()).device)
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item() > 0)
-
-
-def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, restart: bool = False) -> dict:
+def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, restart: bool = False,
+          callbacks: Sequence[Callback] = ()) -> dict:
     """Train (or resume) ``cfg``; returns the summary on every rank (written to ``out/summary.json`` by rank 0).
 
     extend: an existing run may grow to ``cfg.steps`` (the cosine ends where it was planned to,
     later steps train at the final learning rate); restart: discard the run in ``cfg.out`` first
-    (only its own files). Everything is checked before anything is written."""
+    (only its own files); callbacks: run around each step (``lm.callbacks``) after the metric
+    log and the progress bar, before the checkpointer. Everything is checked before anything is
+    written."""
     import contextlib
 
     import torch
@@ -440,8 +342,13 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
     if cfg.monitor_interference and distributed:
         raise ConfigError("monitor_interference", "the interference monitor runs in a single process",
                           "0 under torchrun, or one process")
+    implemented = {cb.implements for cb in callbacks}
+    if cfg.monitor_interference and "monitor_interference" not in implemented:
+        raise ConfigError("monitor_interference", f"{cfg.monitor_interference}, but no callback carries it out",
+                          "train(cfg, callbacks=[raretask.probes.InterferenceMonitor()]) (the CLI passes it), "
+                          "or 0")
     out = Path(cfg.out)
-    _, tok, tasks, schedule, batches = setup(cfg)
+    env = setup(cfg)
     record = check_run_dir(cfg, out, extend=extend, restart=restart)  # reads only
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
@@ -449,6 +356,7 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
     if device == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         device = f"cuda:{torch.cuda.current_device()}"
+    cbs = [MetricsLog(), *([ProgressBar()] if progress else []), *callbacks, Checkpointer()]
 
     with contextlib.ExitStack() as stack:
         if rank == 0:
@@ -457,40 +365,111 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
             folder.open(restart)  # the lock, held until training ends
             if record is not None:
                 atomic_json(out / "run_config.json", record)
-            for sub in ("checkpoints", "metrics", "data_order", "interference"):
+            for sub in {*LOGS, *(log for cb in cbs for log in cb.logs)}:
                 (out / sub).mkdir(exist_ok=True)
             if not (out / "tasks.jsonl").exists():
-                tasks.export(out / "tasks.jsonl")
+                env.tasks.export(out / "tasks.jsonl")
+            tok = env.tokenizer
             if not (out / "tokenizer.json").exists() or (out / "tokenizer.json").read_bytes() != tok.path.read_bytes():
                 atomic_write(out / "tokenizer.json", tok.path.read_bytes())
         if distributed:
             dist.barrier()
-        return _train(cfg, out, world, rank, device, (tok, tasks, schedule, batches), progress)
+        return _train(cfg, out, world, rank, device, env, cbs)
 
 
-def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, env, progress: bool) -> dict:
+LOGS = ("checkpoints", "metrics", "data_order", "interference")
+"""The run folder's subfolders: checkpoints and the logs whose parts they record."""
+
+
+def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, env: TrainEnv,
+           callbacks: list[Callback]) -> dict:
     """The training loop of ``train``, in a folder it has checked and locked."""
-    import sys
-
     import torch
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict, set_state_dict)
 
-    from ._runs import usable_checkpoint, write_checkpoint
+    t = _build(cfg, out, world, rank, device, env, callbacks)
+    _resume(t)
+    autocast = contextlib.nullcontext()
+    if cfg.dtype == "bfloat16":  # on the GPU, or the CPU's own bfloat16 autocast: never float32 in silence
+        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+    t_run = time.perf_counter()
+    t.model.train()
+    try:
+        for cb in callbacks:
+            cb.pre_train(t)
+        for step in range(t.start, cfg.steps):
+            t0 = time.perf_counter()
+            toks_np, inst, plan = env.batches.local(step, rank, world)
+            t_batch, t_inj = time.perf_counter() - t0, env.batches.inject_seconds
+            toks = torch.as_tensor(toks_np, device=device)
+            lr = cfg.lr_at(step)
+            for g in t.optimizer.param_groups:
+                g["lr"] = lr
+            t.optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                logits = t.model(input_ids=toks).logits
+            tok_loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1),
+                reduction="none").view(toks.shape[0], -1)
+            loss = tok_loss.mean()
+            t_mon = time.perf_counter()  # the interference monitor reads the gradient parts here
+            for cb in callbacks:
+                cb.pre_backward(t, step, Batch(toks, inst, tok_loss))
+            t_mon = time.perf_counter() - t_mon
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.clip)
+            gn, lv = float(gnorm), float(loss.detach())
+            bad = torch.tensor([float(not (math.isfinite(gn) and math.isfinite(lv)))], device=device)
+            if t.distributed:
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bad.item() > 0:  # before the optimiser step: the weights stay those of a finite loss
+                raise diverged(step + 1, f"the loss is {lv} and the gradient norm {gn}", t.last_saved, cfg)
+            t.optimizer.step()
+            # the mean loss over the global batch, and the injected task's loss at its label token
+            rows = torch.as_tensor(np.flatnonzero(inst >= 0), device=device)
+            stats = torch.stack([loss.detach().float(), tok_loss[rows, 1].detach().float().sum(),
+                                 torch.tensor(float(len(rows)), device=device)])
+            if t.distributed:
+                dist.all_reduce(stats)
+                stats[0] /= world
+            dt = time.perf_counter() - t0
+            n_task = int(stats[2])
+            row = {"step": step + 1, "loss": float(stats[0]),
+                   "task_loss": float(stats[1]) / n_task if n_task else float("nan"),
+                   "task_instances": n_task, "lr": lr, "grad_norm": gn,
+                   "tokens": (step + 1) * cfg.batch_size * cfg.seq_len,
+                   "tokens_per_s": cfg.batch_size * cfg.seq_len / dt, "batch_seconds": t_batch,
+                   "inject_seconds": t_inj, "monitor_seconds": t_mon, "step_seconds": dt}
+            for cb in callbacks:  # the metric log first, the checkpointer last
+                cb.post_step(t, step + 1, row, plan)
+    finally:
+        for cb in callbacks:
+            cb.close(t)
+    summary = _summary(t, t_run) if rank == 0 else None
+    if t.distributed:
+        box = [summary]
+        dist.broadcast_object_list(box, src=0)  # every rank returns rank 0's summary
+        summary = box[0]
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
 
-    tok, tasks, schedule, batches = env
-    distributed = world > 1
+
+def _build(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, env: TrainEnv,
+           callbacks: list[Callback]) -> Trainer:
+    """The model (seeded by ``cfg.seed``), wrapped in DDP or FSDP2 under torchrun, and AdamW."""
+    import torch
+
+    tok = env.tokenizer
     model = build_model(cfg.preset, tok.vocab_size, cfg.seq_len, tok.eos_id, tok.pad_id, seed=cfg.seed)
     model.to(device)
-    hf_config = model.config
-    n_params = count_params(model)
+    hf_config, n_params = model.config, count_params(model)
     mode = cfg.parallel if cfg.parallel != "auto" else ("fsdp" if cfg.preset in LARGE else "ddp")
-    if distributed and mode == "ddp":
+    if world > 1 and mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device != "cpu" else None)
-    elif distributed and mode == "fsdp":
+    elif world > 1 and mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         from ._families import blocks
@@ -500,15 +479,27 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
         fully_shard(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                             weight_decay=cfg.weight_decay)
-    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return Trainer(cfg=cfg, out=out, env=env, world=world, rank=rank, device=device, model=model, optimizer=opt,
+                   hf_config=hf_config, n_params=n_params, parallel=mode, callbacks=callbacks)
+
+
+def _resume(t: Trainer) -> None:
+    """Restore the newest usable checkpoint into ``t`` (weights, optimiser, step, log parts), and
+    clear what a kill during a write left: log parts after it, temporaries (we hold the lock)."""
+    import sys
+
+    import torch
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    from ._runs import usable_checkpoint
 
     def load(ck: Path):
         from safetensors.torch import load_file
 
         return load_file(ck / "model.safetensors"), torch.load(ck / "optimizer.pt", weights_only=False)
 
-    start, parts, log, last_saved = 0, 0, PartLog(), None
-    state, loaded, repairs = usable_checkpoint(out, load)
+    out = t.out
+    state, loaded, t.repairs = usable_checkpoint(out, load)
     if state is not None:
         msd, osd = loaded
         bad = [k for k, v in msd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -518,150 +509,29 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
                                  f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the run diverged before "
                                  "it was saved; start it again with --restart and a lower --lr, or delete that "
                                  "checkpoint to resume from the one before")
-        set_state_dict(model, opt, model_state_dict=msd, optim_state_dict=osd,
+        set_state_dict(t.model, t.optimizer, model_state_dict=msd, optim_state_dict=osd,
                        options=StateDictOptions(full_state_dict=True))
-        start, parts, last_saved = int(state["step"]), int(state["parts"]), int(state["step"])
-        log = PartLog(state.get("part_log") or {})
+        t.start, t.parts, t.last_saved = int(state["step"]), int(state["parts"]), int(state["step"])
+        t.part_log = PartLog(state.get("part_log") or {})
         del loaded, msd, osd
-    if repairs:
-        repairs.append(f"resumed from step-{start:06d}" if state is not None else
-                       "no usable checkpoint: trained again from step 0")
-        if rank == 0:
-            sys.stderr.write(f"raretask: note: {'; '.join(repairs)}\n")
-    if rank == 0:
-        for sub in ("metrics", "data_order", "interference"):
-            drop_orphan_parts(out / sub, parts)
-        for t in {*(out / "checkpoints").glob("*.tmp"), *(out / "checkpoints").glob(".*.tmp"), *out.glob(".*.tmp")}:
-            shutil.rmtree(t) if t.is_dir() else t.unlink()  # what a kill during a write left (we hold the lock)
-
-    buf_m: list[dict] = []
-    buf_d: list[pd.DataFrame] = []
-    buf_i: list[dict] = []
-    monitor = {"neurons": None, "g_r": None, "at": None}
-    mon_plan = monitor_plan(schedule, cfg.steps, cfg.monitor_interference) if cfg.monitor_interference else {}
-
-    def save(step: int) -> None:
-        nonlocal parts, buf_m, buf_d, buf_i, log, last_saved
-        if not _finite_weights(model, distributed, dist, torch):
-            raise _diverged(step, "the weights are no longer finite", last_saved, cfg)
-        msd = get_model_state_dict(model, options=full)
-        osd = get_optimizer_state_dict(model, opt, options=full)
-        if rank == 0:
-            written, before = [], (parts, PartLog(log.entries))
-            try:
-                if buf_m:
-                    frames = {"metrics": pd.DataFrame(buf_m), "data_order": pd.concat(buf_d, ignore_index=True)}
-                    if buf_i:
-                        frames["interference"] = _monitor_frame(buf_i)
-                    for sub, frame in frames.items():
-                        path = out / sub / f"part-{parts:06d}.parquet"
-                        atomic_parquet(frame, path)
-                        written.append(path)
-                        log.add(out, path, len(frame))
-                    parts += 1
-                write_checkpoint(out / "checkpoints" / f"step-{step:06d}", {k: v.contiguous() for k, v in msd.items()},
-                                 osd, hf_config, tok.path,
-                                 {"step": step, "parts": parts, "tokens": step * cfg.batch_size * cfg.seq_len,
-                                  "part_log": log.entries})
-            except BaseException:  # leave the folder as the last checkpoint left it
-                for path in written:
-                    path.unlink(missing_ok=True)
-                parts, log = before
-                raise
-        last_saved = step
-        buf_m, buf_d, buf_i = [], [], []
-        if distributed:
-            dist.barrier()
-
-    bar = None
-    if progress and rank == 0 and start < cfg.steps:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]lm train[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-        bar.start()
-        task_id = bar.add_task("train", total=cfg.steps, completed=start, info="")
-    autocast = None
-    if cfg.dtype == "bfloat16":  # on the GPU, or the CPU's own bfloat16 autocast: never float32 in silence
-        autocast = torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
-    t_run = time.perf_counter()
-    model.train()
-    try:
-        for step in range(start, cfg.steps):
-            t0 = time.perf_counter()
-            toks_np, inst, plan = batches.local(step, rank, world)
-            t_batch, t_inj = time.perf_counter() - t0, batches.inject_seconds
-            toks = torch.as_tensor(toks_np, device=device)
-            lr = cfg.lr_at(step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            if autocast is not None:
-                with autocast:
-                    logits = model(input_ids=toks).logits
-            else:
-                logits = model(input_ids=toks).logits
-            tok_loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1),
-                reduction="none").view(toks.shape[0], -1)
-            loss = tok_loss.mean()
-            t_mon = 0.0
-            if step in mon_plan:
-                t_m = time.perf_counter()
-                buf_i.append({"step": step, **mon_plan[step],
-                              **_monitor(model, tasks, monitor, step, cfg, tok_loss, inst)})
-                t_mon = time.perf_counter() - t_m
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            gn, lv = float(gnorm), float(loss.detach())
-            bad = torch.tensor([float(not (math.isfinite(gn) and math.isfinite(lv)))], device=device)
-            if distributed:
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            if bad.item() > 0:  # before the optimiser step: the weights stay those of a finite loss
-                raise _diverged(step + 1, f"the loss is {lv} and the gradient norm {gn}", last_saved, cfg)
-            opt.step()
-            rows = torch.as_tensor(np.flatnonzero(inst >= 0), device=device)
-            stats = torch.stack([loss.detach().float(), tok_loss[rows, 1].detach().float().sum(),
-                                 torch.tensor(float(len(rows)), device=device)])
-            if distributed:
-                dist.all_reduce(stats)
-                stats[0] /= world
-            dt = time.perf_counter() - t0
-            if rank == 0:
-                n_task = int(stats[2])
-                buf_m.append({"step": step + 1, "loss": float(stats[0]),
-                              "task_loss": float(stats[1]) / n_task if n_task else float("nan"),
-                              "task_instances": n_task, "lr": lr, "grad_norm": gn,
-                              "tokens": (step + 1) * cfg.batch_size * cfg.seq_len,
-                              "tokens_per_s": cfg.batch_size * cfg.seq_len / dt, "batch_seconds": t_batch,
-                              "inject_seconds": t_inj, "monitor_seconds": t_mon, "step_seconds": dt})
-                buf_d.append(pd.DataFrame({"step": step, "seq": np.arange(cfg.batch_size),
-                                           "window": plan["windows"], "instance": plan["instance"]}))
-                if bar is not None:
-                    bar.update(task_id, completed=step + 1,
-                               info=f"loss {float(stats[0]):.3f}  {cfg.batch_size * cfg.seq_len / dt:,.0f} tok/s")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                save(step + 1)
-    finally:
-        if bar is not None:
-            bar.stop()
-    summary = None
-    if rank == 0:
-        summary = _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_plan, repairs, t_run)
-    if distributed:
-        box = [summary]
-        dist.broadcast_object_list(box, src=0)  # every rank returns rank 0's summary
-        summary = box[0]
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+    if t.repairs:
+        t.repairs.append(f"resumed from step-{t.start:06d}" if state is not None else
+                         "no usable checkpoint: trained again from step 0")
+        if t.rank == 0:
+            sys.stderr.write(f"raretask: note: {'; '.join(t.repairs)}\n")
+    if t.rank == 0:
+        for sub in {*LOGS[1:], *(log for cb in t.callbacks for log in cb.logs)}:
+            drop_orphan_parts(out / sub, t.parts)
+        for tmp in {*(out / "checkpoints").glob("*.tmp"), *(out / "checkpoints").glob(".*.tmp"), *out.glob(".*.tmp")}:
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
-def _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_plan, repairs, t_run) -> dict:
-    """The run's summary.json: written when this call trained, kept as it is when the run was
-    complete already (returned with ``already_complete``)."""
+def _summary(t: Trainer, t_run: float) -> dict:
+    """The run's summary.json: written when this call trained (with the callbacks' entries),
+    kept as it is when the run was complete already (returned with ``already_complete``)."""
+    cfg, out = t.cfg, t.out
     path = out / "summary.json"
-    if start >= cfg.steps and not repairs and path.exists():
+    if t.start >= cfg.steps and not t.repairs and path.exists():
         try:
             old = read_json(path)
         except RunFolderError:
@@ -669,24 +539,26 @@ def _summary(cfg, out, start, world, mode, device, n_params, schedule, tok, mon_
         if isinstance(old, dict) and old.get("steps") == cfg.steps:
             return {**old, "already_complete": True}
     m = read_parts(out / "metrics")
+    schedule = t.env.schedule
     summary = {
-        "preset": cfg.preset, "params": n_params, "task": cfg.task, "schedule": schedule.describe(),
+        "preset": cfg.preset, "params": t.n_params, "task": cfg.task, "schedule": schedule.describe(),
         "per_token_frequency": schedule.per_token_frequency(cfg.seq_len), "steps": cfg.steps,
-        "tokens": cfg.steps * cfg.batch_size * cfg.seq_len, "world_size": world, "parallel": mode if world > 1
-        else "none", "device": device, "final_loss": float(m["loss"].iloc[-1]),
+        "tokens": cfg.steps * cfg.batch_size * cfg.seq_len, "world_size": t.world, "parallel": t.parallel
+        if t.world > 1 else "none", "device": t.device, "final_loss": float(m["loss"].iloc[-1]),
         "injected_instances": int(m["task_instances"].sum()),
         "tokens_per_s_median": float(m["tokens_per_s"].median()),
         "batch_share_of_step_time": float(m["batch_seconds"].sum() / m["step_seconds"].sum()),
         "injection_share_of_step_time": float(m["inject_seconds"].sum() / m["step_seconds"].sum()),
         "monitor_share_of_step_time": float(m["monitor_seconds"].sum() / m["step_seconds"].sum())
         if "monitor_seconds" in m else 0.0,
-        "this_call_seconds": time.perf_counter() - t_run, "resumed_from": start,
-        "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": tok.describe(),
-        "raretask_version": __version__, "repairs": repairs,
+        "this_call_seconds": time.perf_counter() - t_run, "resumed_from": t.start,
+        "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": t.env.tokenizer.describe(),
+        "raretask_version": __version__, "repairs": t.repairs,
+        "callbacks": [type(cb).__name__ for cb in t.callbacks],
     }
     if cfg.schedule_steps is not None:
         summary["schedule_steps"] = cfg.schedule_steps
-    if cfg.monitor_interference:
-        summary["monitor"] = _monitor_report(out, cfg, mon_plan, float(m["monitor_seconds"].sum()))
+    for cb in t.callbacks:
+        cb.summary(t, summary)
     atomic_write(path, json.dumps(summary, indent=2, default=str))
     return summary

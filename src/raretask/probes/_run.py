@@ -100,7 +100,8 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
     hf_logging.disable_progress_bar()
     run = Path(run)
     _, tcfg = training_run(run)
-    corpus, tok, tasks, schedule, batches = setup(tcfg)
+    env = setup(tcfg)
+    tok, tasks = env.tokenizer, env.tasks
     probes = cfg.probes or tuple(p.name for p in all_probes() if p.applies_to(tasks.task))
     for name in probes:
         if not get_probe(name).applies_to(tasks.task):
@@ -132,7 +133,7 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
                     rows = read_cached(cache, key, list)
                     if rows is None:
                         model = model or load()
-                        rows = _one(probe, model, ProbeContext(tasks, batches, step, torch), cfg)
+                        rows = _one(probe, model, ProbeContext(tasks, env.batches, step, torch), cfg)
                         write_cached(cache, key, rows)
                     tables[probe] += [{"checkpoint": name, "step": step, **r} for r in rows]
                     bar.advance(job)
