@@ -124,12 +124,30 @@ def test_config_reads_its_corpus_when_used_not_when_made(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_from_dict_refuses_unknown_keys_but_reads_old_runs(tmp_path):
+def test_from_dict_refuses_unknown_keys(tmp_path):
     d = LMTrainConfig(corpus=str(tmp_path), out=str(tmp_path / "r")).to_dict()
     assert LMTrainConfig.from_dict(d).to_dict() == d
     with pytest.raises(ConfigError, match="learning_rate"):
         LMTrainConfig.from_dict({**d, "learning_rate": 1e-3})
-    assert LMTrainConfig.from_dict({**d, "injections": 1}).to_dict() == d  # a key old runs recorded
+
+
+def test_config_error_crosses_a_process_boundary():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(ConfigError("corpus", "gone", "a corpus")))
+    assert isinstance(e, ConfigError) and (e.field, e.problem, e.allowed) == ("corpus", "gone", "a corpus")
+
+
+def test_callback_logs_must_be_distinct_plain_folders(tmp_path, small_corpus):
+    class Log(Callback):
+        def __init__(self, name):
+            self.logs = (name,)
+
+    for logs, match in (([Log("checkpoints")], "not one of"), ([Log("../x")], "folder name"),
+                        ([Log("a"), Log("a")], "both log to")):
+        with pytest.raises(ConfigError, match=match):
+            train(small(small_corpus, tmp_path / "r"), progress=False, callbacks=logs)
+    assert not (tmp_path / "r").exists()
 
 
 def run_cli(*args):
@@ -149,10 +167,23 @@ def test_set_reaches_the_config_and_an_unknown_key_is_one_line(tmp_path, small_c
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown key 'learning_rate'" in r.stderr
     r = run_cli("--corpus", str(small_corpus), "--out", str(tmp_path / "r"), "--steps", "2", "--batch-size", "4",
                 "--seq-len", "32", "--checkpoint-every", "2", "--set", "betas=[0.8,0.9]", "--eps", "1e-6",
-                "--monitor-neurons", "8", "--no-progress")
+                "--monitor-interference", "1", "--monitor-neurons", "8", "--no-progress")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / "r" / "run_config.json").read_text())["config"]
     assert cfg["betas"] == [0.8, 0.9] and cfg["eps"] == 1e-6 and cfg["monitor_neurons"] == 8
+    assert cfg["monitor_refresh"] == 1  # the CLI's default with the monitor on
+
+
+def test_monitor_settings_without_the_monitor_are_refused(tmp_path, small_corpus):
+    r = run_cli("--corpus", str(small_corpus), "--out", str(tmp_path / "r"), "--monitor-neurons", "8")
+    assert r.returncode == 2 and "without --monitor-interference" in r.stderr and not (tmp_path / "r").exists()
+
+
+def test_sweep_checks_its_corpus_before_writing(tmp_path):
+    for workers in (1, 2):
+        with pytest.raises(ConfigError, match="not a corpus"):
+            run_sweep("cpu-rates-quick", str(tmp_path / "none"), str(tmp_path / "sw"), progress=False, workers=workers)
+        assert not (tmp_path / "sw").exists()
 
 
 def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):

@@ -21,8 +21,12 @@ from .errors import ConfigError, parse_assignment
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The docstring written under each field of dataclass ``cls`` (its source), by field name."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    """The docstring written under each field of dataclass ``cls`` (its source), by field name;
+    empty where the source is not installed (the flags then have no help text)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
     body = tree.body[0].body
     docs = {}
     for node, nxt in zip(body, body[1:]):

@@ -19,6 +19,9 @@ class ConfigError(ValueError):
             msg += f" (allowed: {allowed})"
         super().__init__(msg)
 
+    def __reduce__(self):  # so it crosses a process boundary (a sweep worker) as itself
+        return (type(self), (self.field, self.problem, self.allowed))
+
 
 class RaretaskError(RuntimeError):
     """A run cannot go on (a folder in use or corrupt, a cluster out of reach, a diverged

@@ -62,6 +62,10 @@ def _cmd_train(args) -> int:
     kw = config_kwargs(args, LMTrainConfig)
     if kw.get("monitor_interference") and "monitor_refresh" not in kw:
         kw["monitor_refresh"] = 1  # the CLI reads at the current weights unless told otherwise
+    for name in ("monitor_refresh", "monitor_neurons"):
+        if name in kw and not kw.get("monitor_interference"):
+            raise ConfigError(name, "given without --monitor-interference (it only sets the monitor)",
+                              "--monitor-interference K with it, or leave it out")
     if kw.get("every") is None and kw.get("n") is not None:
         raise ConfigError("n", "--n needs --every", "--every G --n N")
     cfg = LMTrainConfig(**kw)
@@ -142,8 +146,10 @@ def _cmd_sweep(args) -> int:
 
         return probe_run(run, ProbeConfig(**settings))
 
+    from ..probes import monitor_callbacks
+
     res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress, probe=probe,
-                    workers=args.workers)
+                    workers=args.workers, callbacks=monitor_callbacks)
     if res is not None:
         print(f"report: {res['report']}")
         if "scaling" in res:

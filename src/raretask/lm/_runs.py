@@ -25,7 +25,7 @@ from ..runfolder import (PartLog, RunFolder, RunFolderError, atomic_json, atomic
                          sha256_file)
 
 TRAIN_FILES = ("run_config.json", "tasks.jsonl", "tokenizer.json", "checkpoints", "metrics", "data_order",
-               "interference", "summary.json", "figures", "interference-report.html", "eval", "eval.parquet",
+               "interference", "tensorboard", "summary.json", "figures", "interference-report.html", "eval", "eval.parquet",
                "eval-summary.json", "report.html", "probes")
 """What an ``lm train`` run folder holds (its own files, and what eval and probe add): all that
 ``lm train --restart`` deletes there."""
@@ -63,8 +63,9 @@ def _legacy_sweep(p: Path) -> bool:
         d.is_dir() and ((d / ".raretask-run.json").exists() or _legacy_train(d)) for d in p.iterdir())
 
 
-def train_folder(out: str | Path) -> RunFolder:
-    return RunFolder(out, "lm-train", owned=TRAIN_FILES, legacy=_legacy_train)
+def train_folder(out: str | Path, logs: tuple[str, ...] = ()) -> RunFolder:
+    """``logs``: the training callbacks' own log folders, which ``--restart`` deletes too."""
+    return RunFolder(out, "lm-train", owned=TRAIN_FILES + tuple(logs), legacy=_legacy_train)
 
 
 def eval_folder(out: str | Path) -> RunFolder:
@@ -100,6 +101,9 @@ def training_run(run: str | Path) -> tuple[dict, object]:
                              "delete the run or re-train it with --restart")
     try:
         cfg = LMTrainConfig.from_dict(record["config"])
+    except ConfigError as e:
+        raise ConfigError(e.field, f"{e.problem} (in {run / 'run_config.json'}, written by raretask "
+                                   f"{record.get('raretask_version')})", e.allowed) from None
     except TypeError as e:
         raise RunFolderError(f"the run's run_config.json ({run}) is corrupt ({e})") from None
     try:

@@ -218,7 +218,7 @@ def _say(progress: bool, text: str) -> None:
         print(text, flush=True)
 
 
-def _train_in_worker(cfg_dict: dict, threads: int) -> dict:
+def _train_in_worker(cfg_dict: dict, threads: int, callbacks) -> dict:
     """One sweep run in a worker process (``workers`` > 1): ``threads`` torch threads each, so the
     workers share the cores instead of oversubscribing them."""
     import torch
@@ -226,20 +226,24 @@ def _train_in_worker(cfg_dict: dict, threads: int) -> dict:
     from ._train import LMTrainConfig, train
 
     torch.set_num_threads(threads)
-    s = train(LMTrainConfig.from_dict(cfg_dict), progress=False)
+    cfg = LMTrainConfig.from_dict(cfg_dict)
+    s = train(cfg, progress=False, callbacks=callbacks(cfg) if callbacks else ())
     return {"final_loss": s["final_loss"], "already_complete": bool(s.get("already_complete"))}
 
 
-def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: float, stage: str) -> None:
+def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: float, stage: str,
+                    callbacks) -> None:
     """Train ``cfgs`` on ``workers`` processes (spawned: no forked torch state), each run in its
-    own locked folder as in one process; the first failure stops the sweep, the runs that
-    finished stay (re-running the sweep resumes the rest)."""
+    own locked folder as in one process. The first failure stops the sweep at once: the other
+    workers are stopped (their runs keep their last checkpoints) and the error is raised;
+    re-running the sweep resumes every unfinished run."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        todo = {pool.submit(_train_in_worker, c.to_dict(), threads): c for c in cfgs}
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        todo = {pool.submit(_train_in_worker, c.to_dict(), threads, callbacks): c for c in cfgs}
         say(f"[{stage}] {len(cfgs)} runs on {workers} worker processes ({threads} thread(s) each); a line as each "
             "finishes")
         done = 0
@@ -247,27 +251,32 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
             finished, _ = wait(todo, return_when=FIRST_COMPLETED)
             for fut in finished:
                 c = todo.pop(fut)
-                try:
-                    r = fut.result()
-                except BaseException:
-                    for f in todo:
-                        f.cancel()
-                    raise
+                r = fut.result()  # a run's error (or a dead worker's) ends the sweep here
                 done += 1
                 say(f"[{stage} {done}/{len(cfgs)}] {Path(c.out).name} "
                     f"{'was complete' if r['already_complete'] else 'trained'} (final loss {r['final_loss']:.3f}; "
                     f"{(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
+    except BaseException:
+        for proc in list((pool._processes or {}).values()):  # not the other runs' whole length
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
-              probe: Callable[[Path, dict], object] | None = None, workers: int = 1) -> dict | None:
+              probe: Callable[[Path, dict], object] | None = None, workers: int = 1,
+              callbacks: Callable[[object], list] | None = None) -> dict | None:
     """Train every run, then evaluate them together into ``out/report`` (and, for a scaling
     sweep, choose and train the boundary seeds, probe, and write ``out/scaling``).
 
     ``probe(run, settings)``: probes one run with the sweep's ``probe`` settings (the CLI
     passes ``raretask.probes``'s; ``lm`` does not import ``probes``); None skips the probe
     stage, and the scaling report says so. ``workers`` > 1: train that many runs at once, each in
-    its own process with its share of the cores (one process only: not under torchrun)."""
+    its own process with its share of the cores (one process only: not under torchrun).
+    ``callbacks(cfg)``: the training callbacks of each run (the CLI passes
+    ``probes.monitor_callbacks``, for sweeps that set ``train.monitor_interference``); a
+    module-level function, so worker processes can take it."""
     import contextlib
 
     from ._evaluate import evaluate_runs
@@ -284,18 +293,23 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     folder = sweep_folder(out)
     folder.check()
     for cfg in configs:  # every run checked (reads only) before anything is written
+        cfg.check_corpus()
         check_run_dir(copy.copy(cfg), Path(cfg.out))
+        if cfg.monitor_interference and not (callbacks and callbacks(cfg)):
+            raise ConfigError("monitor_interference", f"{cfg.monitor_interference}, but no callback carries it out",
+                              "run_sweep(..., callbacks=raretask.probes.monitor_callbacks) (the CLI passes it), "
+                              "or 0")
     eval_folder(Path(out) / "report").check()
     rank0 = int(os.environ.get("RANK", "0")) == 0
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
         if workers > 1:
-            return _train_parallel(cfgs, workers, lambda text: _say(progress and rank0, text), t0, stage)
+            return _train_parallel(cfgs, workers, lambda text: _say(progress and rank0, text), t0, stage, callbacks)
         for i, cfg in enumerate(cfgs, 1):
             _say(progress and rank0, f"[{stage} {i}/{len(cfgs)}] {Path(cfg.out).name}"
                                      f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
-            train(cfg, progress=progress)
+            train(cfg, progress=progress, callbacks=callbacks(cfg) if callbacks else ())
 
     with contextlib.ExitStack() as stack:
         if rank0:

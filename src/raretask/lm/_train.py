@@ -163,10 +163,10 @@ class LMTrainConfig:
         if len(self.betas) != 2 or not all(_finite(b) and 0 <= b < 1 for b in self.betas):
             raise ConfigError("betas", f"{self.betas!r}", "two finite numbers in [0, 1)")
         for name in ("monitor_interference",):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            if _not_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 0 (0: off)")
         for name in ("monitor_refresh", "monitor_neurons"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if _not_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 1")
         if self.parallel not in ("auto", "ddp", "fsdp"):
             raise ConfigError("parallel", f"{self.parallel!r}", "auto, ddp, fsdp")
@@ -199,19 +199,15 @@ class LMTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LMTrainConfig":
-        """From ``to_dict``'s form (or run_config.json's ``config``); an unknown key is an error,
-        except the retired ones old runs recorded."""
+        """From ``to_dict``'s form (or run_config.json's ``config``); an unknown key is an error
+        (no field has been removed so far: every run_config.json written before reads)."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - set(RETIRED))
+        unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(unknown[0], "is not an LMTrainConfig field" +
                               (f" (nor are {', '.join(unknown[1:])})" if len(unknown) > 1 else ""),
                               ", ".join(sorted(known)))
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-RETIRED = {"injections": "replaced by rate / every / n (old runs recorded it; ignored when they are read)"}
-"""Keys earlier versions wrote into run_config.json, accepted (and ignored) when reading them."""
 
 
 def _not_int(v) -> bool:
@@ -324,13 +320,12 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
     (only its own files); callbacks: run around each step (``lm.callbacks``) after the metric
     log and the progress bar, before the checkpointer. Everything is checked before anything is
     written."""
-    import contextlib
-
     import torch
     import torch.distributed as dist
 
     from ._runs import train_folder
 
+    callbacks = list(callbacks)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -357,10 +352,11 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         device = f"cuda:{torch.cuda.current_device()}"
     cbs = [MetricsLog(), *([ProgressBar()] if progress else []), *callbacks, Checkpointer()]
+    check_logs(cbs)
 
     with contextlib.ExitStack() as stack:
         if rank == 0:
-            folder = train_folder(out)
+            folder = train_folder(out, tuple(log for cb in callbacks for log in cb.logs))
             stack.callback(folder.release)
             folder.open(restart)  # the lock, held until training ends
             if record is not None:
@@ -379,6 +375,23 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
 
 LOGS = ("checkpoints", "metrics", "data_order", "interference")
 """The run folder's subfolders: checkpoints and the logs whose parts they record."""
+_RESERVED = {"checkpoints", "figures", "eval", "probes", "tensorboard", "scaling", "report", "cache"}
+
+
+def check_logs(callbacks: list[Callback]) -> None:
+    """Each callback log is a plain folder name of its own (not one of the run's other folders)."""
+    import re
+
+    seen: dict[str, str] = {}
+    for cb in callbacks:
+        for log in cb.logs:
+            who = type(cb).__name__
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", log) or log in _RESERVED:
+                raise ConfigError("callbacks", f"{who} logs to {log!r}",
+                                  "a lower-case folder name, not one of " + ", ".join(sorted(_RESERVED)))
+            if log in seen:
+                raise ConfigError("callbacks", f"{who} and {seen[log]} both log to {log!r}", "one log each")
+            seen[log] = who
 
 
 def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, env: TrainEnv,
@@ -554,7 +567,7 @@ def _summary(t: Trainer, t_run: float) -> dict:
         "this_call_seconds": time.perf_counter() - t_run, "resumed_from": t.start,
         "checkpoints": [d.name for d in list_checkpoints(out)], "tokenizer": t.env.tokenizer.describe(),
         "raretask_version": __version__, "repairs": t.repairs,
-        "callbacks": [type(cb).__name__ for cb in t.callbacks],
+        "callbacks": [type(cb).__name__ for cb in t.callbacks if not isinstance(cb, ProgressBar)],
     }
     if cfg.schedule_steps is not None:
         summary["schedule_steps"] = cfg.schedule_steps

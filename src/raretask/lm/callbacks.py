@@ -4,8 +4,12 @@ The loop in ``_train.py`` takes steps; everything else is a ``Callback``: the pr
 the metric and data-order logs, checkpointing, TensorBoard, and, from ``raretask.probes``, the
 interference monitor (``InterferenceMonitor``, passed in by the CLI so that ``lm`` does not
 import ``probes``). Every hook is optional; they are called in list order, on every rank
-(``trainer.rank`` says which), and see the ``Trainer`` (config, model, optimiser, run data,
-resume state) by name.
+(``trainer.rank`` says which) except ``pending`` and ``summary`` (rank 0, which writes), and
+see the ``Trainer`` (config, model, optimiser, run data, resume state) by name. A callback is
+made for one ``train`` call; ``pre_train`` starts it afresh.
+
+Time spent in the ``pre_backward`` hooks is the metrics column ``monitor_seconds`` (the
+interference monitor's cost, plus that of any other ``pre_backward`` hook).
 
 Hooks, in the order of a run::
 
@@ -151,7 +155,7 @@ class ProgressBar(Callback):
     """A rich progress bar on rank 0: steps, loss, tokens/s, time left."""
 
     def __init__(self) -> None:
-        self.bar = None
+        self.bar, self.task = None, None
 
     def pre_train(self, trainer: Trainer) -> None:
         if trainer.rank != 0 or trainer.start >= trainer.cfg.steps:
@@ -198,7 +202,7 @@ class Checkpointer(Callback):
         msd = get_model_state_dict(t.model, options=full)
         osd = get_optimizer_state_dict(t.model, t.optimizer, options=full)
         if t.rank == 0:
-            frames = {name: df for cb in t.callbacks for name, df in cb.pending().items()}
+            frames = {name: df for cb in t.callbacks for name, df in cb.pending().items()}  # logs are distinct
             written, before = [], (t.parts, PartLog(t.part_log.entries))
             try:
                 if frames:
@@ -232,7 +236,8 @@ class TensorBoard(Callback):
     """Training curves for TensorBoard (``pip install 'raretask[tensorboard]'``): loss,
     injected-task loss, learning rate, gradient norm and tokens/s per step, on rank 0, in
     ``log_dir`` (default: the run's ``tensorboard/``). A resumed run purges the events after the
-    checkpoint it resumed from, so every step shows once."""
+    checkpoint it resumed from (a run trained again from step 0: all of them), so every step
+    shows once."""
 
     def __init__(self, log_dir: str | Path | None = None) -> None:
         try:
@@ -243,12 +248,11 @@ class TensorBoard(Callback):
         self.log_dir, self.writer = log_dir, None
 
     def pre_train(self, trainer: Trainer) -> None:
-        if trainer.rank != 0:
+        if trainer.rank != 0 or trainer.start >= trainer.cfg.steps:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(self.log_dir or trainer.out / "tensorboard"),
-                                    purge_step=trainer.start + 1 if trainer.start else None)
+        self.writer = SummaryWriter(str(self.log_dir or trainer.out / "tensorboard"), purge_step=trainer.start + 1)
 
     def post_step(self, trainer: Trainer, step: int, row: dict, plan: dict) -> None:
         if self.writer is None:

@@ -146,6 +146,12 @@ def _monitor_report(out: Path, cfg: "LMTrainConfig", plan: dict[int, dict], moni
             "figure": str(fig), "report": str(out / "interference-report.html")}
 
 
+def monitor_callbacks(cfg: "LMTrainConfig") -> list[Callback]:
+    """The callbacks a config asks for (the monitor when ``monitor_interference`` > 0): what the
+    CLI gives ``lm sweep`` (a module-level function, so sweep worker processes can take it)."""
+    return [InterferenceMonitor()] if cfg.monitor_interference else []
+
+
 class InterferenceMonitor(Callback):
     """Carries out ``LMTrainConfig.monitor_interference`` (its K, ``monitor_refresh`` and
     ``monitor_neurons`` are read from the run's config, so they are recorded with the run and
@@ -161,6 +167,7 @@ class InterferenceMonitor(Callback):
 
     def pre_train(self, trainer: Trainer) -> None:
         cfg = trainer.cfg
+        self.rows, self.state = [], {"neurons": None, "g_r": None, "at": None}  # this run's, from its start
         self.plan = monitor_plan(trainer.env.schedule, cfg.steps, cfg.monitor_interference) \
             if cfg.monitor_interference else {}
 
