@@ -202,3 +202,19 @@ def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):
             pd.testing.assert_frame_equal(fa.drop(columns=drop), fb.drop(columns=drop))
     with pytest.raises(ConfigError, match="workers"):
         run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "x"), args, progress=False, workers=0)
+
+
+def test_compile_trains_the_same_model_under_the_same_names(tmp_path, small_corpus):
+    """lm train --compile: speed only; the checkpoint's tensors keep their names and the losses match."""
+    from safetensors.torch import load_file
+
+    plain = train(small(small_corpus, tmp_path / "p", steps=2, checkpoint_every=2), progress=False)
+    try:
+        comp = train(small(small_corpus, tmp_path / "c", steps=2, checkpoint_every=2, compile=True), progress=False)
+    except Exception as e:  # noqa: BLE001  no working compiler here: say so, as bench lm does
+        pytest.skip(f"torch.compile does not work on this machine: {str(e).splitlines()[0]}")
+    a = load_file(tmp_path / "p" / "checkpoints" / "step-000002" / "model.safetensors")
+    b = load_file(tmp_path / "c" / "checkpoints" / "step-000002" / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert abs(plain["final_loss"] - comp["final_loss"]) < 1e-3
+    assert json.loads((tmp_path / "c" / "run_config.json").read_text())["config"]["compile"] is True

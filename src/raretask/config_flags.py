@@ -68,7 +68,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, overrides: dict[str, 
         elif base is dict:
             kw.update(type=json.loads, metavar="JSON")
         elif base is bool:
-            kw.update(type=lambda s: {"true": True, "false": False}[s.lower()], metavar="true|false")
+            kw.update(action=argparse.BooleanOptionalAction)
         else:
             kw.update(type=base)
         if default is MISSING:

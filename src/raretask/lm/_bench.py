@@ -9,6 +9,8 @@ process, interleaved, warm-up excluded; optionally both with ``torch.compile``."
 
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 import time
 from pathlib import Path
@@ -114,9 +116,8 @@ def _interleaved_run(cfg, plains: dict, warmup: int, timed: int, compiled: bool,
     the start of ``train``'s last step to its return (that step, the final checkpoint,
     summary.json), under "_call" the whole call's.
 
-    The bench observes the batch requests through ``StepBatches.local`` and, for ``compiled``,
-    compiles the model ``train`` builds in place (``nn.Module.compile``: parameter names
-    unchanged) by wrapping the ``build_model`` that ``_train`` calls; both are restored after.
+    The bench observes the batch requests through ``StepBatches.local`` (restored after);
+    ``compiled`` runs ``lm train --compile`` (``cfg.compile``).
     A plain loop that fails (``torch.compile`` on a machine without a working compiler) is
     dropped, and ``on_error(mode, exception)`` told."""
     from ..errors import RaretaskError
@@ -125,7 +126,7 @@ def _interleaved_run(cfg, plains: dict, warmup: int, timed: int, compiled: bool,
 
     starts: dict[int, float] = {}
     ends: dict[int, float] = {}
-    orig_local, orig_build = StepBatches.local, _train.build_model
+    orig_local = StepBatches.local
     plains = dict(plains)
 
     def local(self, step, *a, **k):
@@ -142,21 +143,15 @@ def _interleaved_run(cfg, plains: dict, warmup: int, timed: int, compiled: bool,
             starts[step] = time.perf_counter()
         return orig_local(self, step, *a, **k)
 
-    def build(*a, **k):
-        m = orig_build(*a, **k)
-        m.compile()
-        return m
-
     StepBatches.local = local
     if compiled:
-        _train.build_model = build
+        cfg = dataclasses.replace(cfg, compile=True)
     try:
         t0 = time.perf_counter()
         _train.train(cfg, **train_kw)
         t1 = time.perf_counter()
     finally:
         StepBatches.local = orig_local
-        _train.build_model = orig_build
     last = warmup + timed
     if any(s not in starts for s in range(warmup, last + 1)):
         raise RaretaskError(f"bench lm: lm train did not run steps {warmup}..{last} in {cfg.out}")
@@ -298,8 +293,7 @@ def _bench_lm(corpus, preset, steps, batch_size, seq_len, warmup, repeats, compi
     }
     if compile:
         c = {"error": errors.get("compile"),
-             "scope": "plain loop, and lm train with the model it builds compiled in place by the bench "
-                      "(lm train has no compile option of its own)"}
+             "scope": "plain loop with its model compiled, and lm train --compile"}
         if f"{_PLAIN}+compile" in rows:
             c["plain_speedup"] = float(np.median(paired(_PLAIN, f"{_PLAIN}+compile")))
         if f"{_RARETASK}+compile" in rows:
@@ -339,8 +333,7 @@ def format_bench_lm(res: dict) -> str:
         if "plain_speedup" in c:
             lines.append(f"torch.compile speed-up, plain loop: {c['plain_speedup']:.2f}x")
         if "raretask_speedup" in c:
-            lines.append(f"torch.compile speed-up, lm train (its model compiled in place by the bench; lm train has "
-                         f"no compile option): {c['raretask_speedup']:.2f}x")
+            lines.append(f"torch.compile speed-up, lm train --compile: {c['raretask_speedup']:.2f}x")
         if "raretask_overhead_compiled" in c:
             lines.append(f"raretask overhead, both compiled: {100 * c['raretask_overhead_compiled']:+.1f}%")
         if c.get("error"):

@@ -103,6 +103,10 @@ class LMTrainConfig:
     """float32, or bfloat16 autocast (on the GPU, or the CPU's bfloat16 autocast)."""
     device: str = "auto"
     """cpu, cuda, or auto."""
+    compile: bool = False
+    """Compile the model with torch.compile (``nn.Module.compile``: parameter and checkpoint names
+    unchanged). Speed only: a run may be resumed with or without it; ``raretask bench lm
+    --compile`` measures whether it helps on this machine."""
     schedule_steps: int | None = None
     """Where the cosine decay ends; None: at ``steps``. ``--extend`` sets it to the steps the
     run was first planned for, so the steps trained before keep their learning rates and the
@@ -168,6 +172,8 @@ class LMTrainConfig:
         for name in ("monitor_refresh", "monitor_neurons"):
             if _not_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ConfigError(name, f"{getattr(self, name)!r}", "integer >= 1")
+        if not isinstance(self.compile, bool):
+            raise ConfigError("compile", f"{self.compile!r}", "true or false")
         if self.parallel not in ("auto", "ddp", "fsdp"):
             raise ConfigError("parallel", f"{self.parallel!r}", "auto, ddp, fsdp")
         if self.dtype not in ("float32", "bfloat16"):
@@ -258,7 +264,7 @@ def _config_defaults() -> dict:
                      if f.default_factory is not MISSING else None) for f in fields(LMTrainConfig)}
 
 
-_FREE = ("steps", "out", "schedule_steps")  # may differ between calls on one run (steps: with --extend)
+_FREE = ("steps", "out", "schedule_steps", "compile")  # may differ between calls on one run (steps: with --extend)
 
 
 def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: bool = False) -> dict | None:
@@ -477,6 +483,8 @@ def _build(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
     model = build_model(cfg.preset, tok.vocab_size, cfg.seq_len, tok.eos_id, tok.pad_id, seed=cfg.seed)
     model.to(device)
     hf_config, n_params = model.config, count_params(model)
+    if cfg.compile:  # in place: the state dict keeps its names (no _orig_mod. prefix)
+        model.compile()
     mode = cfg.parallel if cfg.parallel != "auto" else ("fsdp" if cfg.preset in LARGE else "ddp")
     if world > 1 and mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
