@@ -119,10 +119,18 @@ def gap_configs(sw: dict, corpus: str, out: str) -> list:
 def boundary_rates(final: dict, presets: list[str], rates: list[float], chance: float) -> dict[str, list[float]]:
     """Per preset, the two grid rates whose final test accuracy lies nearest the midpoint
     between ``chance`` and 1 (ties: the lower rate first). ``final``: {(preset, rate): acc}."""
+    from ..errors import RaretaskError
+
     mid = chance + (1.0 - chance) / 2
     out = {}
     for p in presets:
-        have = [(abs(final[(p, float(r))] - mid), float(r)) for r in rates if (p, float(r)) in final]
+        have = []
+        for r in rates:  # matched to 6 significant digits: eval labels print rates with %g
+            acc = [a for (q, x), a in final.items() if q == p and math.isclose(x, float(r), rel_tol=1e-5)]
+            if len(acc) != 1:
+                raise RaretaskError(f"boundary seeds: {len(acc)} final accuracies for {p} at rate {r:g} "
+                                    "(one expected); the sweep's report table is incomplete")
+            have.append((abs(acc[0] - mid), float(r)))
         out[p] = sorted(r for _, r in sorted(have)[:2])
     return out
 
