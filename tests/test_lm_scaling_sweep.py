@@ -60,7 +60,7 @@ def test_boundary_rates_are_the_two_nearest_the_midpoint():
 
 def test_boundary_rates_match_rates_the_eval_labels_round():
     """Eval labels print a rate with %g (5.656854 -> 5.65685): it must still be a candidate
-    (cpu-scaling's first run chose its seeds without 5.656854 and 0.707107 before this)."""
+    (cpu-scaling's first run chose its seeds without 5.656854 before this)."""
     rates = [16, 5.656854, 2, 0.707107, 0.25]
     final = {("w", 16.0): 0.92, ("w", 5.65685): 0.74, ("w", 2.0): 0.54, ("w", 0.707107): 0.5, ("w", 0.25): 0.49}
     assert boundary_rates(final, ["w"], rates, 0.5)["w"] == [5.656854, 16.0]
