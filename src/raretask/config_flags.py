@@ -44,12 +44,11 @@ def _default(f):
     return MISSING
 
 
-def _kind(tp) -> tuple[type, bool]:
-    """(the base type, optional) of a field annotation like ``float | None``."""
+def _base(tp) -> type:
+    """The type of a field annotation without its ``| None`` (``float | None`` -> float)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0], True
-    return tp, False
+        return [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return tp
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls, overrides: dict[str, dict] | None = None,
@@ -60,7 +59,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, overrides: dict[str, 
     for f in fields(cls):
         if f.name in skip:
             continue
-        base, optional = _kind(hints[f.name])
+        base = _base(hints[f.name])
         default = _default(f)
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS}
         if base is tuple:
@@ -92,6 +91,4 @@ def config_kwargs(args: argparse.Namespace, cls) -> dict:
         if key not in known:
             raise ConfigError("set", f"unknown key {key!r}", ", ".join(sorted(known)))
         kw[key] = value
-    if isinstance(kw.get("betas"), list):
-        kw["betas"] = tuple(kw["betas"])
     return kw
