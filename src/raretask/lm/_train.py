@@ -18,7 +18,10 @@ Run directory::
     interference/part-*.parquet  with --monitor-interference: one row per reading (SPEC B6
                                cosines, injection / offset / period, the g_r used), with
                                figures/interference-monitor.png and interference-report.html
+    tensorboard/               with --tensorboard: the TensorBoard callback's event files
+    <log>/part-*.parquet       a callback's own log (``Callback.logs``), written with the checkpoints
     summary.json
+The loop is short; what runs around each step is a callback (``lm.callbacks``).
 The folder is a ``RunFolder`` of kind "lm-train" (marker, a lock held while training, atomic
 writes; ``--restart`` deletes only the files above). Re-running the same command resumes from
 the newest usable checkpoint (its files load and match their checksums, its log parts are
@@ -213,7 +216,7 @@ class LMTrainConfig:
             raise ConfigError(unknown[0], "is not an LMTrainConfig field" +
                               (f" (nor are {', '.join(unknown[1:])})" if len(unknown) > 1 else ""),
                               ", ".join(sorted(known)))
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**d)
 
 
 def _not_int(v) -> bool:
