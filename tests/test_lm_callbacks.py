@@ -218,3 +218,45 @@ def test_compile_trains_the_same_model_under_the_same_names(tmp_path, small_corp
     assert sorted(a) == sorted(b)
     assert abs(plain["final_loss"] - comp["final_loss"]) < 1e-3
     assert json.loads((tmp_path / "c" / "run_config.json").read_text())["config"]["compile"] is True
+
+
+def test_ctrl_c_stops_sweep_workers_at_once_and_the_rerun_resumes(tmp_path, small_corpus):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during lm sweep
+    --workers 2: one line, exit 130, no worker left behind; the same command then finishes."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "raretask.cli", "lm", "sweep", "cpu-rates-quick", "--corpus", str(small_corpus),
+            "--out", str(out), "--workers", "2", "--no-progress", "--set", "train.steps=100",
+            "--set", "train.checkpoint_every=20", "--set", "train.seq_len=32", "--set", "train.batch_size=8"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    t0 = time.time()
+    while not list(out.glob("*/checkpoints/step-000020")):
+        assert p.poll() is None and time.time() - t0 < 120, "no worker reached step 20"
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["raretask: interrupted; re-run the same command to resume"]
+    def left() -> list[str]:  # the sweep's group: its workers (and multiprocessing's resource tracker)
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getpgid(int(pid)) == p.pid:
+                    found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-120:])
+            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                pass
+        return found
+
+    t0 = time.time()
+    while left() and time.time() - t0 < 10:
+        time.sleep(0.1)
+    assert not left(), left()
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    summaries = [json.loads((run / "summary.json").read_text()) for run in sorted(out.glob("*-rate*"))]
+    assert len(summaries) == 2 and all(s["steps"] == 100 for s in summaries)
+    assert max(s["resumed_from"] for s in summaries) >= 20  # resumed from its checkpoint, not trained again

@@ -265,9 +265,12 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
                     f"{'was complete' if r['already_complete'] else 'trained'} (final loss {r['final_loss']:.3f}; "
                     f"{(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
     except BaseException:
-        for proc in list((pool._processes or {}).values()):  # not the other runs' whole length
+        procs = list((pool._processes or {}).values())
+        for proc in procs:  # now, not after the other runs' whole length (they resume from checkpoints)
             proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.join()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
 
