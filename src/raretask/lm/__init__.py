@@ -12,8 +12,9 @@ from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, train_bpe
 from ._train import LMTrainConfig, TrainEnv, list_checkpoints, setup, train
 from .callbacks import Batch, Callback, TensorBoard, Trainer
 
-__all__ = ["Batch", "Callback", "setup", "TensorBoard", "Trainer", "TrainEnv", "build_corpus", "build_model", "build_tasks", "Corpus", "count_params", "default_documents",
-           "evaluate_runs", "FAMILIES", "fetch_olmo_tokenizer", "inject", "InjectionSchedule", "list_checkpoints",
-           "LMTrainConfig", "load_tokenizer", "model_config", "ModelFamily", "ModelPreset", "ordinary_tokens",
-           "PRESETS", "register_family", "register_preset", "run_sweep", "StepBatches", "TASKS", "TaskSet", "Tok",
-           "train", "train_bpe", "user_documents"]
+__all__ = ["Batch", "Callback", "setup", "TensorBoard", "Trainer", "TrainEnv", "build_corpus", "build_model",
+           "build_tasks", "Corpus", "count_params", "default_documents", "evaluate_runs", "FAMILIES",
+           "fetch_olmo_tokenizer", "inject", "InjectionSchedule", "list_checkpoints", "LMTrainConfig",
+           "load_tokenizer", "model_config", "ModelFamily", "ModelPreset", "ordinary_tokens", "PRESETS",
+           "register_family", "register_preset", "run_sweep", "StepBatches", "TASKS", "TaskSet", "Tok", "train",
+           "train_bpe", "user_documents"]

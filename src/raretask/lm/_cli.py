@@ -144,7 +144,7 @@ def _cmd_sweep(args) -> int:
     def probe(run, settings):
         from ..probes import ProbeConfig, probe_run
 
-        return probe_run(run, ProbeConfig(**settings))
+        return probe_run(run, ProbeConfig(**settings), progress=not args.no_progress)
 
     from ..probes import monitor_callbacks
 

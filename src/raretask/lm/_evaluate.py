@@ -236,7 +236,7 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
 
 
 def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout_windows: int = 64,
-                  reference_prompts: int = 200) -> dict:
+                  reference_prompts: int = 200, progress: bool = True) -> dict:
     """Evaluate runs, write ``eval.parquet``, ``eval-summary.json``, figures and ``report.html``
     into ``out`` (default: the run itself, or ``eval-report`` beside several). Everything is
     checked before anything is written; each run is locked while its cache is written."""
@@ -260,7 +260,7 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
             folder.open()
         total = sum(len(v) for v in verified.values())
         frames = []
-        with Progress(transient=False) as bar:
+        with Progress(transient=False, disable=not progress) as bar:
             t = bar.add_task("lm eval (checkpoints)", total=total)
             for r in runs:
                 frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t),

@@ -332,11 +332,12 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         if sw.get("report") != "scaling":
             if not rank0:
                 return None
-            return evaluate_runs([c.out for c in configs], out=Path(out) / "report")
+            return evaluate_runs([c.out for c in configs], out=Path(out) / "report", progress=progress and rank0)
         seeds: list = []
         if sw.get("boundary_seeds"):
             grid = grid_configs(sw, corpus, out)
-            res = evaluate_runs([c.out for c in grid], out=Path(out) / "report") if rank0 else None
+            res = (evaluate_runs([c.out for c in grid], out=Path(out) / "report", progress=progress)
+                   if rank0 else None)
             chosen = _broadcast(boundary_rates(_final_accuracy(res["table"]) if res else {}, sw["presets"],
                                                sw["rates"], CHANCE[sw["task"]]) if rank0 else None)
             seeds = seed_configs(sw, corpus, out, chosen)
@@ -345,7 +346,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
             train_all("boundary seed", seeds)
         if not rank0:
             return None
-        res = evaluate_runs([c.out for c in configs + seeds], out=Path(out) / "report")
+        res = evaluate_runs([c.out for c in configs + seeds], out=Path(out) / "report", progress=progress and rank0)
         if probe is not None:
             targets = probe_targets(sw, out)
             for i, run in enumerate(targets, 1):

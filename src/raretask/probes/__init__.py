@@ -15,7 +15,8 @@ from ._registry import (BUILTIN_PROBES, Probe, ProbeContext, Setting, all_probes
                         register_probe, unregister_probe)
 from ._run import PROBES, ProbeConfig, probe_run
 
-__all__ = ["BUILTIN_PROBES", "InterferenceMonitor", "monitor_callbacks", "monitor_plan", "PROBES", "Probe", "ProbeConfig", "ProbeContext", "Setting", "ablate_mlps", "all_probes",
-           "counterfactual_pairs", "das", "dft_basis", "fourier_fractions", "fourier_modes", "get_probe",
-           "interference_row", "label_logits", "pca_r2", "probe_names", "probe_run", "reference", "register_probe",
-           "residuals", "split_gradient", "task_accuracy", "task_mask", "token_losses", "unregister_probe"]
+__all__ = ["BUILTIN_PROBES", "InterferenceMonitor", "monitor_callbacks", "monitor_plan", "PROBES", "Probe",
+           "ProbeConfig", "ProbeContext", "Setting", "ablate_mlps", "all_probes", "counterfactual_pairs", "das",
+           "dft_basis", "fourier_fractions", "fourier_modes", "get_probe", "interference_row", "label_logits",
+           "pca_r2", "probe_names", "probe_run", "reference", "register_probe", "residuals", "split_gradient",
+           "task_accuracy", "task_mask", "token_losses", "unregister_probe"]

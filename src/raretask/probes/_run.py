@@ -88,8 +88,9 @@ def _key(probe: Probe, sha: str | None, step: int, cfg: ProbeConfig) -> dict:
     return {"model_sha256": sha, "step": step, **{s.name: getattr(cfg, s.name) for s in probe.settings}}
 
 
-def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
-    """Run the probes on a run's checkpoints; returns {"tables": {probe: DataFrame}, "report"}."""
+def probe_run(run: str | Path, cfg: ProbeConfig, progress: bool = True) -> dict:
+    """Run the probes on a run's checkpoints; returns {"tables": {probe: DataFrame}, "report"}.
+    ``progress``: a progress bar on the terminal."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -123,7 +124,7 @@ def probe_run(run: str | Path, cfg: ProbeConfig) -> dict:
         tables: dict[str, list] = {p: [] for p in probes}
         from rich.progress import Progress
 
-        with Progress(transient=False) as bar:
+        with Progress(transient=False, disable=not progress) as bar:
             job = bar.add_task("lm probe", total=len(models) * len(probes))
             for name, step, sha, load in models:
                 model = None
