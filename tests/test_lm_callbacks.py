@@ -186,6 +186,16 @@ def test_sweep_checks_its_corpus_before_writing(tmp_path):
         assert not (tmp_path / "sw").exists()
 
 
+def test_sweep_refuses_the_monitor_without_its_callback_before_writing(tmp_path, small_corpus):
+    from raretask.lm.callbacks import ProgressBar
+
+    for callbacks in (None, lambda cfg: [ProgressBar()]):  # no callback, or none that implements it
+        with pytest.raises(ConfigError, match="no callback carries it out"):
+            run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "sw"), ["train.monitor_interference=5"],
+                      progress=False, callbacks=callbacks)
+        assert not (tmp_path / "sw").exists()
+
+
 def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):
     """Two worker processes train exactly what one process does (same metrics and data order)."""
     args = ["train.steps=4", "train.checkpoint_every=2", "train.seq_len=32", "train.batch_size=8", "train.warmup=1"]

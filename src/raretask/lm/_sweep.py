@@ -292,7 +292,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
 
     from ._evaluate import evaluate_runs
     from ._runs import eval_folder, sweep_folder
-    from ._train import check_run_dir, train
+    from ._train import check_run_dir, require_callbacks, train
 
     sw = load_sweep(name, overrides)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -306,10 +306,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     for cfg in configs:  # every run checked (reads only) before anything is written
         cfg.check_corpus()
         check_run_dir(copy.copy(cfg), Path(cfg.out))
-        if cfg.monitor_interference and not (callbacks and callbacks(cfg)):
-            raise ConfigError("monitor_interference", f"{cfg.monitor_interference}, but no callback carries it out",
-                              "run_sweep(..., callbacks=raretask.probes.monitor_callbacks) (the CLI passes it), "
-                              "or 0")
+        require_callbacks(cfg, callbacks(cfg) if callbacks else [])
     eval_folder(Path(out) / "report").check()
     rank0 = int(os.environ.get("RANK", "0")) == 0
     t0 = time.perf_counter()

@@ -319,6 +319,13 @@ def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: 
     return record
 
 
+def require_callbacks(cfg: LMTrainConfig, callbacks: Sequence[Callback]) -> None:
+    """A config field only a callback carries out (``Callback.implements``) is refused when none
+    of ``callbacks`` does, rather than silently not done (train and lm sweep both ask)."""
+    if cfg.monitor_interference and "monitor_interference" not in {cb.implements for cb in callbacks}:
+        raise ConfigError("monitor_interference", f"{cfg.monitor_interference}, but no callback carries it out",
+                          "callbacks=[raretask.probes.InterferenceMonitor()] (lm train and lm sweep pass it), or 0")
+
 
 def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, restart: bool = False,
           callbacks: Sequence[Callback] = ()) -> dict:
@@ -346,11 +353,7 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
     if cfg.monitor_interference and distributed:
         raise ConfigError("monitor_interference", "the interference monitor runs in a single process",
                           "0 under torchrun, or one process")
-    implemented = {cb.implements for cb in callbacks}
-    if cfg.monitor_interference and "monitor_interference" not in implemented:
-        raise ConfigError("monitor_interference", f"{cfg.monitor_interference}, but no callback carries it out",
-                          "train(cfg, callbacks=[raretask.probes.InterferenceMonitor()]) (the CLI passes it), "
-                          "or 0")
+    require_callbacks(cfg, callbacks)
     out = Path(cfg.out)
     env = setup(cfg)
     record = check_run_dir(cfg, out, extend=extend, restart=restart)  # reads only
