@@ -235,6 +235,20 @@ def add_bench_parser(sub) -> None:
     lm.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     lm.set_defaults(func=_cmd_lm)
 
+    sz = bsub.add_parser("sizing", help="coverage of lm sizing's prediction interval on simulated sweeps with a known "
+                                        "truth, the current method beside the one before")
+    sz.add_argument("--from", dest="sweep", default=None, metavar="SWEEP",
+                    help="estimate the truth from this finished scaling sweep (default: the values measured on "
+                         "cpu-scaling, embedded)")
+    sz.add_argument("--sweeps", type=int, default=200, help="simulated sweeps per law (default 200)")
+    sz.add_argument("--n-boot", type=int, default=200, help="bootstrap draws per size (default 200)")
+    sz.add_argument("--curvature", type=float, default=None,
+                    help="the bent law's curvature (default: the one measured on the sweep)")
+    sz.add_argument("--seed", type=int, default=0)
+    sz.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    sz.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    sz.set_defaults(func=_cmd_sizing)
+
 
 def _cmd_lm(args: argparse.Namespace) -> int:
     import sys
@@ -267,6 +281,38 @@ def _cmd_lm(args: argparse.Namespace) -> int:
     print(format_bench_lm(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_sizing(args: argparse.Namespace) -> int:
+    import sys
+
+    from .errors import ConfigError
+    from .lm import sizing_sim as sim
+
+    _check_positive(sweeps=args.sweeps, workers=args.workers)
+    if args.sweep is not None:
+        truth, shape, prov = sim.measured_truth(args.sweep)
+    elif sim.MEASURED is not None:
+        truth, shape, prov = sim.Truth(**sim.MEASURED["truth"]), sim.SweepShape(), sim.MEASURED
+    else:
+        raise ConfigError("from", "no measured truth is embedded", "--from SWEEP, a finished scaling sweep")
+    curvature = prov["curvature"] if args.curvature is None else args.curvature
+    if curvature == 0:
+        raise ConfigError("curvature", "0 (the bent law would be the straight one)", "a non-zero curvature")
+    done = [0]
+
+    def progress(n):
+        done[0] += n
+        sys.stderr.write(f"\r{done[0]} / {2 * args.sweeps} simulated sweeps")
+        sys.stderr.flush()
+
+    res = sim.bench_sizing(truth, shape, curvature, args.sweeps, args.seed, args.n_boot, args.workers, progress)
+    sys.stderr.write("\n")
+    res["provenance"] = prov
+    print(sim.format_bench_sizing(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, default=str))
     return 0
 
 

@@ -159,10 +159,10 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_sizing(args) -> int:
     _need_lm()
-    from .scaling_report import sizing, sizing_text
+    from .sizing import jsonable, sizing, sizing_text
 
-    res = sizing(args.sweep_dir, args.frequency, args.params, args.exclude_largest)
-    print(json.dumps(res, indent=2) if args.json else sizing_text(res))
+    res = sizing(args.sweep_dir, args.frequency, args.params, args.exclude_largest, args.validate, args.replicate)
+    print(json.dumps(jsonable(res), indent=2) if args.json else sizing_text(res))
     return 0
 
 
@@ -252,7 +252,11 @@ def add_lm_parser(sub, parser_class) -> None:
     q.add_argument("--params", type=float, default=None, help="non-embedding parameters (16 L h^2)")
     sz.add_argument("--exclude-largest", action="store_true",
                     help="fit without the largest size and compare its predicted f* with the measured one")
-    sz.add_argument("--json", action="store_true")
+    sz.add_argument("--validate", action="store_true",
+                    help="rollout: fit the k smallest sizes, predict the next, for k = 2 .. n-1, with coverage")
+    sz.add_argument("--replicate", default=None, metavar="SWEEP",
+                    help="a second sweep of the same grid (another seed): per-size f* side by side")
+    sz.add_argument("--json", action="store_true", help="JSON (non-finite numbers as null)")
     sz.set_defaults(func=_cmd_sizing)
 
     from ..probes import all_probes  # numpy only: the probe flags come from the probe registry

@@ -1,19 +1,34 @@
 """Critical frequency per model size and the sizing answer (the paper's Sec. 4, Fig. 5).
 
 Pure functions over tidy results, no training: what ``raretask lm sizing`` and the size-ladder
-report stand on.
+report stand on. Definitions (docs: the README's "Sizing" section):
 
-- ``critical_frequency``: the per-token frequency at which a size's test accuracy crosses
-  the midpoint between chance and its ceiling, from a logistic fit in log-frequency, with a
-  bootstrap interval over the points given (seeds and final checkpoints).
-- ``fit_power_law``: log f* = c + b log P across sizes, by weighted least squares on log f*
-  (weights from each size's interval), with a parametric bootstrap for intervals.
-- ``smallest_params_for`` / ``lowest_frequency_for``: the two sizing questions, each with its
-  interval and how far outside the fitted range it lies (never silently extrapolated).
+- **f\\*** (``critical_frequency``): the per-token frequency at which a size's test accuracy
+  crosses the *learned level*, the midpoint between chance and 1 (0.75 for ``cmp``), read off
+  a logistic in log10 frequency (chance fixed, slope and ceiling fitted, many starts). One
+  point per *run*: the mean test accuracy of its last checkpoints.
+- **Censored**: a size whose crossing lies beyond the measured rates is not a number. It
+  learned at every rate run ("below" the lowest frequency), or at none, or its fitted ceiling
+  stays under the learned level ("above" the highest).
+- **Its interval** resamples whole runs: every run is drawn again around the fitted curve
+  with the seed-to-seed spread the sweep measured on its seed pairs (``seed_noise``), the
+  curve refitted, and the 2.5/97.5% quantiles taken (censored draws count as beyond the
+  range, so an interval may be open at one end).
+- The midpoint between chance and the *fitted ceiling* is kept beside it as an informative
+  number (``f_star_ceiling``): it was the definition before, and it moves with the ceiling.
+- **The law** (``fit_power_law``): log10 f\\* = c + b log10 P, a Huber fit in log space, each
+  size weighted by 1 / (s_i^2 + tau^2): s_i its own f\\* error, tau^2 the scatter of the
+  sizes around the law (DerSimonian-Laird, estimated from the data; 0 and said so when
+  only two sizes are fitted).
+- **Two intervals**: the *confidence interval* says where the curve is (only the fit's
+  error); the *prediction interval* says where a new size's measured f\\* will land (the
+  curve's error, the scatter tau^2 and a new measurement's own error). It widens with the
+  distance of extrapolation. Sizing questions are answered with the prediction interval.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,61 +36,176 @@ import numpy as np
 from ..errors import ConfigError
 
 Z95 = 1.959963984540054
+HUBER_C = 1.345
+"""Huber's constant (95% efficiency under normal errors)."""
+
+
+# ---- one size: the logistic in log frequency ------------------------------------------------
+
+def _curve(x, x0, k, ceil, chance):
+    return chance + (ceil - chance) / (1.0 + np.exp(-k * (x - x0)))
+
+
+def _grid_fit(x: np.ndarray, Y: np.ndarray, chance: float, X0: np.ndarray, K: np.ndarray, W=None):
+    """Least squares over a grid of (x0, k), the ceiling in closed form for each.
+
+    Args:
+        x: (n,) log10 frequencies; Y: (B, n) accuracies, one row per data set.
+        X0, K: (B, G) candidate centres and slopes per data set.
+        W: (B, n) point weights (a resample's multiplicities) or None.
+    Returns (x0, k, ceil, sse), each (B,): the best grid cell of each row."""
+    s = 1.0 / (1.0 + np.exp(-K[..., None] * (x[None, None, :] - X0[..., None])))  # (B, G, n)
+    r = (Y - chance)[:, None, :]
+    w = 1.0 if W is None else W[:, None, :]
+    amp = np.clip((w * s * r).sum(-1) / np.maximum((w * s * s).sum(-1), 1e-300), 1e-3, 1.0 - chance)
+    sse = (w * (r - amp[..., None] * s) ** 2).sum(-1)
+    j = np.argmin(sse, axis=1)
+    i = np.arange(len(j))
+    return X0[i, j], K[i, j], chance + amp[i, j], sse[i, j]
+
+
+K_RANGE = (0.3, 40.0)
+"""Slopes searched (accuracy logits per decade of frequency)."""
+
+
+def fit_logistic(x, Y, chance: float, margin: float = 1.5, W=None):
+    """Fit ``Y`` (B, n) against ``x`` (n,) in two grid stages (coarse, then fine around each
+    row's best): centres within ``margin`` decades of the measured range, slopes in
+    ``K_RANGE``. Vectorised over the B data sets (the bootstrap's draws); ``W`` (B, n):
+    optional point weights. Returns (x0, k, ceil, sse), each (B,)."""
+    x = np.asarray(x, float)
+    Y = np.atleast_2d(np.asarray(Y, float))
+    W = None if W is None else np.atleast_2d(np.asarray(W, float))
+    B = len(Y)
+    lo, hi = x.min() - margin, x.max() + margin
+    x0c, kc = np.meshgrid(np.linspace(lo, hi, 61), np.geomspace(*K_RANGE, 21), indexing="ij")
+    x0c, kc = x0c.ravel(), kc.ravel()
+    out = None
+    for b0 in range(0, B, 256):  # bounded memory: 256 x 1281 x n
+        Yb = Y[b0:b0 + 256]
+        Wb = None if W is None else W[b0:b0 + 256]
+        m = len(Yb)
+        a0, k0, _, _ = _grid_fit(x, Yb, chance, np.broadcast_to(x0c, (m, len(x0c))),
+                                 np.broadcast_to(kc, (m, len(kc))), Wb)
+        dx, dk = (hi - lo) / 60, (np.log(K_RANGE[1]) - np.log(K_RANGE[0])) / 20
+        fx, fk = np.meshgrid(np.linspace(-dx, dx, 21), np.linspace(-dk, dk, 11), indexing="ij")
+        X0 = np.clip(a0[:, None] + fx.ravel()[None], lo, hi)
+        K = np.clip(k0[:, None] * np.exp(fk.ravel())[None], *K_RANGE)
+        res = _grid_fit(x, Yb, chance, X0, K, Wb)
+        out = res if out is None else tuple(np.concatenate([o, r]) for o, r in zip(out, res))
+    return out
+
+
+def _polish(x, y, chance, start, margin):
+    """A local least-squares fit from ``start`` = (x0, k, ceil); (params, sse, success)."""
+    from scipy.optimize import least_squares
+
+    lo, hi = x.min() - margin, x.max() + margin
+    lb, ub = [lo, K_RANGE[0], chance + 1e-3], [hi, K_RANGE[1], 1.0]
+    s0 = np.clip(np.asarray(start, float), np.asarray(lb) + 1e-9, np.asarray(ub) - 1e-9)
+    try:
+        r = least_squares(lambda p: _curve(x, *p, chance) - y, s0, bounds=(lb, ub), xtol=1e-12, ftol=1e-12)
+    except ValueError:
+        return s0, float("inf"), False
+    return r.x, float(2 * r.cost), bool(r.success)
+
+
+def crossing(x0, k, ceil, chance: float, level: float):
+    """log10 frequency where the logistic reaches ``level`` (nan where its ceiling is below)."""
+    x0, k, ceil = np.asarray(x0, float), np.asarray(k, float), np.asarray(ceil, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = x0 + np.log((level - chance) / (ceil - level)) / k
+    return np.where(ceil > level, x, np.nan)
 
 
 @dataclass(frozen=True)
 class CriticalFrequency:
-    """Where one size's accuracy-vs-frequency curve crosses its midpoint."""
+    """Where one size's accuracy-vs-frequency curve crosses the learned level."""
 
     f_star: float
-    """Per-token frequency at the midpoint (nan when the curve never crosses it)."""
+    """Per-token frequency at the learned level; nan when censored or not fitted."""
     lo: float
-    """2.5% bootstrap quantile of f_star."""
+    """2.5% quantile of the run bootstrap (0.0: open below, the draws left the range)."""
     hi: float
-    """97.5% bootstrap quantile of f_star."""
+    """97.5% quantile (inf: open above)."""
+    censored: str
+    """'' (measured), 'below' (learned at every rate run: f* < f_min) or 'above' (learned at
+    none within the run, or the ceiling stays below the level: f* > f_max)."""
+    level: float
+    """The learned level: chance + (1 - chance) / 2."""
+    f_star_ceiling: float
+    """Informative: where the curve crosses the midpoint between chance and its fitted ceiling."""
     slope: float
-    """Logistic slope per decade of frequency (accuracy rises with frequency when > 0)."""
+    """Logistic slope per decade of frequency."""
     ceiling: float
-    """The accuracy the curve saturates at (fitted, at most 1)."""
+    """The accuracy the fitted curve saturates at (at most 1)."""
     chance: float
-    """Chance accuracy of the task."""
-    points: int
-    """Number of (frequency, accuracy) points fitted."""
-    bracketed: bool
-    """True when the midpoint lies inside the frequencies measured (not extrapolated)."""
+    runs: int
+    """Runs fitted (one point each)."""
+    rates: int
+    """Distinct frequencies among them."""
+    f_min: float
+    f_max: float
+    """The measured frequency range."""
+    se_log10: float
+    """Standard error of log10 f* from the bootstrap ((q84 - q16) / 2; nan when censored)."""
+    noise_sd: float
+    """The per-run accuracy spread the bootstrap drew runs with."""
+    converged: bool
+    """True when the best of several local fits was reached from at least two starts."""
+    censored_draws: float
+    """Share of bootstrap draws that crossed outside the measured range."""
+
+    @property
+    def bracketed(self) -> bool:
+        """True when f* is a number measured inside the rates run."""
+        return not self.censored and math.isfinite(self.f_star)
+
+    def describe(self, batch_tokens: int | None = None) -> str:
+        """f* as a reader should see it: a number with its interval, or a censored bound."""
+        def rate(f):
+            return f" ({f * batch_tokens:.3g} per batch)" if batch_tokens else ""
+        if self.censored == "below":
+            return f"below {self.f_min:.3g}/token{rate(self.f_min)}: learned at every rate run"
+        if self.censored == "above":
+            return f"above {self.f_max:.3g}/token{rate(self.f_max)}: not learned at any rate run"
+        if not math.isfinite(self.f_star):
+            return "not measurable: the curve could not be fitted"
+        return f"{self.f_star:.3g} [{_bound(self.lo)}, {_bound(self.hi)}]"
 
 
-def _logistic(x, x0, k, lo, hi):
-    return lo + (hi - lo) / (1.0 + np.exp(-k * (x - x0)))
+def _bound(v: float) -> str:
+    return "open" if v == 0 or not math.isfinite(v) else f"{v:.3g}"
 
 
-def _fit_one(x: np.ndarray, y: np.ndarray, chance: float) -> tuple[float, float, float] | None:
-    """(x0, k, ceiling) of the logistic through (log10 f, acc); None when it cannot be fitted."""
-    from scipy.optimize import curve_fit
-
-    if len(np.unique(x)) < 3:
-        return None
-    ceil0 = float(max(np.max(y), chance + 1e-3))
-    mid = chance + 0.5 * (ceil0 - chance)
-    above = x[y >= mid]
-    x0 = float(np.min(above)) if len(above) else float(np.max(x))
-    try:
-        (x0, k, ceil), _ = curve_fit(lambda t, a, b, c: _logistic(t, a, b, chance, c), x, y,
-                                     p0=[x0, 3.0, ceil0], bounds=([x.min() - 3, 0.0, chance + 1e-3],
-                                                                  [x.max() + 3, 50.0, 1.0]), maxfev=20000)
-    except (RuntimeError, ValueError):
-        return None
-    return float(x0), float(k), float(ceil)
+def learned_level(chance: float) -> float:
+    """The 'learned' accuracy: midpoint between chance and 1 (Figs. 5, 6a and f* alike)."""
+    return chance + (1.0 - chance) / 2.0
 
 
-def critical_frequency(frequency, accuracy, chance: float, n_boot: int = 1000, seed: int = 0) -> CriticalFrequency:
-    """Logistic fit of accuracy against log10(frequency) with chance fixed and the ceiling
-    fitted; f* is where the fit crosses chance + (ceiling - chance) / 2.
+def seed_noise(groups) -> tuple[float, int]:
+    """Seed-to-seed sd of a run's accuracy, pooled over groups of runs that differ only in
+    seed (same size and rate): sqrt(sum of squared deviations / sum of (n - 1)). Returns
+    (sd, degrees of freedom); (nan, 0) with no group of two."""
+    ss, dof = 0.0, 0
+    for g in groups:
+        g = np.asarray(g, float)
+        if len(g) >= 2:
+            ss += float(((g - g.mean()) ** 2).sum())
+            dof += len(g) - 1
+    return (math.sqrt(ss / dof), dof) if dof else (float("nan"), 0)
+
+
+def critical_frequency(frequency, accuracy, chance: float, noise_sd: float | None = None, n_boot: int = 1000,
+                       seed: int = 0, margin: float = 1.5) -> CriticalFrequency:
+    """f* of one size from one point per run (see the module docstring).
 
     Args:
-        frequency, accuracy: one point per run (every seed and final checkpoint of one size).
-        chance: chance accuracy (0.5 for the comparison task).
-        n_boot: bootstrap resamples of the points (percentile interval).
+        frequency, accuracy: (runs,) per-token frequency and final test accuracy of each run.
+        chance: chance accuracy (0.5 for cmp).
+        noise_sd: seed-to-seed sd of a run's accuracy (``seed_noise`` over the sweep's seed
+            pairs); None: the fit's residual sd (needs more runs than 3).
+        n_boot: bootstrap draws of new runs.
     """
     f = np.asarray(frequency, np.float64)
     y = np.asarray(accuracy, np.float64)
@@ -84,22 +214,48 @@ def critical_frequency(frequency, accuracy, chance: float, n_boot: int = 1000, s
     if np.any(~np.isfinite(f)) or np.any(f <= 0) or np.any(~np.isfinite(y)):
         raise ConfigError("frequency", "frequencies must be finite and > 0, accuracies finite")
     x = np.log10(f)
-    fit = _fit_one(x, y, chance)
-    if fit is None:
-        return CriticalFrequency(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), chance,
-                                 len(f), False)
-    x0, k, ceil = fit
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(x), len(x))
-        b = _fit_one(x[i], y[i], chance)
-        if b is not None:
-            boots.append(b[0])
-    lo, hi = (np.quantile(boots, [0.025, 0.975]) if len(boots) >= 20 else (np.nan, np.nan))
-    return CriticalFrequency(float(10**x0), float(10**lo), float(10**hi), k, ceil, chance, len(f),
-                             bool(x.min() <= x0 <= x.max()))
+    level = learned_level(chance)
+    nrates = len(np.unique(x))
+    base = dict(level=level, chance=chance, runs=len(f), rates=nrates, f_min=float(f.min()), f_max=float(f.max()))
+    if nrates < 3:
+        return CriticalFrequency(float("nan"), float("nan"), float("nan"), "", f_star_ceiling=float("nan"),
+                                 slope=float("nan"), ceiling=float("nan"), se_log10=float("nan"),
+                                 noise_sd=float("nan"), converged=False, censored_draws=float("nan"), **base)
+    # several starts: the best grid cells far apart, each polished; converged when two agree
+    gx0, gk, gc, _ = fit_logistic(x, y[None], chance, margin)
+    starts = [(gx0[0], gk[0], gc[0]), (x.mean(), 3.0, max(y.max(), chance + 0.01)),
+              (x.min(), 10.0, 1.0), (x.max(), 1.0, 1.0)]
+    fits = [_polish(x, y, chance, s, margin) for s in starts]
+    best = min(range(len(fits)), key=lambda i: fits[i][1])
+    (x0, k, ceil), sse, _ = fits[best]
+    tol = 1e-9 + 1e-6 * sse
+    converged = sum(abs(s - sse) <= tol for _, s, ok in fits if ok) >= 2
+    xs = float(crossing(x0, k, ceil, chance, level))
+    censored = "above" if not math.isfinite(xs) or xs > x.max() else ("below" if xs < x.min() else "")
+    fitted = _curve(x, x0, k, ceil, chance)
+    if noise_sd is None or not math.isfinite(noise_sd):
+        noise_sd = math.sqrt(sse / (len(x) - 3)) if len(x) > 3 else float("nan")
+    draws = np.full(n_boot, np.nan)
+    if math.isfinite(noise_sd) and n_boot:
+        rng = np.random.default_rng(seed)
+        Yb = np.clip(fitted[None] + rng.normal(0.0, noise_sd, (n_boot, len(x))), 0.0, 1.0)
+        bx0, bk, bc, _ = fit_logistic(x, Yb, chance, margin)
+        draws = crossing(bx0, bk, bc, chance, level)
+        draws = np.where(np.isnan(draws) | (draws > x.max()), np.inf, np.where(draws < x.min(), -np.inf, draws))
+    if np.isnan(draws).all():
+        lo = hi = se = cshare = float("nan")
+    else:
+        q = np.quantile(draws, [0.025, 0.16, 0.84, 0.975], method="inverted_cdf")
+        lo, hi = float(10 ** q[0]), float(10 ** q[3])
+        se = float((q[2] - q[1]) / 2) if np.isfinite(q[1:3]).all() else float("inf")
+        cshare = float(np.mean(~np.isfinite(draws)))
+    return CriticalFrequency(float("nan") if censored else float(10**xs), lo, hi, censored,
+                             f_star_ceiling=float(10**x0), slope=float(k), ceiling=float(ceil),
+                             se_log10=float("nan") if censored else se, noise_sd=float(noise_sd),
+                             converged=bool(converged), censored_draws=cshare, **base)
 
+
+# ---- across sizes: the law and its two intervals ---------------------------------------------
 
 @dataclass(frozen=True)
 class PowerLaw:
@@ -109,15 +265,25 @@ class PowerLaw:
     """b: f* scales as P^b (negative when larger models learn rarer tasks)."""
     exponent_lo: float
     exponent_hi: float
+    """95% confidence interval of b."""
     intercept: float
     params: tuple
     """Sizes fitted (parameters), ascending."""
     f_star: tuple
     """Their f* values."""
+    se_log10: tuple
+    """Each size's own standard error of log10 f*."""
     residuals: tuple
     """log10 f* - fitted, per size."""
-    boot: np.ndarray
-    """(n_boot, 2) bootstrap (intercept, exponent) draws."""
+    cov: np.ndarray
+    """(2, 2) covariance of (intercept, exponent), scatter included."""
+    tau2: float
+    """Scatter of the sizes around the law (decades^2) beyond their own errors; nan when not
+    estimable (two sizes)."""
+    new_se_log10: float
+    """The error a new size's own measurement is expected to carry (median of se_log10)."""
+    converged: bool
+    """The robust fit's iterations settled."""
 
     @property
     def per_doubling(self) -> float:
@@ -128,52 +294,100 @@ class PowerLaw:
     def range(self) -> tuple[float, float]:
         return float(min(self.params)), float(max(self.params))
 
+    def predict(self, params, kind: str = "prediction") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """log10 f* at ``params`` with its 95% ``kind`` interval: (value, lo, hi) in log10.
+        'confidence': where the curve is; 'prediction': where a new size's measured f* lands."""
+        if kind not in ("confidence", "prediction"):
+            raise ConfigError("kind", f"{kind!r}", "confidence or prediction")
+        x = np.log10(np.asarray(params, float))
+        y = self.intercept + self.exponent * x
+        var = self.cov[0, 0] + 2 * x * self.cov[0, 1] + x * x * self.cov[1, 1]
+        if kind == "prediction":
+            var = var + (0.0 if not math.isfinite(self.tau2) else self.tau2) + self.new_se_log10**2
+        h = Z95 * np.sqrt(var)
+        return y, y - h, y + h
 
-def fit_power_law(params, f_star, lo=None, hi=None, n_boot: int = 2000, seed: int = 0) -> PowerLaw:
-    """Weighted least squares of log10 f* on log10 P; each size weighted by its interval
-    (sd = log10(hi / lo) / (2 z95), equal weights when no intervals are given), and a
-    parametric bootstrap (each log10 f* drawn from its normal) for the intervals.
 
-    Needs at least two sizes with finite f*."""
+def _wls(x, y, w):
+    A = np.stack([np.ones_like(x), x], 1)
+    AtW = A.T * w
+    cov = np.linalg.inv(AtW @ A)
+    return cov @ (AtW @ y), cov
+
+
+def _dl_tau2(x, y, s2) -> float:
+    """DerSimonian-Laird scatter of points around a weighted line beyond their own variances."""
+    n = len(x)
+    if n <= 2:
+        return float("nan")
+    w = 1.0 / s2
+    coef, cov = _wls(x, y, w)
+    r = y - (coef[0] + coef[1] * x)
+    Q = float((w * r * r).sum())
+    A = np.stack([np.ones_like(x), x], 1)
+    denom = float(w.sum() - np.trace(cov @ ((A.T * w**2) @ A)))
+    return max(0.0, (Q - (n - 2)) / denom) if denom > 0 else 0.0
+
+
+def fit_power_law(params, f_star, se_log10=None) -> PowerLaw:
+    """Huber fit of log10 f* on log10 P with weights 1 / (se^2 + tau^2) (see the module
+    docstring). ``se_log10``: each size's error of log10 f* (None: equal errors, estimated
+    from the scatter alone). Needs at least two sizes with a finite f*; sizes with a censored
+    or unmeasured f* are left to the caller to drop (they are bounds, not points)."""
     P = np.asarray(params, np.float64)
     F = np.asarray(f_star, np.float64)
+    S = np.full(len(P), np.nan) if se_log10 is None else np.asarray(se_log10, np.float64)
+    if not (P.shape == F.shape == S.shape):
+        raise ConfigError("sizes", "params, f_star and se_log10 differ in length", "one value per size")
     ok = np.isfinite(F) & (F > 0) & np.isfinite(P) & (P > 0)
     if ok.sum() < 2:
         raise ConfigError("sizes", f"{int(ok.sum())} size(s) with a measured f*", "at least two")
-    if lo is not None and hi is not None:
-        L, H = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-        sd = np.log10(H / L) / (2 * Z95)
-        sd = np.where(np.isfinite(sd) & (sd > 0), sd, np.nan)
-    else:
-        sd = np.full(len(P), np.nan)
-    P, F, sd = P[ok], F[ok], sd[ok]
-    fill = np.nanmedian(sd) if np.isfinite(sd).any() else 0.1
-    sd = np.where(np.isfinite(sd), sd, fill)
+    P, F, S = P[ok], F[ok], S[ok]
+    if len(np.unique(P)) < 2:
+        raise ConfigError("sizes", "every f* is of one size", "at least two distinct sizes")
     order = np.argsort(P)
-    P, F, sd = P[order], F[order], sd[order]
+    P, F, S = P[order], F[order], S[order]
     x, y = np.log10(P), np.log10(F)
+    known = np.isfinite(S) & (S > 0)
+    s2 = np.where(known, S, np.nanmedian(np.where(known, S, np.nan)) if known.any() else 0.0) ** 2
+    if not (s2 > 0).all():  # no errors given: the scatter carries everything
+        s2 = np.full(len(x), 1e-12)
+    tau2 = _dl_tau2(x, y, s2)
+    t2 = 0.0 if not math.isfinite(tau2) else tau2
+    hub = np.ones(len(x))
+    converged = False
+    for _ in range(50):  # IRLS: Huber weights on standardized residuals, tau^2 re-estimated
+        w = hub / (s2 + t2)
+        coef, _ = _wls(x, y, w)
+        z = (y - coef[0] - coef[1] * x) / np.sqrt(s2 + t2)
+        new = np.minimum(1.0, HUBER_C / np.maximum(np.abs(z), 1e-12))
+        if np.allclose(new, hub, atol=1e-10):
+            converged = True
+            break
+        hub = new
+    w = hub / (s2 + t2)
+    coef, cov = _wls(x, y, w)
+    c, b = coef
+    new_se = float(math.sqrt(np.median(s2))) if (s2 > 1e-12).any() else 0.0
+    h = Z95 * math.sqrt(cov[1, 1])
+    return PowerLaw(float(b), float(b - h), float(b + h), float(c), tuple(P.tolist()), tuple(F.tolist()),
+                    tuple(np.sqrt(s2).tolist()), tuple((y - (c + b * x)).tolist()), cov, float(tau2), new_se,
+                    bool(converged))
 
-    def wls(yv):
-        w = 1.0 / sd**2
-        A = np.stack([np.ones_like(x), x], 1)
-        coef, *_ = np.linalg.lstsq(A * np.sqrt(w)[:, None], yv * np.sqrt(w), rcond=None)
-        return coef
 
-    c, b = wls(y)
-    rng = np.random.default_rng(seed)
-    boot = np.asarray([wls(y + rng.normal(0.0, sd)) for _ in range(n_boot)])
-    blo, bhi = np.quantile(boot[:, 1], [0.025, 0.975])
-    return PowerLaw(float(b), float(blo), float(bhi), float(c), tuple(P.tolist()), tuple(F.tolist()),
-                    tuple((y - (c + b * x)).tolist()), boot)
-
+# ---- the two sizing questions ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SizingAnswer:
-    """One sizing prediction with its interval and how far it extrapolates."""
+    """One sizing prediction with both intervals and how far it extrapolates."""
 
     value: float
     lo: float
     hi: float
+    """95% prediction interval: where a new size's measurement is expected (the answer's interval)."""
+    conf_lo: float
+    conf_hi: float
+    """95% confidence interval of the curve itself (narrower; not where one run lands)."""
     outside_range: float
     """How far the question lies outside the fitted parameter range, as a factor (1.0:
     inside; 4.0: four times beyond its nearer end)."""
@@ -188,28 +402,32 @@ def lowest_frequency_for(fit: PowerLaw, params: float) -> SizingAnswer:
     """The lowest per-token frequency a model of ``params`` parameters is predicted to learn."""
     if not params > 0:
         raise ConfigError("params", f"{params}", "> 0")
-    x = np.log10(params)
-    draws = fit.boot[:, 0] + fit.boot[:, 1] * x
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return SizingAnswer(float(10 ** (fit.intercept + fit.exponent * x)), float(10**lo), float(10**hi),
+    y, plo, phi = fit.predict(params, "prediction")
+    _, clo, chi = fit.predict(params, "confidence")
+    return SizingAnswer(float(10**y), float(10**plo), float(10**phi), float(10**clo), float(10**chi),
                         float(_outside(fit, np.asarray(params, float))))
 
 
 def smallest_params_for(fit: PowerLaw, frequency: float) -> SizingAnswer:
     """The smallest model (parameters) predicted to learn a task at ``frequency`` per token:
-    P with f*(P) = frequency. Needs a falling f* (exponent < 0)."""
+    P with f*(P) = frequency. Needs a falling f* (exponent < 0). The interval is the set of
+    sizes whose interval of f* contains ``frequency`` (inverting the band, so both intervals
+    widen with extrapolation as the f* bands do)."""
     if not 0 < frequency < 1:
         raise ConfigError("frequency", f"{frequency}", "a per-token frequency in (0, 1)")
     if not fit.exponent < 0:
         raise ConfigError("frequency", f"f* does not fall with size here (exponent {fit.exponent:.3g})",
                           "a sweep where larger models learn rarer tasks")
-    y = np.log10(frequency)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        draws = (y - fit.boot[:, 0]) / fit.boot[:, 1]
-    draws = draws[np.isfinite(draws) & (fit.boot[:, 1] < 0)]
-    lo, hi = np.quantile(draws, [0.025, 0.975]) if len(draws) else (np.nan, np.nan)
-    P = 10 ** ((y - fit.intercept) / fit.exponent)
-    return SizingAnswer(float(P), float(10**lo), float(10**hi), float(_outside(fit, np.asarray(P))))
+    t = math.log10(frequency)
+    P = 10 ** ((t - fit.intercept) / fit.exponent)
+    grid = np.linspace(math.log10(P) - 8, math.log10(P) + 8, 3201)
+    bounds = []
+    for kind in ("prediction", "confidence"):
+        _, lo, hi = fit.predict(10**grid, kind)
+        inside = grid[(lo <= t) & (t <= hi)]
+        bounds.append((float(10 ** inside.min()) if len(inside) and inside.min() > grid[0] else 0.0,
+                       float(10 ** inside.max()) if len(inside) and inside.max() < grid[-1] else float("inf")))
+    return SizingAnswer(float(P), *bounds[0], *bounds[1], float(_outside(fit, np.asarray(P))))
 
 
 def theory_exponent(spec, task: int, widths) -> tuple[np.ndarray, float]:

@@ -6,7 +6,8 @@ every run), each run's ``run_config.json`` and, for the probed runs, ``RUN/probe
 Layout of ``SWEEP/scaling``::
 
     runs.parquet           one row per run: size, schedule, seed, final metrics
-    critical.parquet       one row per size: f* with its bootstrap interval (lm.scaling)
+    critical.parquet       one row per size: f* (or its censored bound) with its interval (lm.sizing)
+    rollout.parquet        fit the k smallest sizes, predict the next: prediction interval, covered
     probes.parquet         one row per (probed run, checkpoint): the probe summaries
     scaling-summary.json   the above, the power-law fit and every check's verdict
     figures/*.png, report.html
@@ -15,11 +16,13 @@ Definitions (fixed before the sweep ran):
 
 - frequency: instances per training token, rate / (batch x seq_len);
 - f*(size): where a logistic fit of test accuracy in log10 frequency (chance 0.5 for cmp,
-  ceiling fitted) crosses the midpoint, over the grid runs of every seed and the last
-  ``final_checkpoints`` checkpoints of each; 95% bootstrap interval (``critical_frequency``);
+  ceiling fitted) crosses the learned level, the midpoint of chance and 1; one point per run
+  (grid and boundary seeds; the mean of its last ``final_checkpoints`` checkpoints); 95%
+  interval from runs redrawn with the sweep's seed noise; censored beyond the rates run
+  (``lm.scaling.critical_frequency``);
 - size: non-embedding parameters 16 L h^2 (the ladder varies width; the embedding and output
   layers, 2 V h, follow the vocabulary, not capacity); total parameters are listed beside;
-- learned step (Fig. 6a): the first checkpoint at which test accuracy reaches the midpoint;
+- learned step (Fig. 6a): the first checkpoint at which test accuracy reaches the learned level;
 - equal LM loss / equal compute (Figs. 22, 23): task loss interpolated along training at the
   held-out LM loss, or the compute 6 N D, that both the smallest and the largest size reach.
 """
@@ -36,10 +39,10 @@ import pandas as pd
 from ..errors import ConfigError, RaretaskError
 from ..report.html import Check, Figure, write_report
 from ..runfolder import atomic_parquet, atomic_write
-from . import scaling
 from ._models import non_embedding_params
-
-FINAL_CHECKPOINTS = 3
+from .scaling import learned_level
+from .sizing import (FINAL_CHECKPOINTS, check_exponent, check_falls_with_size, critical_table, describe_row, fit,
+                     rollout, theory_curve)
 
 
 def _sweep_record(sweep_dir: Path, name: str | None, overrides) -> dict:
@@ -54,54 +57,30 @@ def _sweep_record(sweep_dir: Path, name: str | None, overrides) -> dict:
     return load_sweep(name, overrides)
 
 
-def run_table(sweep_dir: str | Path) -> pd.DataFrame:
-    """Every checkpoint of every run of a sweep, with each run's schedule and seed."""
+def run_table(sweep_dir: str | Path, grid_seed: int | None = None) -> pd.DataFrame:
+    """Every checkpoint of every run of a sweep, with each run's schedule and seed. A rate run
+    is "grid" when its seed is the sweep's grid seed (``train.seed``, read from sweep.json
+    when not given; 0 by default) and "seed" otherwise; a gap run is "gap"."""
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / "report" / "eval.parquet"
     if not path.exists():
         raise ConfigError("sweep", f"{sweep_dir} has no report/eval.parquet", "a finished `raretask lm sweep` folder")
+    if grid_seed is None:
+        rec = sweep_dir / "sweep.json"
+        sw = json.loads(rec.read_text())["sweep"] if rec.exists() else {}
+        grid_seed = int((sw.get("train") or {}).get("seed", 0))
     df = pd.read_parquet(path)
     meta = {}
     for run in df["run"].unique():
         cfg = json.loads((Path(run) / "run_config.json").read_text())
         cfg = cfg.get("config", cfg)
-        kind = "gap" if cfg.get("every") else ("seed" if int(cfg.get("seed", 0)) else "grid")
-        meta[run] = {"name": Path(run).name, "kind": kind, "seed": int(cfg.get("seed", 0)),
+        seed = int(cfg.get("seed", 0))
+        kind = "gap" if cfg.get("every") else ("grid" if seed == grid_seed else "seed")
+        meta[run] = {"name": Path(run).name, "kind": kind, "seed": seed,
                      "rate": cfg.get("rate"), "every": cfg.get("every"), "n": cfg.get("n"),
                      "non_embedding_params": non_embedding_params(cfg["preset"])}
     m = pd.DataFrame.from_dict(meta, orient="index")
     return df.join(m, on="run")
-
-
-def critical_table(df: pd.DataFrame, chance: float, final_checkpoints: int = FINAL_CHECKPOINTS,
-                   n_boot: int = 1000) -> pd.DataFrame:
-    """f* per size from the rate runs (grid and seeds), last ``final_checkpoints`` of each."""
-    rows = []
-    rated = df[df["kind"] != "gap"]
-    for preset, g in rated.groupby("preset", sort=False):
-        last = g.sort_values("step").groupby("run").tail(final_checkpoints)
-        cf = scaling.critical_frequency(last["per_token_frequency"], last["test_accuracy"], chance, n_boot=n_boot)
-        rows.append({"preset": preset, "non_embedding_params": int(g["non_embedding_params"].iloc[0]),
-                     "params": int(g["params"].iloc[0]), "f_star": cf.f_star, "f_star_lo": cf.lo,
-                     "f_star_hi": cf.hi, "bracketed": cf.bracketed, "slope_per_decade": cf.slope,
-                     "ceiling": cf.ceiling, "points": cf.points, "runs": int(last["run"].nunique())})
-    return pd.DataFrame(rows).sort_values("non_embedding_params").reset_index(drop=True)
-
-
-def fit(crit: pd.DataFrame, exclude_largest: bool = False) -> scaling.PowerLaw:
-    """The power law of f* in non-embedding parameters over the sizes whose f* lies inside
-    their frequency grid (an extrapolated f* is not a measurement)."""
-    c = crit[crit["bracketed"] & np.isfinite(crit["f_star"])]
-    if exclude_largest:
-        c = c[c["non_embedding_params"] < crit["non_embedding_params"].max()]
-    if len(c) < 2:
-        state = ", ".join(f"{r.preset}: " + ("not fitted" if not np.isfinite(r.f_star) else
-                                             f"{r.f_star:.3g} {'inside' if r.bracketed else 'outside'} its grid")
-                          for r in crit.itertuples())
-        raise RaretaskError(f"cannot fit f*(size): {len(c)} size(s) with an f* inside their frequency grid"
-                            f"{' (the largest left out)' if exclude_largest else ''}, at least 2 needed ({state}); "
-                            "a sweep whose rates bracket each size's midpoint is needed")
-    return scaling.fit_power_law(c["non_embedding_params"], c["f_star"], c["f_star_lo"], c["f_star_hi"])
 
 
 def _interp(x: np.ndarray, y: np.ndarray, at: float) -> float:
@@ -145,7 +124,7 @@ def equal_budget(df: pd.DataFrame) -> pd.DataFrame:
 def learned_steps(df: pd.DataFrame, chance: float) -> pd.DataFrame:
     """Fig. 6a: per grid run, the first checkpoint step at which test accuracy reaches the
     midpoint between chance and 1 (NaN: not within the run)."""
-    mid = chance + (1 - chance) / 2
+    mid = learned_level(chance)
     rows = []
     for run, g in df[df["kind"] == "grid"].groupby("run"):
         g = g.sort_values("step")
@@ -192,26 +171,15 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---- checks: each takes the measured quantity and can answer no -----------------------------
 
-def check_falls_with_size(law: scaling.PowerLaw | None, why: str = "") -> Check:
-    """Sec. 4 / Fig. 5: f* falls with size (the exponent's whole 95% interval below 0)."""
-    name = "f* falls with model size (power-law exponent in non-embedding parameters)"
-    if law is None:
-        return Check.not_measurable(name, "exponent < 0, interval below 0", why or "fewer than 2 sizes with f*")
-    return Check(name, f"{law.exponent:+.3f} [{law.exponent_lo:+.3f}, {law.exponent_hi:+.3f}]; "
-                       f"x{law.per_doubling:.3f} per doubling", "exponent < 0, interval below 0",
-                 bool(law.exponent_hi < 0))
-
-
 def check_bracketed(crit: pd.DataFrame) -> list[Check]:
-    """Each size's f* is inside its grid (else it is not a measurement)."""
+    """Each size's f* is measured inside its rates (a censored size is a bound, not a number)."""
     out = []
     for r in crit.itertuples():
-        name = f"{r.preset}: f* inside the frequency grid"
-        if not np.isfinite(r.f_star):
-            out.append(Check.not_measurable(name, "a midpoint crossing", "the logistic fit failed"))
+        name = f"{r.preset}: f* measured inside the rates run"
+        if not np.isfinite(r.f_star) and not r.censored:
+            out.append(Check.not_measurable(name, "a learned-level crossing", "the logistic fit failed"))
         else:
-            out.append(Check(name, f"{r.f_star:.3g} [{r.f_star_lo:.3g}, {r.f_star_hi:.3g}]", "inside the grid",
-                             bool(r.bracketed)))
+            out.append(Check(name, describe_row(r), "inside the rates run", bool(r.bracketed)))
     return out
 
 
@@ -294,16 +262,6 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
     return out
 
 
-def theory_curve(widths=(8, 16, 32, 64, 128, 256, 512)) -> tuple[np.ndarray, np.ndarray, float]:
-    """The synthetic theory's p*(N) for the paper mixture's rarest task (K = 32)."""
-    from ..mixture import MixtureSpec
-
-    spec = MixtureSpec()
-    w = np.asarray(widths)
-    p, slope = scaling.theory_exponent(spec, spec.K, w)
-    return w, p, slope
-
-
 def scaling_report(sweep_dir: str | Path, name: str | None = None, overrides=None) -> dict:
     """Write ``SWEEP/scaling`` (see the module docstring); returns {"report", "summary"}."""
     from ._sweep import CHANCE
@@ -323,7 +281,9 @@ def scaling_report(sweep_dir: str | Path, name: str | None = None, overrides=Non
     probes = probe_table(df)
     out = sweep_dir / "scaling"
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    checks = [check_falls_with_size(law, why), *check_bracketed(crit), check_loss_falls_with_size(final),
+    roll = rollout(crit)
+    checks = [*check_falls_with_size(crit), check_exponent(law, why), *check_bracketed(crit),
+              check_loss_falls_with_size(final),
               *check_gap(final), check_equal_budget(eq, "at_lm", "held-out LM loss"),
               check_equal_budget(eq, "at_compute", "compute 6ND"), *check_learned_order(steps),
               *check_probe_trend(probes, "das_iia", "DAS IIA higher in the largest model", True),
@@ -333,21 +293,34 @@ def scaling_report(sweep_dir: str | Path, name: str | None = None, overrides=Non
     tw, tp, tslope = theory_curve()
     figures = _figures(df, final, crit, law, eq, steps, probes, (tw, tp, tslope), chance, out / "figures")
     for name_, t in (("runs", final), ("critical", crit), ("probes", probes), ("equal-budget", eq),
-                     ("learned-steps", steps)):
+                     ("learned-steps", steps), ("rollout", roll)):
         atomic_parquet(t, out / f"{name_}.parquet")
     summary = {"sweep": sw, "critical": crit.to_dict(orient="records"),
                "power_law": None if law is None else
                {"exponent": law.exponent, "exponent_lo": law.exponent_lo, "exponent_hi": law.exponent_hi,
                 "intercept": law.intercept, "per_doubling": law.per_doubling, "params": list(law.params),
-                "f_star": list(law.f_star), "residuals": list(law.residuals)},
+                "f_star": list(law.f_star), "se_log10": list(law.se_log10), "residuals": list(law.residuals),
+                "scatter_tau2": law.tau2, "converged": law.converged},
+               "rollout": roll.to_dict(orient="records"),
                "theory": {"widths": tw.tolist(), "p_star": tp.tolist(), "slope_in_width": tslope},
                "checks": [c.to_dict() for c in checks],
                "checks_count": {v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")}}
     atomic_write(out / "scaling-summary.json", json.dumps(summary, indent=2, default=_json_default))
     report = write_report(out / "report.html", "raretask lm: larger models learn rarer tasks?",
-                          _intro(sw, crit, law), checks, figures, sw,
+                          _intro(sw, crit, law, roll), checks, figures, sw,
                           {"runs": int(df["run"].nunique()), "sizes": int(crit.shape[0])})
     return {"report": str(report), "summary": summary}
+
+
+def fig5_seeds_caption(rated: pd.DataFrame) -> str:
+    """Which seeds Fig. 5 shows, from the runs themselves."""
+    grid = sorted(int(x) for x in rated.loc[rated["kind"] == "grid", "seed"].unique())
+    extra = sorted(int(x) for x in rated.loc[rated["kind"] == "seed", "seed"].unique())
+    text = f"lines: grid seed {', '.join(map(str, grid))}" if grid else "no grid runs"
+    if extra:
+        text += (f"; crosses: seed{'s' if len(extra) > 1 else ''} {', '.join(map(str, extra))} at the rates nearest "
+                 "each size's learned level")
+    return text
 
 
 def _json_default(o):
@@ -360,17 +333,34 @@ def _json_default(o):
     return str(o)
 
 
-def _intro(sw: dict, crit: pd.DataFrame, law) -> str:
+def _intro(sw: dict, crit: pd.DataFrame, law, roll: pd.DataFrame) -> str:
     rows = "".join(f"<tr><td>{r.preset}</td><td>{r.non_embedding_params:,}</td><td>{r.params:,}</td>"
-                   f"<td>{r.f_star:.3g}</td><td>[{r.f_star_lo:.3g}, {r.f_star_hi:.3g}]</td>"
-                   f"<td>{'yes' if r.bracketed else 'no (extrapolated)'}</td></tr>" for r in crit.itertuples())
-    verdict = ("no size's f* could be fitted" if law is None else
-               f"f* scales as P^{law.exponent:+.3f} (95% interval [{law.exponent_lo:+.3f}, {law.exponent_hi:+.3f}]), "
-               f"a factor {law.per_doubling:.3f} per doubling of non-embedding parameters")
+                   f"<td>{describe_row(r)}</td><td>{r.f_star_ceiling:.3g} (ceiling {r.ceiling:.2f})</td>"
+                   f"<td>{r.runs}</td></tr>" for r in crit.itertuples())
+    verdict = ("no law could be fitted (fewer than two sizes with a measured f*)" if law is None else
+               f"f* scales as P^{law.exponent:+.3f} (95% confidence interval [{law.exponent_lo:+.3f}, "
+               f"{law.exponent_hi:+.3f}]), a factor {law.per_doubling:.3f} per doubling of non-embedding parameters")
+    noise = crit["noise_sd"].iloc[0] if len(crit) else float("nan")
+    dof = int(crit["noise_dof"].iloc[0]) if len(crit) else 0
+    how = (f"runs redrawn with the sweep's seed-to-seed sd of final accuracy, {noise:.3f} ({dof} degrees of freedom "
+           "from its seed pairs)" if dof else f"runs redrawn with the fit's residual sd ({noise:.3f}): the sweep has no "
+           "seed pairs")
+    roll_rows = "".join(f"<tr><td>{r.fitted}</td><td>{r.predicted_size}</td><td>{r.predicted:.3g}</td>"
+                        f"<td>[{r.pi_lo:.3g}, {r.pi_hi:.3g}]</td><td>{r.measured:.3g}</td><td>{r.ratio:.2f}</td>"
+                        f"<td>{ {True: 'yes', False: 'no', None: '-'}[r.covered] }</td><td>{r.note}</td></tr>"
+                        for r in roll.itertuples())
+    rolled = ("" if roll.empty else
+              "<p>Rollout validation: fit the smaller sizes, predict the next with the 95% prediction interval "
+              f"({int((roll['covered'] == True).sum())} of {int(roll['covered'].notna().sum())} covered).</p>"  # noqa: E712
+              "<table><tr><th>fitted on</th><th>predicted size</th><th>predicted f*</th><th>prediction interval</th>"
+              f"<th>measured</th><th>predicted / measured</th><th>covered</th><th></th></tr>{roll_rows}</table>")
     return (f"Injected task {sw['task']} at {len(sw['rates'])} rates per batch ({', '.join(f'{r:g}' for r in sw['rates'])}) "
-            f"on {len(sw['presets'])} sizes, equal tokens per run. Critical frequency f* (midpoint of chance and "
-            f"ceiling, logistic fit, 95% bootstrap interval): {verdict}.<table><tr><th>size</th><th>non-embedding "
-            f"params</th><th>params</th><th>f* per token</th><th>interval</th><th>inside grid</th></tr>{rows}</table>")
+            f"on {len(sw['presets'])} sizes, equal tokens per run. Critical frequency f*: where test accuracy crosses "
+            f"the learned level {crit['level'].iloc[0] if len(crit) else float('nan'):.2f} (midpoint of chance and 1), "
+            f"logistic fit in log frequency over one point per run; 95% interval: {how}. A size that learned at "
+            f"every rate, or at none, is censored: a bound, not a number. {verdict}."
+            "<table><tr><th>size</th><th>non-embedding params</th><th>params</th><th>f* per token [95%]</th>"
+            f"<th>informative: midpoint of chance and fitted ceiling</th><th>runs</th></tr>{rows}</table>{rolled}")
 
 
 def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path) -> list[Figure]:
@@ -390,7 +380,7 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
         s1 = g[g["kind"] == "seed"]
         axes[0, 0].plot(s1["per_token_frequency"], s1["test_accuracy"], "x", color=col[p], ms=8)
         axes[0, 1].plot(s1["per_token_frequency"], s1["task_test_loss"], "x", color=col[p], ms=8)
-    axes[0, 0].axhline(chance + (1 - chance) / 2, color="k", lw=0.6, ls=":", label="midpoint")
+    axes[0, 0].axhline(learned_level(chance), color="k", lw=0.6, ls=":", label="learned level")
     axes[0, 0].set(xscale="log", xlabel="injected instances per token", ylabel="final test accuracy",
                    title="Fig. 5 analog: accuracy")
     axes[0, 1].set(xscale="log", yscale="log", xlabel="injected instances per token",
@@ -398,24 +388,26 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
     axes[0, 0].legend(fontsize=7)
     figs.append(Figure(save(fig, fdir / "fig5-accuracy-loss.png"),
                        "Final test accuracy and LABEL loss against the injected per-token frequency, one curve per "
-                       "size (seed 0; crosses: the second seed at the rates nearest each size's midpoint)."))
+                       f"size ({fig5_seeds_caption(rated)}); dotted: the learned level."))
 
     fig, axes = new_figure(2, 1, size=(12, 4.6))
     ax = axes[0, 0]
     c = crit[np.isfinite(crit["f_star"])]
     ax.errorbar(c["non_embedding_params"], c["f_star"],
-                yerr=[c["f_star"] - c["f_star_lo"].fillna(c["f_star"]), c["f_star_hi"].fillna(c["f_star"]) - c["f_star"]],
-                fmt="o", capsize=4, color="C0", label="measured f* (95% bootstrap)")
-    for r in c.itertuples():
-        if not r.bracketed:
-            ax.annotate("outside grid", (r.non_embedding_params, r.f_star), fontsize=7)
+                yerr=[c["f_star"] - c["f_star_lo"].clip(lower=1e-300), c["f_star_hi"].clip(upper=1.0) - c["f_star"]],
+                fmt="o", capsize=4, color="C0", label="measured f* (95%, runs redrawn)")
+    for side, at, mark in (("below", "f_min", "v"), ("above", "f_max", "^")):
+        cen = crit[crit["censored"] == side]
+        if len(cen):
+            ax.plot(cen["non_embedding_params"], cen[at], mark, color="C3", ms=9, ls="none",
+                    label=f"censored: f* {side} this bound")
     if law is not None:
         P = np.geomspace(min(crit["non_embedding_params"]) / 1.5, max(crit["non_embedding_params"]) * 1.5, 50)
-        draws = law.boot[:, [0]] + law.boot[:, [1]] * np.log10(P)[None]
-        lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
-        ax.plot(P, 10 ** (law.intercept + law.exponent * np.log10(P)), "C1-",
-                label=f"fit: P^{law.exponent:+.2f}, x{law.per_doubling:.2f}/doubling")
-        ax.fill_between(P, 10**lo, 10**hi, color="C1", alpha=0.2)
+        y, plo, phi = law.predict(P, "prediction")
+        _, clo, chi = law.predict(P, "confidence")
+        ax.plot(P, 10**y, "C1-", label=f"fit: P^{law.exponent:+.2f}, x{law.per_doubling:.2f}/doubling")
+        ax.fill_between(P, 10**clo, 10**chi, color="C1", alpha=0.35, label="95% confidence (the curve)")
+        ax.fill_between(P, 10**plo, 10**phi, color="C1", alpha=0.12, label="95% prediction (a new size)")
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters", ylabel="critical frequency f* (per token)",
            title="f*(size)")
     ax.legend(fontsize=7)
@@ -433,8 +425,9 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
            title="LM exponent vs the synthetic theory's")
     ax.legend(fontsize=7)
     figs.append(Figure(save(fig, fdir / "critical-frequency.png"),
-                       "Left: critical frequency f* per size with its bootstrap interval, and the power law fitted to "
-                       "the sizes whose f* lies inside the grid. Right: the same against width (parameters ~ width^2 "
+                       "Left: critical frequency f* per size with its 95% interval (runs redrawn with the sweep's "
+                       "seed noise), censored sizes as bounds, and the law fitted to the measured sizes with its "
+                       "confidence band (the curve) and prediction band (where a new size's f* lands). Right: the same against width (parameters ~ width^2 "
                        "at fixed depth) beside the planner's minimal frequency p*(N) of the paper mixture's rarest "
                        "task (Theorem 3), each relative to its smallest width."))
 
@@ -501,84 +494,3 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
                            "MLP zero-ablation drop and the median cosine of g_r with the non-task gradient, per size; "
                            "dashed: the untrained model of the same size and seed."))
     return figs
-
-
-def sizing(sweep_dir: str | Path, frequency: float | None = None, params: float | None = None,
-           exclude_largest: bool = False) -> dict:
-    """``raretask lm sizing``: the power law of f* over a finished scaling sweep's sizes, and
-    the answer to one question: the smallest model (non-embedding parameters) predicted to learn
-    a task at ``frequency`` per token, or the lowest frequency a model of ``params`` learns.
-    Every answer carries its 95% interval and how far outside the fitted range it lies.
-    ``exclude_largest``: fit without the largest size and predict its f* (the test a user
-    relies on: does the fit predict a size it has not seen?)."""
-    if frequency is not None and params is not None:
-        raise ConfigError("sizing", "both --frequency and --params given", "one question at a time")
-    path = Path(sweep_dir) / "scaling" / "critical.parquet"
-    if not path.exists():
-        raise ConfigError("sweep", f"{sweep_dir} has no scaling/critical.parquet",
-                          "a folder where `raretask lm sweep cpu-scaling` (or another scaling sweep) finished")
-    crit = pd.read_parquet(path)
-    law = fit(crit, exclude_largest)
-    tw, tp, tslope = theory_curve()
-    res = {"fitted_sizes": [{"non_embedding_params": int(p), "f_star": f, "residual_log10": r}
-                            for p, f, r in zip(law.params, law.f_star, law.residuals)],
-           "fitted_range": list(law.range), "exponent": law.exponent,
-           "exponent_interval": [law.exponent_lo, law.exponent_hi], "per_doubling": law.per_doubling,
-           "exponent_in_width": 2 * law.exponent, "theory_exponent_in_width": tslope,
-           "left_out": [r.preset for r in crit.itertuples() if not (r.bracketed and np.isfinite(r.f_star))]}
-    if exclude_largest:
-        big = crit.loc[crit["non_embedding_params"].idxmax()]
-        ans = scaling.lowest_frequency_for(law, float(big["non_embedding_params"]))
-        measured = float(big["f_star"])
-        res["held_out"] = {"preset": big["preset"], "non_embedding_params": int(big["non_embedding_params"]),
-                           "predicted_f_star": ans.value, "interval": [ans.lo, ans.hi],
-                           "measured_f_star": measured,
-                           "measured_interval": [float(big["f_star_lo"]), float(big["f_star_hi"])],
-                           "measured_bracketed": bool(big["bracketed"]),
-                           "ratio_predicted_to_measured": ans.value / measured if measured > 0 else float("nan"),
-                           "measured_inside_interval": bool(ans.lo <= measured <= ans.hi),
-                           "outside_range": ans.outside_range}
-    if frequency is not None:
-        a = scaling.smallest_params_for(law, float(frequency))
-        res["answer"] = {"question": "smallest model for frequency", "frequency": float(frequency),
-                         "non_embedding_params": a.value, "interval": [a.lo, a.hi], "outside_range": a.outside_range}
-    if params is not None:
-        a = scaling.lowest_frequency_for(law, float(params))
-        res["answer"] = {"question": "lowest frequency for model", "non_embedding_params": float(params),
-                         "frequency": a.value, "interval": [a.lo, a.hi], "outside_range": a.outside_range}
-    return res
-
-
-def sizing_text(res: dict) -> str:
-    """The sizing answer as the CLI prints it."""
-    lo, hi = res["fitted_range"]
-    lines = [f"fit: f* = c * P^b over {len(res['fitted_sizes'])} sizes, P = non-embedding parameters "
-             f"{lo:,.0f}..{hi:,.0f}",
-             f"  b = {res['exponent']:+.3f} (95% [{res['exponent_interval'][0]:+.3f}, "
-             f"{res['exponent_interval'][1]:+.3f}]): f* x{res['per_doubling']:.3f} per doubling of P",
-             f"  in width (P ~ width^2 at fixed depth): {res['exponent_in_width']:+.3f}; the synthetic theory's "
-             f"p*(N) of the paper mixture's rarest task: {res['theory_exponent_in_width']:+.3f}"]
-    for s in res["fitted_sizes"]:
-        lines.append(f"  P = {s['non_embedding_params']:>10,}: f* = {s['f_star']:.3g}/token, "
-                     f"residual {s['residual_log10']:+.3f} decades")
-    if res["left_out"]:
-        lines.append(f"  not fitted (f* outside its grid or not measurable): {', '.join(res['left_out'])}")
-    if "held_out" in res:
-        h = res["held_out"]
-        lines.append(f"held-out largest size {h['preset']} (P = {h['non_embedding_params']:,}): predicted f* "
-                     f"{h['predicted_f_star']:.3g} [{h['interval'][0]:.3g}, {h['interval'][1]:.3g}], measured "
-                     f"{h['measured_f_star']:.3g}; predicted / measured = {h['ratio_predicted_to_measured']:.3f}; "
-                     f"measured {'inside' if h['measured_inside_interval'] else 'OUTSIDE'} the interval "
-                     f"(extrapolated x{h['outside_range']:.2f} beyond the fitted range)")
-    a = res.get("answer")
-    if a:
-        where = ("inside the fitted range" if a["outside_range"] <= 1.0 else
-                 f"EXTRAPOLATED: x{a['outside_range']:.2f} outside the fitted range {lo:,.0f}..{hi:,.0f}")
-        if a["question"] == "smallest model for frequency":
-            lines.append(f"smallest model predicted to learn a task at {a['frequency']:.3g}/token: "
-                         f"P = {a['non_embedding_params']:,.0f} non-embedding parameters "
-                         f"[{a['interval'][0]:,.0f}, {a['interval'][1]:,.0f}] ({where})")
-        else:
-            lines.append(f"lowest frequency a model of P = {a['non_embedding_params']:,.0f} learns: "
-                         f"{a['frequency']:.3g}/token [{a['interval'][0]:.3g}, {a['interval'][1]:.3g}] ({where})")
-    return "\n".join(lines)

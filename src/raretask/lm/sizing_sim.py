@@ -1,0 +1,358 @@
+"""Calibration of the sizing intervals by simulation (``raretask bench sizing``).
+
+A simulated sweep has a known truth: log10 f*(P) is a power law, optionally bent (a
+quadratic term in log10 P), and each size's final test accuracy is a logistic in log10
+frequency that crosses the learned level at that f*. A run's accuracy is the curve plus seed
+noise; its last checkpoints add a little checkpoint noise. The sweep is shaped like
+``cpu-scaling``: the same sizes and rates, one grid seed, and a second seed at the two rates
+nearest each size's learned level, chosen from the grid's final accuracy as the real sweep
+chooses them.
+
+For each simulated sweep, the largest size is held out: the law is fitted on the others and
+its 95% prediction interval is checked against the held-out size's *measured* f* (what a
+user would measure, noise included). The share of sweeps where it covers is the coverage;
+calibrated means 90-98% (``check_calibration``).
+
+The method before (kept here only to measure it, ``legacy_*``): f* at the midpoint of chance
+and the fitted ceiling, a bootstrap over points (every last checkpoint of every run as an
+independent point), and a weighted line with a parametric bootstrap of the sizes' intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..report.html import Check
+from . import scaling
+
+CPU_SCALING_SHAPE = {"params": (18432, 73728, 294912, 1179648), "rates": (16, 5.656854, 2, 0.707107, 0.25),
+                     "batch_tokens": 1024, "chance": 0.5, "final_checkpoints": 3}
+"""The cpu-scaling sweep's shape: non-embedding parameters of w24..w192, rates per batch of 16 x 64."""
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The known truth of a simulated sweep (defaults: ``measured_truth`` of the real sweep)."""
+
+    intercept: float
+    """log10 f* at P = 1 of the straight part."""
+    exponent: float
+    """d log10 f* / d log10 P at the geometric middle of the sizes."""
+    curvature: float = 0.0
+    """Quadratic term: + curvature * (log10 P - middle)^2 (positive: the fall slows with size)."""
+    slope: float = 3.0
+    """Logistic slope of accuracy per decade of frequency."""
+    ceiling: float = 0.98
+    """Accuracy the curve saturates at."""
+    seed_sd: float = 0.05
+    """Seed-to-seed sd of a run's final accuracy."""
+    checkpoint_sd: float = 0.01
+    """Sd of one of a run's last checkpoints around the run's level."""
+
+    def log_f_star(self, params, middle: float) -> np.ndarray:
+        x = np.log10(np.asarray(params, float))
+        return self.intercept + self.exponent * x + self.curvature * (x - middle) ** 2
+
+
+@dataclass(frozen=True)
+class SweepShape:
+    """What a simulated sweep runs."""
+
+    params: tuple = CPU_SCALING_SHAPE["params"]
+    rates: tuple = CPU_SCALING_SHAPE["rates"]
+    batch_tokens: int = CPU_SCALING_SHAPE["batch_tokens"]
+    chance: float = CPU_SCALING_SHAPE["chance"]
+    final_checkpoints: int = CPU_SCALING_SHAPE["final_checkpoints"]
+    boundary_seeds: int = 1
+
+    def __post_init__(self):
+        if len(self.params) < 3:
+            raise ConfigError("params", f"{len(self.params)} sizes", "at least 3 (two to fit, one held out)")
+        if len(self.rates) < 3:
+            raise ConfigError("rates", f"{len(self.rates)} rates", "at least 3")
+
+    @property
+    def middle(self) -> float:
+        return float(np.mean(np.log10(self.params)))
+
+
+def simulate_sweep(shape: SweepShape, truth: Truth, rng: np.random.Generator) -> pd.DataFrame:
+    """One simulated sweep: a row per (run, last checkpoint) with preset, non_embedding_params,
+    per_token_frequency, seed, kind and test_accuracy (the columns the report's tables use)."""
+    level = scaling.learned_level(shape.chance)
+    f = np.asarray(shape.rates, float) / shape.batch_tokens
+    xs = np.log10(f)
+    rows = []
+    for i, (P, xstar) in enumerate(zip(shape.params, truth.log_f_star(shape.params, shape.middle))):
+        x0 = xstar - math.log((level - shape.chance) / (truth.ceiling - level)) / truth.slope
+        mean = scaling._curve(xs, x0, truth.slope, truth.ceiling, shape.chance)
+
+        def runs(seed, which):
+            for j in which:
+                a = mean[j] + rng.normal(0, truth.seed_sd)
+                for c in range(shape.final_checkpoints):
+                    rows.append({"preset": f"s{i}", "non_embedding_params": int(P), "params": int(P),
+                                 "per_token_frequency": f[j], "seed": seed, "kind": "grid" if seed == 0 else "seed",
+                                 "run": f"s{i}-r{j}-seed{seed}", "step": c,
+                                 "test_accuracy": float(np.clip(a + rng.normal(0, truth.checkpoint_sd), 0, 1))})
+        runs(0, range(len(f)))
+        final = {r["per_token_frequency"]: r["test_accuracy"] for r in rows
+                 if r["preset"] == f"s{i}" and r["seed"] == 0 and r["step"] == shape.final_checkpoints - 1}
+        near = sorted(range(len(f)), key=lambda j: (abs(final[f[j]] - level), f[j]))[:2]
+        for s in range(1, shape.boundary_seeds + 1):
+            runs(s, near)
+    return pd.DataFrame(rows)
+
+
+# ---- the two methods ---------------------------------------------------------------------------
+
+def new_prediction(df: pd.DataFrame, chance: float, n_boot: int = 200, scale: float = 1.0) -> dict:
+    """The current method: per-size f* from runs (``lm.sizing.critical_table``), the law on
+    all but the largest, its 95% prediction interval at the largest. ``scale`` multiplies the
+    interval's half-width in log space (1: as shipped; < 1 only to show that the calibration
+    check can fail)."""
+    from .sizing import critical_table, fit
+
+    crit = critical_table(df, chance, final_checkpoints=int(df["step"].max()) + 1, n_boot=n_boot)
+    big = crit.iloc[-1]
+    try:
+        law = fit(crit, exclude_largest=True)
+    except Exception:  # noqa: BLE001 - a sweep the method cannot fit counts as not covered
+        return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": False}
+    y, lo, hi = law.predict(float(big["non_embedding_params"]), "prediction")
+    return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": True,
+            "predicted": float(10**y), "lo": float(10 ** (y - scale * (y - lo))),
+            "hi": float(10 ** (y + scale * (hi - y)))}
+
+
+def _legacy_critical(f, acc, chance, n_boot, rng):
+    x = np.log10(np.asarray(f, float))
+    y = np.asarray(acc, float)
+    x0, _, _, _ = scaling.fit_logistic(x, y[None], chance, margin=3.0)
+    W = rng.multinomial(len(x), np.full(len(x), 1.0 / len(x)), size=n_boot).astype(float)
+    distinct = np.array([len(np.unique(x[w > 0])) for w in W])
+    bx0, _, _, _ = scaling.fit_logistic(x, np.tile(y, (n_boot, 1)), chance, margin=3.0, W=W)
+    bx0 = bx0[distinct >= 3]
+    lo, hi = np.quantile(bx0, [0.025, 0.975]) if len(bx0) >= 20 else (np.nan, np.nan)
+    return float(x0[0]), float(lo), float(hi), bool(x.min() <= x0[0] <= x.max())
+
+
+def legacy_prediction(df: pd.DataFrame, chance: float, n_boot: int = 200, seed: int = 0) -> dict:
+    """The method before issue 21 (see the module docstring), at the largest size."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for P, g in df.groupby("non_embedding_params"):
+        x0, lo, hi, ok = _legacy_critical(g["per_token_frequency"], g["test_accuracy"], chance, n_boot, rng)
+        sizes.append((float(P), x0, lo, hi, ok))
+    *fit_on, big = sorted(sizes)
+    use = [s for s in fit_on if s[4] and np.isfinite(s[2])]
+    out = {"measured": float(10 ** big[1]), "censored": "" if big[4] else "outside", "fitted": len(use) >= 2}
+    if not out["fitted"]:
+        return out
+    x = np.log10([s[0] for s in use])
+    yv = np.asarray([s[1] for s in use])
+    sd = np.asarray([(s[3] - s[2]) / (2 * scaling.Z95) for s in use])
+    sd = np.where(sd > 0, sd, np.median(sd[sd > 0]) if (sd > 0).any() else 0.1)
+    A = np.stack([np.ones_like(x), x], 1)
+    w = 1 / sd**2
+
+    def wls(v):
+        return np.linalg.lstsq(A * np.sqrt(w)[:, None], v * np.sqrt(w), rcond=None)[0]
+
+    c, b = wls(yv)
+    boot = np.asarray([wls(yv + rng.normal(0, sd)) for _ in range(2000)])
+    xb = math.log10(big[0])
+    lo, hi = np.quantile(boot[:, 0] + boot[:, 1] * xb, [0.025, 0.975])
+    out.update(predicted=float(10 ** (c + b * xb)), lo=float(10**lo), hi=float(10**hi))
+    return out
+
+
+# ---- coverage ----------------------------------------------------------------------------------
+
+@dataclass
+class Coverage:
+    """Coverage of one method over simulated sweeps."""
+
+    method: str
+    law: str
+    sweeps: int
+    counted: int
+    """Sweeps whose held-out size has a measured (uncensored) f* and whose law could be fitted."""
+    covered: int
+    median_width_decades: float
+    """Median width of the 95% interval, in decades of f*."""
+    reasons: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.covered / self.counted if self.counted else float("nan")
+
+
+def coverage(shape: SweepShape, truth: Truth, sweeps: int, seed: int = 0, n_boot: int = 200,
+             methods=("new", "legacy"), scale: float = 1.0, progress=None) -> list[Coverage]:
+    """Simulate ``sweeps`` sweeps of ``truth`` and measure each method's coverage of the held-out
+    largest size. ``progress(1)`` is called after each sweep."""
+    if sweeps < 1:
+        raise ConfigError("sweeps", f"{sweeps}", ">= 1")
+    return merge([coverage_part(shape, truth, range(sweeps), seed, n_boot, methods, scale, progress)])
+
+
+def law_label(truth: Truth) -> str:
+    return "straight" if truth.curvature == 0 else f"bent ({truth.curvature:+.3f} decades per decade^2)"
+
+
+def coverage_part(shape: SweepShape, truth: Truth, indices, seed: int = 0, n_boot: int = 200,
+                  methods=("new", "legacy"), scale: float = 1.0, progress=None) -> dict:
+    """The raw counts of ``coverage`` over the simulated sweeps numbered ``indices`` (sweep i
+    draws from the generator seeded (seed, i), so a split over workers gives the same
+    numbers)."""
+    res = {m: {"counted": 0, "covered": 0, "widths": [], "reasons": {}} for m in methods}
+    res["_meta"] = {"label": law_label(truth), "sweeps": 0}
+    for i in indices:
+        rng = np.random.default_rng([seed, i])
+        res["_meta"]["sweeps"] += 1
+        df = simulate_sweep(shape, truth, rng)
+        for m in methods:
+            r = (new_prediction(df, shape.chance, n_boot, scale) if m == "new" else
+                 legacy_prediction(df, shape.chance, n_boot, seed=int(rng.integers(2**31))))
+            why = ("held-out size censored" if r["censored"] else "law not fitted" if not r["fitted"] else "")
+            if why:
+                res[m]["reasons"][why] = res[m]["reasons"].get(why, 0) + 1
+                continue
+            res[m]["counted"] += 1
+            res[m]["covered"] += int(r["lo"] <= r["measured"] <= r["hi"])
+            res[m]["widths"].append(math.log10(r["hi"] / r["lo"]))
+        if progress:
+            progress(1)
+    return res
+
+
+def merge(parts: list[dict]) -> list[Coverage]:
+    """``Coverage`` per method from the counts of one or more ``coverage_part`` calls."""
+    out = []
+    for m in [k for k in parts[0] if k != "_meta"]:
+        reasons: dict = {}
+        for p in parts:
+            for k, v in p[m]["reasons"].items():
+                reasons[k] = reasons.get(k, 0) + v
+        widths = [w for p in parts for w in p[m]["widths"]]
+        out.append(Coverage(m, parts[0]["_meta"]["label"], sum(p["_meta"]["sweeps"] for p in parts),
+                            sum(p[m]["counted"] for p in parts), sum(p[m]["covered"] for p in parts),
+                            float(np.median(widths)) if widths else float("nan"), reasons))
+    return out
+
+
+CALIBRATED = (0.90, 0.98)
+"""A nominal 95% prediction interval is calibrated when its simulated coverage lies here."""
+
+
+def check_calibration(cov: Coverage) -> Check:
+    """Yes when the simulated coverage of the nominal 95% interval lies within ``CALIBRATED``."""
+    name = f"{cov.method} method: 95% prediction interval of the held-out size, {cov.law} law"
+    expected = f"coverage in [{CALIBRATED[0]:.0%}, {CALIBRATED[1]:.0%}]"
+    if not cov.counted:
+        return Check.not_measurable(name, expected, "no simulated sweep could be counted")
+    return Check(name, f"{cov.rate:.1%} of {cov.counted} sweeps (median width {cov.median_width_decades:.2f} "
+                       "decades)", expected, bool(CALIBRATED[0] <= cov.rate <= CALIBRATED[1]))
+
+
+# ---- the truth from a real sweep ---------------------------------------------------------------
+
+def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
+    """The truth to simulate, estimated from a finished scaling sweep: the law (straight) and
+    its curvature (a quadratic in log10 P over the measured sizes, 0 with fewer than 3), the
+    median logistic slope and ceiling, the pooled seed noise of its seed pairs, and the sd of a
+    run's last checkpoints around their mean. Returns (truth, shape, provenance)."""
+    import json
+    from pathlib import Path
+
+    from .scaling_report import run_table
+    from .sizing import critical_table, measured, run_points, sweep_seed_noise
+
+    sw = json.loads((Path(sweep_dir) / "sweep.json").read_text())["sweep"]
+    df = run_table(sweep_dir)
+    fc = int(sw.get("final_checkpoints", 3))
+    chance = 0.5 if sw["task"] == "cmp" else 0.01
+    crit = critical_table(df, chance, fc, n_boot=200)
+    pts = run_points(df, fc)
+    noise, dof = sweep_seed_noise(pts)
+    last = df[df["kind"] != "gap"].sort_values("step").groupby("run").tail(fc)
+    ck = float(np.sqrt(last.groupby("run")["test_accuracy"].var(ddof=1).mean()))
+    m = measured(crit)
+    x, y = np.log10(m["non_embedding_params"].values.astype(float)), np.log10(m["f_star"].values)
+    params = tuple(int(p) for p in sorted(crit["non_embedding_params"]))
+    middle = float(np.mean(np.log10(params)))
+    curv = float(np.polyfit(x - middle, y, 2)[0]) if len(m) >= 3 else 0.0
+    b, c = np.polyfit(x, y, 1)
+    truth = Truth(float(c), float(b), 0.0, float(np.median(m["slope_per_decade"])), float(np.median(m["ceiling"])),
+                  float(noise), ck)
+    batch = int(sw["train"]["batch_size"]) * int(sw["train"]["seq_len"])
+    shape = SweepShape(params, tuple(float(r) for r in sw["rates"]), batch, chance, fc, len(sw.get("boundary_seeds", [])))
+    prov = {"sweep": str(sweep_dir), "seed_noise_dof": dof, "curvature": curv, "sizes_measured": int(len(m)),
+            **asdict(truth)}
+    return truth, shape, prov
+
+
+# ---- the benchmark -----------------------------------------------------------------------------
+
+MEASURED = None
+"""The truth measured on the real cpu-scaling sweep (``measured_truth``); None until measured."""
+
+
+def _part(args):
+    return coverage_part(*args)
+
+
+def bench_sizing(truth: Truth, shape: SweepShape, curvature: float, sweeps: int = 200, seed: int = 0,
+                 n_boot: int = 200, workers: int = 1, progress=None) -> dict:
+    """Coverage of the new and the legacy method for a straight law and a law bent by
+    ``curvature``, over ``sweeps`` simulated sweeps each; returns the table and the checks."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    if sweeps < 1 or n_boot < 20 or workers < 1:
+        raise ConfigError("sweeps", f"sweeps {sweeps}, n_boot {n_boot}, workers {workers}",
+                          "sweeps >= 1, n_boot >= 20, workers >= 1")
+    rows, checks = [], []
+    for law in (truth, Truth(**{**asdict(truth), "curvature": curvature})):
+        chunks = [range(i, min(sweeps, i + max(1, sweeps // (4 * workers)))) for i in
+                  range(0, sweeps, max(1, sweeps // (4 * workers)))]
+        args = [(shape, law, c, seed, n_boot) for c in chunks]
+        if workers == 1:
+            parts = [coverage_part(*a, progress=progress) for a in args]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                parts = []
+                for part in pool.map(_part, args):
+                    parts.append(part)
+                    if progress:
+                        progress(part["_meta"]["sweeps"])
+        for cov in merge(parts):
+            chk = check_calibration(cov)
+            checks.append(chk)
+            rows.append({**asdict(cov), "coverage": cov.rate, "verdict": chk.verdict})
+    return {"truth": asdict(truth), "bent_curvature": curvature, "shape": asdict(shape), "sweeps": sweeps,
+            "n_boot": n_boot, "seed": seed, "rows": rows, "checks": [c.to_dict() for c in checks]}
+
+
+def format_bench_sizing(res: dict) -> str:
+    t = res["truth"]
+    lines = [f"simulated sweeps shaped like cpu-scaling: {len(res['shape']['params'])} sizes x "
+             f"{len(res['shape']['rates'])} rates, {res['shape']['boundary_seeds']} boundary seed(s); "
+             f"{res['sweeps']} sweeps per law, {res['n_boot']} bootstrap draws per size, seed {res['seed']}",
+             f"truth: f* exponent {t['exponent']:+.3f}, logistic slope {t['slope']:.2f}/decade, ceiling "
+             f"{t['ceiling']:.3f}, seed noise sd {t['seed_sd']:.4f}, checkpoint sd {t['checkpoint_sd']:.4f}; "
+             f"bent law: curvature {res['bent_curvature']:+.3f}",
+             "held out: the largest size; covered: its measured f* inside the nominal 95% interval",
+             f"  {'law':<46} {'method':<8} {'coverage':>9} {'counted':>8} {'median width':>13}  calibrated "
+             f"({CALIBRATED[0]:.0%}-{CALIBRATED[1]:.0%})"]
+    for r in res["rows"]:
+        lines.append(f"  {r['law']:<46} {r['method']:<8} {r['coverage']:>9.1%} {r['counted']:>8} "
+                     f"{r['median_width_decades']:>10.2f} dec  {r['verdict']}"
+                     + (f"  (not counted: {r['reasons']})" if r["reasons"] else ""))
+    return "\n".join(lines)
