@@ -16,6 +16,7 @@ from raretask import ConfigError  # noqa: E402
 from raretask.errors import RaretaskError  # noqa: E402
 from raretask.lm import scaling  # noqa: E402
 from raretask.lm import scaling_report as sr  # noqa: E402
+from raretask.lm import sizing as sz  # noqa: E402
 from raretask.lm._sweep import (boundary_rates, check_corpus_vocab, load_sweep, plan_sweep,  # noqa: E402
                                 run_sweep, sweep_configs)
 
@@ -27,8 +28,9 @@ def _probe(run, settings):
 
 
 def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
+    """With a grid seed other than 0 (it crashed the report before): seed 5's runs are the grid."""
     out = tmp_path / "sw"
-    res = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), progress=False, probe=_probe)
+    res = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), ["train.seed=5"], progress=False, probe=_probe)
     names = sorted(p.name for p in out.iterdir() if (p / "run_config.json").exists())
     grid = [f"{p}-cmp-rate{r:g}" for p in ("w24", "w48") for r in (8, 2, 0.5)]
     assert set(grid) <= set(names)
@@ -46,8 +48,15 @@ def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
     probes = pd.read_parquet(out / "scaling" / "probes.parquet")
     assert set(probes["checkpoint"]) >= {"init"} and probes["trained"].any()
     assert json.loads((out / "sweep.json").read_text())["name"] == "cpu-scaling-quick"
+    runs = pd.read_parquet(out / "scaling" / "runs.parquet")
+    assert set(runs.loc[runs["kind"] == "grid", "seed"]) == {5} and set(runs.loc[runs["kind"] == "seed", "seed"]) == {1}
+    crit = pd.read_parquet(out / "scaling" / "critical.parquet")
+    assert set(crit["runs"]) == {5} and {"censored", "se_log10", "f_star_ceiling"} <= set(crit.columns)
+    html = (out / "scaling" / "report.html").read_text()
+    assert "lines: grid seed 5; crosses: seed 1 at the rates" in html and "seed 0" not in html
     # resumed: nothing retrained, same table, same seed choice
-    again = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), progress=False, probe=_probe)
+    again = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), ["train.seed=5"], progress=False,
+                      probe=_probe)
     pd.testing.assert_frame_equal(again["table"], res["table"])
 
 
@@ -112,20 +121,60 @@ def test_dry_run_counts_tokens_flops_and_gpu_hours(tmp_path):
 # ---- the report's checks: each answers "no" on a violating result -------------------------
 
 def _law(exponent, lo, hi):
-    return scaling.PowerLaw(exponent, lo, hi, 0.0, (1e4, 1e5), (1e-2, 1e-3), (0.0, 0.0), np.zeros((10, 2)))
+    return scaling.PowerLaw(exponent, lo, hi, 0.0, (1e4, 1e5), (1e-2, 1e-3), (0.05, 0.05), (0.0, 0.0),
+                            np.eye(2) * 1e-3, float("nan"), 0.05, True)
 
 
-def test_falls_with_size_check_can_fail():
-    assert sr.check_falls_with_size(_law(-0.5, -0.7, -0.3)).verdict == "yes"
-    assert sr.check_falls_with_size(_law(0.2, 0.1, 0.3)).verdict == "no"
-    assert sr.check_falls_with_size(_law(-0.2, -0.5, 0.1)).verdict == "no"  # interval straddles 0
-    assert sr.check_falls_with_size(None, "no fit").verdict == "n/a"
+def test_exponent_check_can_fail():
+    assert sz.check_exponent(_law(-0.5, -0.7, -0.3)).verdict == "yes"
+    assert sz.check_exponent(_law(0.2, 0.1, 0.3)).verdict == "no"
+    assert sz.check_exponent(_law(-0.2, -0.5, 0.1)).verdict == "no"  # interval straddles 0
+    assert sz.check_exponent(None, "no fit").verdict == "n/a"
+
+
+def _crit(f, lo, hi, censored=None, P=None):
+    n = len(f)
+    return pd.DataFrame({"preset": [f"w{i}" for i in range(n)], "non_embedding_params": P or [10**(4 + i) for i in range(n)],
+                         "params": [2 * 10**(4 + i) for i in range(n)], "f_star": f, "f_star_lo": lo, "f_star_hi": hi,
+                         "se_log10": [0.05] * n, "censored": censored or [""] * n,
+                         "bracketed": [not c for c in (censored or [""] * n)], "f_min": [2.4e-4] * n,
+                         "f_max": [1.56e-2] * n, "f_star_ceiling": f, "ceiling": [0.97] * n, "level": [0.75] * n,
+                         "runs": [7] * n, "noise_sd": [0.05] * n, "noise_dof": [8] * n})
+
+
+def test_size_check_compares_every_adjacent_pair_and_overlap_is_not_resolved():
+    apart = _crit([1e-2, 4e-3, 1e-3], [8e-3, 3e-3, 7e-4], [1.2e-2, 5e-3, 1.3e-3])
+    v = [c.verdict for c in sz.check_falls_with_size(apart)]
+    assert v == ["yes", "yes", "yes"]
+    # the last pair falls by x0.9 inside overlapping intervals: not resolved, and the whole check is no "yes"
+    close = _crit([1e-2, 4e-3, 3.6e-3], [8e-3, 3e-3, 2.5e-3], [1.2e-2, 5e-3, 5e-3])
+    checks = sz.check_falls_with_size(close)
+    assert [c.verdict for c in checks] == ["n/a", "yes", "n/a"] and "not resolved" in checks[2].measured
+    assert "2 of 2" not in checks[0].measured and "1 of 2 pairs fall" in checks[0].measured
+    rise = _crit([1e-2, 4e-3, 1e-2], [8e-3, 3e-3, 8e-3], [1.2e-2, 5e-3, 1.2e-2])
+    assert [c.verdict for c in sz.check_falls_with_size(rise)] == ["no", "yes", "no"]
+    # censoring orders a pair: never learned -> learned is a fall; learned everywhere -> never learned a rise
+    nan = float("nan")
+    cen = _crit([nan, 4e-3, nan], [nan, 3e-3, nan], [nan, 5e-3, nan], censored=["above", "", "below"])
+    assert [c.verdict for c in sz.check_falls_with_size(cen)] == ["yes", "yes", "yes"]
+    both = _crit([nan, nan], [nan, nan], [nan, nan], censored=["below", "below"])
+    assert [c.verdict for c in sz.check_falls_with_size(both)] == ["n/a", "n/a"]
+    wrong = _crit([nan, nan], [nan, nan], [nan, nan], censored=["below", "above"])
+    assert [c.verdict for c in sz.check_falls_with_size(wrong)] == ["no", "no"]
+
+
+def test_fig5_caption_follows_the_sweeps_seeds():
+    runs = pd.DataFrame({"kind": ["grid", "grid", "seed", "seed"], "seed": [7, 7, 8, 9]})
+    assert sr.fig5_seeds_caption(runs) == "lines: grid seed 7; crosses: seeds 8, 9 at the rates nearest each size's " \
+                                          "learned level"
+    assert sr.fig5_seeds_caption(runs[runs["kind"] == "grid"]) == "lines: grid seed 7"
 
 
 def test_bracketed_check_can_fail():
-    crit = pd.DataFrame({"preset": ["a", "b", "c"], "f_star": [1e-3, 1e-2, np.nan], "f_star_lo": [5e-4, 1e-3, np.nan],
-                         "f_star_hi": [2e-3, 1e-1, np.nan], "bracketed": [True, False, False]})
+    nan = float("nan")
+    crit = _crit([1e-3, nan, nan], [5e-4, nan, nan], [2e-3, nan, nan], censored=["", "below", ""])
     assert [c.verdict for c in sr.check_bracketed(crit)] == ["yes", "no", "n/a"]
+    assert "below 0.00024/token" in sr.check_bracketed(crit)[1].measured
 
 
 def _final(loss_small, loss_large, kinds=("grid", "grid")):
@@ -189,50 +238,107 @@ def test_probe_trend_check_can_fail():
 
 # ---- the sizing answer -----------------------------------------------------------------------
 
-def _sweep_dir(tmp_path, exponent=-0.5, sizes=(2e4, 8e4, 3e5, 1.2e6), scatter=(0.0, 0.02, -0.02, 0.0)):
-    d = tmp_path / "sweep"
+def _sweep_dir(tmp_path, exponent=-0.5, sizes=(2e4, 8e4, 3e5, 1.2e6), scatter=(0.0, 0.02, -0.02, 0.0), name="sweep",
+               censored=None):
+    d = tmp_path / name
     (d / "scaling").mkdir(parents=True)
     P = np.asarray(sizes)
     f = 10 ** (-1 + exponent * np.log10(P) + np.asarray(scatter))
-    pd.DataFrame({"preset": [f"w{i}" for i in range(len(P))], "non_embedding_params": P.astype(int),
-                  "params": (P * 2).astype(int), "f_star": f, "f_star_lo": f / 1.3, "f_star_hi": f * 1.3,
-                  "bracketed": True}).to_parquet(d / "scaling" / "critical.parquet")
+    c = _crit(list(f), list(f / 1.3), list(f * 1.3), censored=censored, P=list(P.astype(int)))
+    c["f_star"] = np.where(c["censored"] != "", np.nan, c["f_star"])
+    c.to_parquet(d / "scaling" / "critical.parquet")
     return d
 
 
 def test_sizing_recovers_a_known_power_law_and_flags_extrapolation(tmp_path):
     d = _sweep_dir(tmp_path)
-    res = sr.sizing(d, frequency=10 ** (-1 - 0.5 * 5))  # P = 1e5: inside the range
+    res = sz.sizing(d, frequency=10 ** (-1 - 0.5 * 5))  # P = 1e5: inside the range
     assert res["exponent"] == pytest.approx(-0.5, abs=0.05)
-    assert res["answer"]["non_embedding_params"] == pytest.approx(1e5, rel=0.25)
-    assert res["answer"]["outside_range"] == 1.0
-    far = sr.sizing(d, params=1.2e8)
+    a = res["answer"]
+    assert a["value"] == pytest.approx(1e5, rel=0.25) and a["outside_range"] == 1.0
+    assert a["prediction_interval"][0] < a["confidence_interval"][0] < 1e5 < a["confidence_interval"][1] < \
+        a["prediction_interval"][1]
+    far = sz.sizing(d, params=1.2e8)
     assert far["answer"]["outside_range"] == pytest.approx(100)
-    assert "EXTRAPOLATED: x100.00" in sr.sizing_text(far)
-    held = sr.sizing(d, exclude_largest=True)["held_out"]
-    assert held["ratio_predicted_to_measured"] == pytest.approx(1.0, rel=0.2) and held["measured_inside_interval"]
+    text = sz.sizing_text(far)
+    assert "EXTRAPOLATED: x100.00" in text and "95% prediction interval" in text and "interval to plan with" in text
+    held = sz.sizing(d, exclude_largest=True)["held_out"]
+    assert held["ratio_predicted_to_measured"] == pytest.approx(1.0, rel=0.2)
+    assert held["measured_inside_prediction_interval"]
     assert held["outside_range"] == pytest.approx(1.2e6 / 3e5)
 
 
 def test_sizing_says_when_the_held_out_size_is_mispredicted(tmp_path):
     d = _sweep_dir(tmp_path, scatter=(0.0, 0.01, -0.01, 1.0))  # the largest is 10x off the law
-    held = sr.sizing(d, exclude_largest=True)["held_out"]
-    assert not held["measured_inside_interval"] and held["ratio_predicted_to_measured"] < 0.2
+    held = sz.sizing(d, exclude_largest=True)["held_out"]
+    assert held["measured_inside_prediction_interval"] is False and held["ratio_predicted_to_measured"] < 0.2
+    assert "OUTSIDE the prediction interval" in sz.sizing_text(sz.sizing(d, exclude_largest=True))
+
+
+def test_a_censored_held_out_size_is_never_compared_as_a_number(tmp_path):
+    d = _sweep_dir(tmp_path, censored=["", "", "", "below"])
+    res = sz.sizing(d, exclude_largest=True)
+    assert res["held_out"]["measured_inside_prediction_interval"] is None
+    assert "censored, so no number to compare" in sz.sizing_text(res) and res["left_out"] == ["w3"]
+
+
+def test_rollout_predicts_each_next_size_and_reports_coverage(tmp_path):
+    d = _sweep_dir(tmp_path, sizes=(2e4, 8e4, 3e5, 1.2e6, 4.8e6), scatter=(0, 0.01, -0.01, 0.0, 1.0))
+    t = sz.rollout(sz.read_critical(d))
+    assert list(t["predicted_size"]) == ["w2", "w3", "w4"]
+    assert list(t["covered"]) == [True, True, False]  # the last is a decade off the law
+    assert t.loc[0, "note"] == "scatter not estimable from 2 sizes"
+    text = sz.rollout_text(t)
+    assert "coverage: 2 of 3 predictions inside their interval" in text and "NO" in text
+
+
+def test_replicates_are_compared_size_by_size(tmp_path):
+    a = _sweep_dir(tmp_path, name="a")
+    b = _sweep_dir(tmp_path, name="b", scatter=(0.0, 0.02, 0.5, 0.0))  # w2 3x higher in b
+    res = sz.sizing(a, replicate=b)
+    rows = {r["preset"]: r for r in res["replicate"]["sizes"]}
+    assert rows["w0"]["a_in_b"] and rows["w0"]["b_in_a"]
+    assert not rows["w2"]["a_in_b"] and not rows["w2"]["b_in_a"]
+    assert "w2" in sz.sizing_text(res) and "NO" in sz.sizing_text(res)
+
+
+def _cli(*a):
+    return subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "sizing", *a], capture_output=True, text=True)
 
 
 def test_sizing_errors_are_one_line(tmp_path):
-    def cli(*a):
-        return subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "sizing", *a], capture_output=True,
-                              text=True)
-
-    r = cli(str(tmp_path))
+    r = _cli(str(tmp_path))
     assert r.returncode == 2 and r.stderr.count("raretask: error:") == 1 and "Traceback" not in r.stderr
     d = _sweep_dir(tmp_path)
-    r = cli(str(d), "--frequency", "0.01", "--params", "1e5")
+    r = _cli(str(d), "--frequency", "0.01", "--params", "1e5")
     assert r.returncode == 2
-    pd.read_parquet(d / "scaling" / "critical.parquet").assign(bracketed=False).to_parquet(
-        d / "scaling" / "critical.parquet")
-    r = cli(str(d), "--frequency", "0.001")
-    assert r.returncode == 1 and "cannot fit f*(size)" in r.stderr and "Traceback" not in r.stderr
+    c = pd.read_parquet(d / "scaling" / "critical.parquet")
+    c.assign(bracketed=False, censored="above", f_star=np.nan).to_parquet(d / "scaling" / "critical.parquet")
+    r = _cli(str(d), "--frequency", "0.001")
+    assert r.returncode == 1 and "cannot fit f*(size)" in r.stderr and "above 0.0156/token" in r.stderr
+    assert "Traceback" not in r.stderr
     with pytest.raises(RaretaskError):
-        sr.sizing(d)
+        sz.sizing(d)
+
+
+def test_a_sweep_with_one_size_is_refused(tmp_path):
+    d = _sweep_dir(tmp_path, sizes=(2e4,), scatter=(0.0,))
+    r = _cli(str(d), "--validate")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "1 model size(s)" in r.stderr
+    assert "at least two sizes" in r.stderr
+
+
+def test_sizing_json_is_strict_json(tmp_path):
+    d = _sweep_dir(tmp_path, censored=["", "", "", "above"])
+    r = _cli(str(d), "--exclude-largest", "--validate", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert res["held_out"]["measured_f_star"] is None and res["rollout"][-1]["covered"] is None
+
+
+def test_a_report_from_before_the_learned_level_is_refused_with_the_fix(tmp_path):
+    d = _sweep_dir(tmp_path)
+    pd.read_parquet(d / "scaling" / "critical.parquet").drop(columns=["censored"]).to_parquet(
+        d / "scaling" / "critical.parquet")
+    r = _cli(str(d))
+    assert r.returncode == 2 and "re-run its `raretask lm sweep` command" in r.stderr

@@ -274,7 +274,10 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
     from .scaling_report import run_table
     from .sizing import critical_table, measured, run_points, sweep_seed_noise
 
-    sw = json.loads((Path(sweep_dir) / "sweep.json").read_text())["sweep"]
+    rec = Path(sweep_dir) / "sweep.json"
+    if not rec.exists():
+        raise ConfigError("from", f"{sweep_dir} has no sweep.json", "a finished scaling sweep (raretask lm sweep)")
+    sw = json.loads(rec.read_text())["sweep"]
     df = run_table(sweep_dir)
     fc = int(sw.get("final_checkpoints", 3))
     chance = 0.5 if sw["task"] == "cmp" else 0.01
