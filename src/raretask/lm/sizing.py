@@ -180,13 +180,21 @@ def rollout(crit: pd.DataFrame) -> pd.DataFrame:
         m = float(nxt["f_star"])
         cen = str(nxt.get("censored", "") or "")
         covered = None if (cen or not np.isfinite(m)) else bool(10**lo <= m <= 10**hi)
+        # the other question: the size predicted to learn at the next size's measured f*
+        inv = (scaling.smallest_params_for(law, m) if covered is not None and law.exponent < 0 and 0 < m < 1
+               else None)
         rows.append({"fitted": ", ".join(measured(train)["preset"]), "predicted_size": nxt["preset"],
                      "predicted": float(10**y), "pi_lo": float(10**lo), "pi_hi": float(10**hi), "measured": m,
                      "ratio": float(10**y / m) if np.isfinite(m) and m > 0 else np.nan, "covered": covered,
+                     "params": float(nxt["non_embedding_params"]),
+                     "params_predicted": inv.value if inv else np.nan, "params_lo": inv.lo if inv else np.nan,
+                     "params_hi": inv.hi if inv else np.nan,
+                     "params_covered": None if inv is None else bool(inv.lo <= nxt["non_embedding_params"] <= inv.hi),
                      "note": f"measured f* {cen} the rates run" if cen else
                      ("scatter not estimable from 2 sizes" if not np.isfinite(law.tau2) else "")})
     return pd.DataFrame(rows, columns=["fitted", "predicted_size", "predicted", "pi_lo", "pi_hi", "measured", "ratio",
-                                       "covered", "note"])
+                                       "covered", "params", "params_predicted", "params_lo", "params_hi",
+                                       "params_covered", "note"])
 
 
 def rollout_text(t: pd.DataFrame) -> str:
@@ -202,6 +210,13 @@ def rollout_text(t: pd.DataFrame) -> str:
     n = t["covered"].notna().sum()
     lines.append(f"  coverage: {int((t['covered'] == True).sum())} of {int(n)} predictions inside their interval"  # noqa: E712
                  + ("" if n else " (none measurable)"))
+    inv = t[t["params_covered"].notna()]
+    if len(inv):
+        lines.append("  the other direction (--frequency): the smallest size predicted to learn at the next size's "
+                     "measured f*, 95% prediction interval:")
+        for r in inv.itertuples():
+            lines.append(f"    {r.predicted_size:<6} P = {r.params:>12,.0f}: predicted {r.params_predicted:>12,.0f} "
+                         f"{_iv(r.params_lo, r.params_hi, '{:,.0f}'):>28}  {'yes' if r.params_covered else 'NO'}")
     return "\n".join(lines)
 
 
