@@ -148,7 +148,8 @@ class CriticalFrequency:
     f_max: float
     """The measured frequency range."""
     se_log10: float
-    """Standard error of log10 f* from the bootstrap ((q84 - q16) / 2; nan when censored)."""
+    """Standard error of log10 f* from the bootstrap ((q84 - q16) / 2; the sd of a uniform over
+    the measured range when more than 16% of draws leave it on a side; nan when censored)."""
     noise_sd: float
     """The per-run accuracy spread the bootstrap drew runs with."""
     converged: bool
@@ -247,7 +248,9 @@ def critical_frequency(frequency, accuracy, chance: float, noise_sd: float | Non
     else:
         q = np.quantile(draws, [0.025, 0.16, 0.84, 0.975], method="inverted_cdf")
         lo, hi = float(10 ** q[0]), float(10 ** q[3])
-        se = float((q[2] - q[1]) / 2) if np.isfinite(q[1:3]).all() else float("inf")
+        # more than 16% of draws beyond the rates on a side: f* is known only to lie within them
+        # (the sd of a uniform over the measured range)
+        se = float((q[2] - q[1]) / 2) if np.isfinite(q[1:3]).all() else float((x.max() - x.min()) / math.sqrt(12))
         cshare = float(np.mean(~np.isfinite(draws)))
     return CriticalFrequency(float("nan") if censored else float(10**xs), lo, hi, censored,
                              f_star_ceiling=float(10**x0), slope=float(k), ceiling=float(ceil),
@@ -356,7 +359,7 @@ def fit_power_law(params, f_star, se_log10=None) -> PowerLaw:
     t2 = 0.0 if not math.isfinite(tau2) else tau2
     hub = np.ones(len(x))
     converged = False
-    for _ in range(50):  # IRLS: Huber weights on standardized residuals, tau^2 re-estimated
+    for _ in range(50):  # IRLS: Huber weights on residuals standardized by sqrt(s^2 + tau^2)
         w = hub / (s2 + t2)
         coef, _ = _wls(x, y, w)
         z = (y - coef[0] - coef[1] * x) / np.sqrt(s2 + t2)

@@ -77,7 +77,8 @@ def describe_row(r) -> str:
         return "not measurable"
     lo = "open" if not (r.f_star_lo > 0) else f"{r.f_star_lo:.3g}"
     hi = "open" if not np.isfinite(r.f_star_hi) else f"{r.f_star_hi:.3g}"
-    return f"{r.f_star:.3g} [{lo}, {hi}]"
+    warn = "" if getattr(r, "converged", True) else " (the fit's starts disagree: not converged)"
+    return f"{r.f_star:.3g} [{lo}, {hi}]{warn}"
 
 
 # ---- the law -----------------------------------------------------------------------------------
