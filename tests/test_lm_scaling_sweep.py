@@ -200,11 +200,44 @@ def test_gap_check_can_fail():
     assert [c.verdict for c in sr.check_gap(pd.concat([base, gap.assign(task_test_loss=1.0)]))] == ["no"]
 
 
-def test_equal_budget_check_can_fail():
-    eq = pd.DataFrame({"small_task_loss_at_lm": [1.0, 2.0], "large_task_loss_at_lm": [0.5, 1.5]})
-    assert sr.check_equal_budget(eq, "at_lm", "LM loss").verdict == "yes"
-    assert sr.check_equal_budget(eq.assign(large_task_loss_at_lm=[0.5, 2.5]), "at_lm", "LM loss").verdict == "no"
-    assert sr.check_equal_budget(eq.assign(large_task_loss_at_lm=np.nan), "at_lm", "LM loss").verdict == "n/a"
+def test_all_pairs_equal_budget_count_is_informative():
+    eq = pd.DataFrame({"small_task_loss_at_lm": [1.0, 2.0], "large_task_loss_at_lm": [0.5, 2.5]})
+    c = sr.check_equal_budget(eq, "at_lm", "LM loss")
+    assert c.verdict == "" and c.measured == "1/2 (pair, rate)"  # a count, not a claim
+
+
+def _eq(acc_small, small, large, freqs=(1e-2, 1e-3)):
+    return pd.DataFrame({"per_token_frequency": freqs, "small_final_accuracy": acc_small,
+                         "small_task_loss_at_lm": small, "large_task_loss_at_lm": large,
+                         "small_task_loss_at_compute": small, "large_task_loss_at_compute": large})
+
+
+def test_same_trajectory_check_can_fail():
+    spread = (0.1, 8)  # tolerance 2 x 0.1 in log task loss
+    same = _eq([0.95, 0.6], [0.10, 0.69], [0.11, 0.5])  # the learned rate: log gap 0.095
+    c = sr.check_same_trajectory(same, 0.75, spread)
+    assert c.verdict == "yes" and "1/1 within 0.200" in c.measured and "rates 1.00e-02" in c.measured
+    apart = _eq([0.95, 0.6], [0.10, 0.69], [0.05, 0.5])  # log gap 0.69
+    assert sr.check_same_trajectory(apart, 0.75, spread).verdict == "no"
+    assert sr.check_same_trajectory(same, 0.75, (float("nan"), 0)).verdict == "n/a"  # no seed pairs
+    assert sr.check_same_trajectory(_eq([0.6, 0.6], [1, 1], [0.5, 0.5]), 0.75, spread).verdict == "n/a"
+
+
+def test_larger_wins_where_the_smaller_does_not_learn_check_can_fail():
+    wins = _eq([0.95, 0.6], [0.10, 0.69], [0.5, 0.4])  # the high rate does not count: the smaller learns it
+    c = sr.check_larger_wins(wins, 0.75, "at_lm", "held-out LM loss")
+    assert c.verdict == "yes" and c.measured == "1/1; rates 1.00e-03" and c.name.startswith("Fig. 22")
+    assert sr.check_larger_wins(wins, 0.75, "at_compute", "compute 6ND").name.startswith("Fig. 23")
+    loses = _eq([0.95, 0.6], [0.10, 0.69], [0.05, 0.8])
+    assert sr.check_larger_wins(loses, 0.75, "at_lm", "held-out LM loss").verdict == "no"
+    assert sr.check_larger_wins(_eq([0.9, 0.9], [1, 1], [0.5, 0.5]), 0.75, "at_lm", "LM").verdict == "n/a"
+
+
+def test_seed_spread_of_log_task_loss_uses_seed_pairs_only():
+    final = pd.DataFrame({"preset": ["a", "a", "a", "b"], "per_token_frequency": [1e-3, 1e-3, 1e-2, 1e-3],
+                          "kind": ["grid", "seed", "grid", "grid"], "task_test_loss": [1.0, np.e, 5.0, 7.0]})
+    sd, dof = sr.seed_spread_log_loss(final)
+    assert dof == 1 and sd == pytest.approx(np.sqrt(0.5))
 
 
 def test_equal_budget_interpolates_along_training():
@@ -213,10 +246,11 @@ def test_equal_budget_interpolates_along_training():
         for step, hl in zip([1, 2, 3], losses):
             rows.append({"run": preset, "preset": preset, "non_embedding_params": P, "kind": "grid",
                          "per_token_frequency": 1e-3, "step": step, "heldout_loss": hl,
-                         "task_test_loss": hl / 2, "compute": 6.0 * P * step})
+                         "task_test_loss": hl / 2, "compute": 6.0 * P * step, "test_accuracy": 0.5 + step / 10})
     eq = sr.equal_budget(pd.DataFrame(rows))
     r = eq.iloc[0]
     assert r["heldout_loss_level"] == 4.0  # the worse final of the two
+    assert r["small_final_accuracy"] == pytest.approx(0.8)  # what decides "learned" for the pair
     assert r["small_task_loss_at_lm"] == pytest.approx(2.0) and r["large_task_loss_at_lm"] == pytest.approx(2.0)
     # s ends at compute 180; l's curve spans 600..1800 and never passes through 180: not measurable
     assert r["small_task_loss_at_compute"] == pytest.approx(2.0) and np.isnan(r["large_task_loss_at_compute"])
