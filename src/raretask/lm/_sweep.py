@@ -36,9 +36,8 @@ from typing import Callable, NamedTuple
 from .. import __version__
 from ..errors import ConfigError, parse_assignment
 from ..runfolder import atomic_json
+from ._tasks import CHANCE
 
-CHANCE = {"cmp": 0.5, "add": 0.01}
-"""Chance test accuracy per task: 2 label candidates for cmp, 100 for add."""
 
 _TOP = ("presets", "task", "rates", "boundary_seeds", "final_checkpoints", "corpus_vocab")
 _NESTED = ("train", "gaps", "probe")
@@ -351,7 +350,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
                 probe(run, probe_settings(sw))
         from .scaling_report import scaling_report
 
-        scaling = scaling_report(out, name=name, overrides=overrides)
+        scaling = scaling_report(out, sw)
         res["scaling"] = scaling
         res["wall_seconds"] = time.perf_counter() - t0
         return res

@@ -23,6 +23,10 @@ N_VALUES = 100
 INSTANCE_LEN = 4
 
 
+CHANCE = {"cmp": 0.5, "add": 0.01}
+"""Chance test accuracy per task: 2 label candidates for cmp, 100 for add."""
+
+
 @dataclass(frozen=True)
 class TaskSet:
     """All instances of one injected task.

@@ -40,21 +40,17 @@ from ..errors import ConfigError, RaretaskError
 from ..report.html import Check, Figure, write_report
 from ..runfolder import atomic_parquet, atomic_write
 from ._models import non_embedding_params
+from ._tasks import CHANCE
 from .scaling import learned_level
 from .sizing import (FINAL_CHECKPOINTS, check_exponent, check_falls_with_size, critical_table, describe_row, fit,
                      rollout, theory_curve)
 
 
-def _sweep_record(sweep_dir: Path, name: str | None, overrides) -> dict:
-    from ._sweep import load_sweep
-
+def _sweep_record(sweep_dir: Path) -> dict:
     rec = sweep_dir / "sweep.json"
-    if name is None:
-        if not rec.exists():
-            raise ConfigError("sweep", f"{sweep_dir} has no sweep.json", "a folder made by `raretask lm sweep`")
-        d = json.loads(rec.read_text())
-        return d["sweep"]
-    return load_sweep(name, overrides)
+    if not rec.exists():
+        raise ConfigError("sweep", f"{sweep_dir} has no sweep.json", "a folder made by `raretask lm sweep`")
+    return json.loads(rec.read_text())["sweep"]
 
 
 def run_table(sweep_dir: str | Path, grid_seed: int | None = None) -> pd.DataFrame:
@@ -318,12 +314,11 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
     return out
 
 
-def scaling_report(sweep_dir: str | Path, name: str | None = None, overrides=None) -> dict:
-    """Write ``SWEEP/scaling`` (see the module docstring); returns {"report", "summary"}."""
-    from ._sweep import CHANCE
-
+def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
+    """Write ``SWEEP/scaling`` (see the module docstring); returns {"report", "summary"}.
+    ``sweep``: the sweep's settings (``load_sweep``'s dict; default: the folder's sweep.json)."""
     sweep_dir = Path(sweep_dir)
-    sw = _sweep_record(sweep_dir, name, overrides)
+    sw = _sweep_record(sweep_dir) if sweep is None else sweep
     chance = CHANCE[sw["task"]]
     df = run_table(sweep_dir)
     final = df.sort_values("step").groupby("run").tail(1).reset_index(drop=True)

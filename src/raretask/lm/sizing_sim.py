@@ -29,6 +29,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..report.html import Check
 from . import scaling
+from ._tasks import CHANCE
 
 CPU_SCALING_SHAPE = {"params": (18432, 73728, 294912, 1179648), "rates": (16, 5.656854, 2, 0.707107, 0.25),
                      "batch_tokens": 1024, "chance": 0.5, "final_checkpoints": 3}
@@ -295,7 +296,7 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
     sw = json.loads(rec.read_text())["sweep"]
     df = run_table(sweep_dir)
     fc = int(sw.get("final_checkpoints", 3))
-    chance = 0.5 if sw["task"] == "cmp" else 0.01
+    chance = CHANCE[sw["task"]]
     crit = critical_table(df, chance, fc, n_boot=200)
     pts = run_points(df, fc)
     noise, dof = sweep_seed_noise(pts)
