@@ -83,6 +83,12 @@ def test_bench_sizing_refuses_what_it_cannot_do(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     with pytest.raises(Exception, match="at least 3"):
         sim.SweepShape(params=(1, 2))
+    bad = sim.Truth(**{**TRUTH.__dict__, "slope": (3.0, 2.0)})  # two slopes for four sizes
+    with pytest.raises(Exception, match="one value, or one per size"):
+        sim.simulate_sweep(sim.SweepShape(), bad, np.random.default_rng(0))
+    low = sim.Truth(**{**TRUTH.__dict__, "ceiling": 0.7})  # never reaches the learned level
+    with pytest.raises(Exception, match="above the learned level"):
+        sim.simulate_sweep(sim.SweepShape(), low, np.random.default_rng(0))
 
 
 def test_measured_truth_reads_a_sweep(tmp_path):

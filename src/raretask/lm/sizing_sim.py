@@ -46,14 +46,21 @@ class Truth:
     """d log10 f* / d log10 P at the geometric middle of the sizes."""
     curvature: float = 0.0
     """Quadratic term: + curvature * (log10 P - middle)^2 (positive: the fall slows with size)."""
-    slope: float = 3.0
-    """Logistic slope of accuracy per decade of frequency."""
-    ceiling: float = 0.98
-    """Accuracy the curve saturates at."""
+    slope: float | tuple = 3.0
+    """Logistic slope of accuracy per decade of frequency (one for all sizes, or one per size)."""
+    ceiling: float | tuple = 0.98
+    """Accuracy the curve saturates at (one for all sizes, or one per size)."""
     seed_sd: float = 0.05
     """Seed-to-seed sd of a run's final accuracy."""
     checkpoint_sd: float = 0.01
     """Sd of one of a run's last checkpoints around the run's level."""
+
+    def per_size(self, name: str, n: int) -> np.ndarray:
+        """``slope`` or ``ceiling`` as one value per size."""
+        v = np.atleast_1d(np.asarray(getattr(self, name), float))
+        if len(v) not in (1, n):
+            raise ConfigError(name, f"{len(v)} values for {n} sizes", "one value, or one per size")
+        return np.broadcast_to(v, (n,))
 
     def log_f_star(self, params, middle: float) -> np.ndarray:
         x = np.log10(np.asarray(params, float))
@@ -89,9 +96,13 @@ def simulate_sweep(shape: SweepShape, truth: Truth, rng: np.random.Generator) ->
     f = np.asarray(shape.rates, float) / shape.batch_tokens
     xs = np.log10(f)
     rows = []
+    slopes, ceilings = truth.per_size("slope", len(shape.params)), truth.per_size("ceiling", len(shape.params))
     for i, (P, xstar) in enumerate(zip(shape.params, truth.log_f_star(shape.params, shape.middle))):
-        x0 = xstar - math.log((level - shape.chance) / (truth.ceiling - level)) / truth.slope
-        mean = scaling._curve(xs, x0, truth.slope, truth.ceiling, shape.chance)
+        k, ceil = float(slopes[i]), float(ceilings[i])
+        if not ceil > level:
+            raise ConfigError("ceiling", f"{ceil} for size {P}", f"above the learned level {level}")
+        x0 = xstar - math.log((level - shape.chance) / (ceil - level)) / k
+        mean = scaling._curve(xs, x0, k, ceil, shape.chance)
 
         def runs(seed, which):
             for j in which:
@@ -308,7 +319,12 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
     middle = float(np.mean(np.log10(params)))
     curv = float(np.polyfit(x - middle, y, 2)[0]) if len(m) >= 3 else 0.0
     b, c = np.polyfit(x, y, 1)
-    truth = Truth(float(c), float(b), 0.0, float(np.median(m["slope_per_decade"])), float(np.median(m["ceiling"])),
+    # per size: its own fitted slope and ceiling where its f* is measured, the median elsewhere
+    crit = crit.set_index("non_embedding_params").loc[list(params)]
+    ok = np.isfinite(crit["f_star"]).values & crit["bracketed"].astype(bool).values
+    slopes = np.where(ok, crit["slope_per_decade"], np.median(m["slope_per_decade"]))
+    ceilings = np.where(ok, crit["ceiling"], np.median(m["ceiling"]))
+    truth = Truth(float(c), float(b), 0.0, tuple(float(v) for v in slopes), tuple(float(v) for v in ceilings),
                   float(noise), ck)
     batch = int(sw["train"]["batch_size"]) * int(sw["train"]["seq_len"])
     shape = SweepShape(params, tuple(float(r) for r in sw["rates"]), batch, chance, fc, len(sw.get("boundary_seeds", [])))
@@ -364,13 +380,18 @@ def bench_sizing(truth: Truth, shape: SweepShape, curvature: float, sweeps: int 
             "n_boot": n_boot, "seed": seed, "rows": rows, "checks": [c.to_dict() for c in checks]}
 
 
+def _vals(v, fmt: str) -> str:
+    return "/".join(fmt.format(x) for x in v) if isinstance(v, (list, tuple)) else fmt.format(v)
+
+
 def format_bench_sizing(res: dict) -> str:
     t = res["truth"]
     lines = [f"simulated sweeps shaped like cpu-scaling: {len(res['shape']['params'])} sizes x "
              f"{len(res['shape']['rates'])} rates, {res['shape']['boundary_seeds']} boundary seed(s); "
              f"{res['sweeps']} sweeps per law, {res['n_boot']} bootstrap draws per size, seed {res['seed']}",
-             f"truth: f* exponent {t['exponent']:+.3f}, logistic slope {t['slope']:.2f}/decade, ceiling "
-             f"{t['ceiling']:.3f}, seed noise sd {t['seed_sd']:.4f}, checkpoint sd {t['checkpoint_sd']:.4f}; "
+             f"truth: f* exponent {t['exponent']:+.3f}, logistic slope {_vals(t['slope'], '{:.2f}')}/decade, "
+             f"ceiling {_vals(t['ceiling'], '{:.3f}')}, seed noise sd {t['seed_sd']:.4f}, checkpoint sd "
+             f"{t['checkpoint_sd']:.4f}; "
              f"bent law: curvature {res['bent_curvature']:+.3f}",
              "held out: the largest size; covered: its measured f* inside the nominal 95% interval",
              f"  {'law':<46} {'method':<8} {'coverage':>9} {'counted':>8} {'median width':>13}  calibrated "
