@@ -377,3 +377,23 @@ def test_a_report_from_before_the_learned_level_is_refused_with_the_fix(tmp_path
         d / "scaling" / "critical.parquet")
     r = _cli(str(d))
     assert r.returncode == 2 and "re-run its `raretask lm sweep` command" in r.stderr
+
+
+def test_claims_table_judges_each_claim_by_its_checks_and_never_off_its_regime():
+    from raretask.report.html import Check
+
+    sw = {"task": "cmp", "rates": [16, 2, 0.25], "train": {"batch_size": 16, "seq_len": 64, "steps": 2000},
+          "gaps": None}
+    crit = pd.DataFrame({"non_embedding_params": [18432, 1179648]})
+    yes, no, na = Check("a", 1, 1, True), Check("b", 1, 1, False), Check.not_measurable("c", 1, "why")
+    by = {"Fig. 5": [yes, yes], "Fig. 6a": [yes, na], "Fig. 6b": [], "Fig. 22": [yes, no],
+          "Fig. 23": [Check("info", 1, 1, None)], "Fig. 9": [no], "Fig. 7": [yes]}
+    t = sr.claims_table(by, sw, crit, pd.DataFrame()).set_index("claim")
+    assert list(t.index) == ["Fig. 5", "Fig. 6a", "Fig. 6b", "Fig. 7", "Fig. 9", "Fig. 22", "Fig. 23", "Grokking"]
+    assert t.loc["Fig. 5", "verdict"] == "yes" and t.loc["Fig. 22", "verdict"] == "no"
+    assert t.loc["Fig. 6a", "verdict"] == "n/a" and t.loc["Fig. 6b", "checks"] == "not measured"
+    assert t.loc["Fig. 23", "verdict"] == "n/a"  # an informative row alone judges nothing
+    # a "no" measured at final checkpoints is not the paper's during-training claim
+    assert t.loc["Fig. 9", "verdict"] == "n/a" and "not during training" in t.loc["Fig. 9", "checks"]
+    assert "18,432-1,179,648 non-embedding" in t.loc["Fig. 5", "raretask_regime"]
+    assert "no gap runs" in t.loc["Fig. 6b", "raretask_regime"] and "1024 x 4096" in t.loc["Fig. 5", "paper_regime"]
