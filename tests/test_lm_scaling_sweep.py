@@ -397,3 +397,11 @@ def test_claims_table_judges_each_claim_by_its_checks_and_never_off_its_regime()
     assert t.loc["Fig. 9", "verdict"] == "n/a" and "not during training" in t.loc["Fig. 9", "checks"]
     assert "18,432-1,179,648 non-embedding" in t.loc["Fig. 5", "raretask_regime"]
     assert "no gap runs" in t.loc["Fig. 6b", "raretask_regime"] and "1024 x 4096" in t.loc["Fig. 5", "paper_regime"]
+
+
+def test_a_censored_bound_is_said_per_token_and_per_batch():
+    nan = float("nan")
+    c = _crit([nan, nan], [nan, nan], [nan, nan], censored=["below", "above"]).assign(rate_min=0.25, rate_max=16.0)
+    rows = list(c.itertuples())
+    assert sz.describe_row(rows[0]) == "below 0.00024/token, 0.25 per batch (learned at every rate run)"
+    assert sz.describe_row(rows[1]) == "above 0.0156/token, 16 per batch (not learned at any rate run)"

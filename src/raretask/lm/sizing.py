@@ -34,7 +34,8 @@ def run_points(df: pd.DataFrame, final_checkpoints: int = FINAL_CHECKPOINTS) -> 
             .agg(preset=("preset", "first"), non_embedding_params=("non_embedding_params", "first"),
                  params=("params", "first"), per_token_frequency=("per_token_frequency", "first"),
                  seed=("seed", "first"), kind=("kind", "first"), test_accuracy=("test_accuracy", "mean"),
-                 checkpoints=("step", "size"))
+                 checkpoints=("step", "size"),
+                 **({"rate": ("rate", "first")} if "rate" in last else {}))
             .reset_index())
 
 
@@ -63,16 +64,20 @@ def critical_table(df: pd.DataFrame, chance: float, final_checkpoints: int = FIN
                      "ceiling": cf.ceiling, "slope_per_decade": cf.slope, "runs": cf.runs, "rates": cf.rates,
                      "f_min": cf.f_min, "f_max": cf.f_max, "noise_sd": cf.noise_sd, "noise_dof": dof,
                      "converged": cf.converged, "censored_draws": cf.censored_draws,
-                     "description": cf.describe()})
+                     "rate_min": float(g["rate"].min()) if "rate" in g else np.nan,
+                     "rate_max": float(g["rate"].max()) if "rate" in g else np.nan})
     return pd.DataFrame(rows).sort_values("non_embedding_params").reset_index(drop=True)
 
 
 def describe_row(r) -> str:
     """A critical.parquet row as text: the number with its interval, or the censored bound."""
+    def batch(at: str) -> str:
+        v = getattr(r, at, None)
+        return f", {v:g} per batch" if v is not None and math.isfinite(v) else ""
     if getattr(r, "censored", "") == "below":
-        return f"below {r.f_min:.3g}/token (learned at every rate run)"
+        return f"below {r.f_min:.3g}/token{batch('rate_min')} (learned at every rate run)"
     if getattr(r, "censored", "") == "above":
-        return f"above {r.f_max:.3g}/token (not learned at any rate run)"
+        return f"above {r.f_max:.3g}/token{batch('rate_max')} (not learned at any rate run)"
     if not np.isfinite(r.f_star):
         return "not measurable"
     lo = "open" if not (r.f_star_lo > 0) else f"{r.f_star_lo:.3g}"
