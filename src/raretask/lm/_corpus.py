@@ -7,7 +7,13 @@ Layout of a corpus directory::
 
     train.npy  heldout.npy           token memmaps (dtype in meta.json)
     tokenizer.json tokenizer_info.json
-    meta.json                         sources, token and document counts, tokenizer, seed
+    meta.json                         sources, token and document counts, tokenizer, seed, digest
+
+``digest`` is the corpus's identity: a sha256 over its two memmaps, its tokenizer and the rest
+of meta.json. A training run records the digest of the corpus it trained on, and ``lm train``
+(resume, ``--extend``), ``lm eval`` and ``lm probe`` refuse a corpus whose digest differs
+before writing anything. ``build_corpus`` refuses to build over an existing corpus unless
+``restart`` (runs trained on the old one then refuse the new one by its digest).
 
 The folder is a ``RunFolder`` of kind "lm-corpus"; every file is written atomically, meta.json
 last (a folder without it is not a corpus), and the memmaps' space is reserved before they are
@@ -160,10 +166,53 @@ def _write(path: Path, arrays: list[np.ndarray], dtype) -> int:
     return total
 
 
+DIGEST_FILES = ("train.npy", "heldout.npy", "tokenizer.json")
+"""The files a corpus digest covers, besides meta.json (less its digest)."""
+
+
+def compute_digest(path: str | Path, meta: dict | None = None) -> str:
+    """sha256 over ``DIGEST_FILES`` (name and bytes, streamed) and meta.json less its digest."""
+    import hashlib
+
+    path = Path(path)
+    if meta is None:
+        meta = read_json(path / "meta.json", f"the corpus's meta.json ({path})")
+    h = hashlib.sha256()
+    for name in DIGEST_FILES:
+        h.update(name.encode() + b"\0")
+        with open(path / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "digest"}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def corpus_digest(path: str | Path) -> str:
+    """The corpus's identity: the digest meta.json records (computed from the files for a corpus
+    built before digests)."""
+    path = Path(path)
+    meta = read_json(path / "meta.json", f"the corpus's meta.json ({path})")
+    digest = meta.get("digest") if isinstance(meta, dict) else None
+    return digest if isinstance(digest, str) else compute_digest(path, meta)
+
+
+def check_same_corpus(recorded: str | None, corpus: str | Path, run: str | Path) -> None:
+    """Refuse (one line) a corpus whose digest is not the one ``run`` recorded; a run from
+    before digests (``recorded`` None) passes."""
+    if not recorded:
+        return
+    now = corpus_digest(corpus)
+    if now != recorded:
+        raise ConfigError("corpus", f"{corpus} is not the corpus {run} trained on: its digest is {now[:12]}, the run "
+                                    f"recorded {recorded[:12]} (rebuilt or changed since)",
+                          "the corpus as the run trained on it (rebuilt from the same sources, tokenizer and seed), "
+                          "or a new run on this one")
+
+
 def build_corpus(out: str | Path, sources: list[str | Path] | None = None, tokenizer: str = "bpe",
                  vocab_size: int = 8192, heldout_fraction: float = 0.02, seed: int = 0,
                  pretokenized: list[str | Path] | None = None, doc_chars: int = 4000,
-                 olmo_wheel_dir: str | Path | None = None) -> dict:
+                 olmo_wheel_dir: str | Path | None = None, restart: bool = False) -> dict:
     """Tokenize documents into ``out`` (see the module docstring); returns meta.json's content.
 
     Args:
@@ -173,6 +222,7 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
         pretokenized: already tokenized memmaps (uint16 unless the tokenizer needs uint32);
             documents are split at EOS. Needs ``tokenizer`` to be the one that made them.
         heldout_fraction: share of documents held out (seeded), at least one.
+        restart: build over an existing corpus at ``out`` (refused without it: runs may name it).
     """
     import shutil
     import tempfile
@@ -189,6 +239,10 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
     out = Path(out)
     folder = corpus_folder(out)
     folder.check()
+    if (out / "meta.json").is_file() and not restart:
+        raise ConfigError("out", f"{out} already holds a corpus (digest {corpus_digest(out)[:12]}); runs trained on "
+                                 "it name it", "another --out, or --restart to rebuild it (runs trained on the old "
+                                               "one then refuse the new one by its digest)")
     with tempfile.TemporaryDirectory() as staging:
         # read and check everything before the folder is created
         src_tok = None if tokenizer == "bpe" else _source_tokenizer(tokenizer, Path(staging), olmo_wheel_dir)
@@ -224,6 +278,7 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
                         [str(s) for s in (sources or pretokenized)],
                         "default_corpus": list(DEFAULT_SOURCES) if not sources and not pretokenized else None,
                         "tokenizer": tok.describe(), "seed": seed, "heldout_fraction": heldout_fraction}
+                meta["digest"] = compute_digest(out, meta)
                 atomic_json(out / "meta.json", meta)
         except BaseException:
             if created:  # a folder this call made holds nothing of anyone's: leave nothing behind

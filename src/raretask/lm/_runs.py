@@ -111,6 +111,9 @@ def training_run(run: str | Path) -> tuple[dict, object]:
     except ConfigError:
         raise ConfigError("corpus", f"{run} was trained on {cfg.corpus}, which is not a corpus any more "
                                     "(no meta.json)", "the corpus restored at that path") from None
+    from ._corpus import check_same_corpus
+
+    check_same_corpus(record.get("corpus_digest"), cfg.corpus, run)
     return record, cfg
 
 

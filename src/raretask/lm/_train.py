@@ -48,7 +48,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..runfolder import PartLog, RunFolderError, atomic_json, atomic_write, read_json
 from ..sim._runner import drop_orphan_parts, read_parts
-from ._corpus import Corpus
+from ._corpus import Corpus, check_same_corpus, corpus_digest
 from ._data import StepBatches
 from ._injection import InjectionSchedule
 from ._models import LARGE, build_model, count_params, preset
@@ -285,11 +285,15 @@ def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: 
     if restart or not conf.exists():
         if extend and not restart:
             raise ConfigError("extend", f"{out} holds no run to extend", "an existing `lm train` run folder")
+        if Path(cfg.corpus, "meta.json").is_file():
+            fresh["corpus_digest"] = corpus_digest(cfg.corpus)  # the run's corpus, checked by every later reader
         return fresh
     record = read_json(conf, f"the run's run_config.json ({out})")
     old = record.get("config") if isinstance(record, dict) else None
     if not isinstance(old, dict) or "steps" not in old:
         raise RunFolderError(f"the run's run_config.json ({out}) is corrupt (no config); --restart discards the run")
+    if Path(cfg.corpus, "meta.json").is_file():
+        check_same_corpus(record.get("corpus_digest"), cfg.corpus, out)
     defaults = json.loads(json.dumps(_config_defaults(), default=list))
     keys = (set(old) | set(mine)) - set(_FREE)
     diff = sorted(k for k in keys if old.get(k, defaults.get(k)) != mine.get(k, defaults.get(k)))
@@ -355,8 +359,8 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
                           "0 under torchrun, or one process")
     require_callbacks(cfg, callbacks)
     out = Path(cfg.out)
+    record = check_run_dir(cfg, out, extend=extend, restart=restart)  # reads only; the corpus's identity first
     env = setup(cfg)
-    record = check_run_dir(cfg, out, extend=extend, restart=restart)  # reads only
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
