@@ -91,11 +91,10 @@ def test_bench_sizing_refuses_what_it_cannot_do(tmp_path):
         sim.simulate_sweep(sim.SweepShape(), low, np.random.default_rng(0))
 
 
-def test_measured_truth_reads_a_sweep(tmp_path):
-    """measured_truth on a sweep folder written from a simulated sweep with a known truth."""
+def _sweep_folder(tmp_path, shape):
+    """A sweep folder (eval table, run configs, sweep.json) written from a simulated sweep of TRUTH."""
     import json
 
-    shape = sim.SweepShape()
     df = sim.simulate_sweep(shape, TRUTH, np.random.default_rng(5))
     d = tmp_path / "sweep"
     (d / "report").mkdir(parents=True)
@@ -111,8 +110,38 @@ def test_measured_truth_reads_a_sweep(tmp_path):
     (d / "sweep.json").write_text(json.dumps({"sweep": {"task": "cmp", "rates": list(shape.rates),
                                                         "final_checkpoints": 3, "boundary_seeds": [1],
                                                         "train": {"batch_size": 16, "seq_len": 64, "seed": 0}}}))
+    return d
+
+
+def test_measured_truth_reads_a_sweep(tmp_path):
+    """measured_truth on a sweep folder written from a simulated sweep with a known truth."""
+    import json
+
+    shape = sim.SweepShape()
+    d = _sweep_folder(tmp_path, shape)
     truth, got_shape, prov = sim.measured_truth(d)
     assert got_shape.params == shape.params and got_shape.batch_tokens == 1024
     assert truth.exponent == pytest.approx(TRUTH.exponent, abs=0.15)
     assert truth.seed_sd == pytest.approx(TRUTH.seed_sd, rel=0.6) and prov["seed_noise_dof"] == 8
     assert math.isfinite(prov["curvature"]) and truth.checkpoint_sd == pytest.approx(TRUTH.checkpoint_sd, rel=0.5)
+
+
+def test_bench_sizing_prints_the_coverage_table_of_every_method(tmp_path):
+    """A tiny run of the command end to end: its table names each law and method with a verdict."""
+    import json
+
+    shape = sim.SweepShape()
+    d = _sweep_folder(tmp_path, shape)
+    r = subprocess.run([sys.executable, "-m", "raretask.cli", "bench", "sizing", "--from", str(d), "--sweeps", "2",
+                        "--n-boot", "30", "--seed-sd", "0.05", "--curvature", "0.1", "--json", str(tmp_path / "b.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for law in ("straight", "bent (+0.100"):
+        for method in ("new ", "new-t", "legacy"):
+            assert any(law in line and method in line for line in r.stdout.splitlines()), r.stdout
+    assert "seed noise sd 0.0500" in r.stdout
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert len(saved["rows"]) == 6 and saved["provenance"]["seed_sd_given"] == 0.05
+    bad = subprocess.run([sys.executable, "-m", "raretask.cli", "bench", "sizing", "--from", str(d), "--seed-sd", "nan"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "seed_sd" in bad.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import tempfile
 import time
@@ -244,6 +245,8 @@ def add_bench_parser(sub) -> None:
     sz.add_argument("--n-boot", type=int, default=200, help="bootstrap draws per size (default 200)")
     sz.add_argument("--curvature", type=float, default=None,
                     help="the bent law's curvature (default: the one measured on the sweep)")
+    sz.add_argument("--seed-sd", type=float, default=None,
+                    help="seed-to-seed sd of a run's accuracy to simulate (default: the sweep's, from its seed pairs)")
     sz.add_argument("--seed", type=int, default=0)
     sz.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     sz.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
@@ -297,9 +300,18 @@ def _cmd_sizing(args: argparse.Namespace) -> int:
         truth, shape, prov = sim.Truth(**sim.MEASURED["truth"]), sim.SweepShape(), sim.MEASURED
     else:
         raise ConfigError("from", "no measured truth is embedded", "--from SWEEP, a finished scaling sweep")
+    if args.seed_sd is not None:
+        if not (math.isfinite(args.seed_sd) and 0 < args.seed_sd < 0.5):
+            raise ConfigError("seed_sd", f"{args.seed_sd}", "a finite sd in (0, 0.5)")
+        truth = sim.Truth(**{**truth.__dict__, "seed_sd": args.seed_sd})
+        prov = {**prov, "seed_sd_given": args.seed_sd}
+    if not (math.isfinite(truth.seed_sd) and truth.seed_sd > 0):
+        raise ConfigError("from", f"{prov.get('sweep')} has no seed pairs to measure its seed noise",
+                          "a sweep with boundary seeds, or --seed-sd")
     curvature = prov["curvature"] if args.curvature is None else args.curvature
-    if curvature == 0:
-        raise ConfigError("curvature", "0 (the bent law would be the straight one)", "a non-zero curvature")
+    if not math.isfinite(curvature) or curvature == 0:
+        raise ConfigError("curvature", f"{curvature} (the bent law must differ from the straight one)",
+                          "a finite, non-zero curvature")
     done = [0]
 
     def progress(n):
