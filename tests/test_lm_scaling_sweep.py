@@ -161,6 +161,9 @@ def test_size_check_compares_every_adjacent_pair_and_overlap_is_not_resolved():
     assert [c.verdict for c in sz.check_falls_with_size(both)] == ["n/a", "n/a"]
     wrong = _crit([nan, nan], [nan, nan], [nan, nan], censored=["below", "above"])
     assert [c.verdict for c in sz.check_falls_with_size(wrong)] == ["no", "no"]
+    unfitted = _crit([nan, nan], [nan, nan], [nan, nan], censored=["", "above"])  # no f*, no bound: nothing to order
+    checks = sz.check_falls_with_size(unfitted)
+    assert [c.verdict for c in checks] == ["n/a", "n/a"] and "could not be fitted" in checks[1].measured
 
 
 def test_fig5_caption_follows_the_sweeps_seeds():

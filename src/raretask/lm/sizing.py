@@ -115,14 +115,14 @@ def fit(crit: pd.DataFrame, exclude_largest: bool = False) -> scaling.PowerLaw:
 def _pair_verdict(a, b) -> tuple[bool | None, str]:
     """Does f* fall from size a to the larger b? (True, False, or None: not resolved)."""
     ca, cb = getattr(a, "censored", ""), getattr(b, "censored", "")
+    if not ((ca or np.isfinite(a.f_star)) and (cb or np.isfinite(b.f_star))):
+        return None, "an f* could not be fitted"
     if ca == cb and ca:
         return None, f"both {ca} the rates run"
     if ca == "above" or cb == "below":
         return True, f"{describe_row(a)} -> {describe_row(b)}"
     if ca == "below" or cb == "above":
         return False, f"{describe_row(a)} -> {describe_row(b)}"
-    if not (np.isfinite(a.f_star) and np.isfinite(b.f_star)):
-        return None, "an f* could not be fitted"
     text = f"{a.f_star:.3g} -> {b.f_star:.3g} (x{b.f_star / a.f_star:.2f})"
     if b.f_star_hi < a.f_star_lo:
         return True, text
