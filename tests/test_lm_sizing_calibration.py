@@ -53,13 +53,14 @@ def test_the_calibration_check_answers_no_outside_90_to_98_percent():
 
 
 def test_new_interval_covers_a_held_out_size_and_a_shrunk_one_fails_the_check():
-    shape = sim.SweepShape()
-    new, legacy = sim.coverage(shape, TRUTH, 24, seed=3, n_boot=100)
+    part = sim.coverage_part(sim.SweepShape(), TRUTH, range(24), 3, 100, ("new", "legacy"))
+    new, legacy = sim.merge([part])
     assert new.counted >= 20 and new.rate >= 0.85  # 24 sweeps: the band is wide; bench sizing runs 200
     assert legacy.rate < new.rate and legacy.median_width_decades < new.median_width_decades
     # the same sweeps with the interval shrunk to a third: the calibration check says no
-    (shrunk,) = sim.coverage(shape, TRUTH, 24, seed=3, n_boot=100, methods=("new",), scale=0.3)
-    assert shrunk.rate < 0.9 and sim.check_calibration(shrunk).verdict == "no"
+    shrunk = sim.rescaled(part, "new", 0.3)
+    assert shrunk.counted == new.counted and shrunk.rate < 0.9 and sim.check_calibration(shrunk).verdict == "no"
+    assert sim.rescaled(part, "new", 1.0).covered == new.covered  # the rescaling is exact at 1
 
 
 def test_coverage_does_not_depend_on_how_sweeps_are_split():

@@ -123,23 +123,21 @@ def simulate_sweep(shape: SweepShape, truth: Truth, rng: np.random.Generator) ->
 
 # ---- the two methods ---------------------------------------------------------------------------
 
-def new_prediction(df: pd.DataFrame, chance: float, n_boot: int = 200, scale: float = 1.0) -> dict:
+def new_prediction(df: pd.DataFrame, chance: float, n_boot: int = 200) -> dict:
     """The current method: per-size f* from runs (``lm.sizing.critical_table``), the law on
-    all but the largest, its 95% prediction interval at the largest. ``scale`` multiplies the
-    interval's half-width in log space (1: as shipped; < 1 only to show that the calibration
-    check can fail)."""
+    all but the largest, its 95% prediction interval at the largest."""
+    from ..errors import RaretaskError
     from .sizing import critical_table, fit
 
     crit = critical_table(df, chance, final_checkpoints=int(df["step"].max()) + 1, n_boot=n_boot)
     big = crit.iloc[-1]
     try:
         law = fit(crit, exclude_largest=True)
-    except Exception:  # noqa: BLE001 - a sweep the method cannot fit counts as not covered
+    except (ConfigError, RaretaskError):  # fewer than 2 measured sizes: listed as not fitted, not counted
         return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": False}
     y, lo, hi = law.predict(float(big["non_embedding_params"]), "prediction")
     return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": True,
-            "predicted": float(10**y), "lo": float(10 ** (y - scale * (y - lo))),
-            "hi": float(10 ** (y + scale * (hi - y))), "sizes_fitted": len(law.params)}
+            "predicted": float(10**y), "lo": float(10**lo), "hi": float(10**hi), "sizes_fitted": len(law.params)}
 
 
 def t_variant(r: dict) -> dict:
@@ -219,12 +217,12 @@ class Coverage:
 
 
 def coverage(shape: SweepShape, truth: Truth, sweeps: int, seed: int = 0, n_boot: int = 200,
-             methods=("new", "legacy"), scale: float = 1.0, progress=None) -> list[Coverage]:
+             methods=("new", "legacy"), progress=None) -> list[Coverage]:
     """Simulate ``sweeps`` sweeps of ``truth`` and measure each method's coverage of the held-out
     largest size. ``progress(1)`` is called after each sweep."""
     if sweeps < 1:
         raise ConfigError("sweeps", f"{sweeps}", ">= 1")
-    return merge([coverage_part(shape, truth, range(sweeps), seed, n_boot, methods, scale, progress)])
+    return merge([coverage_part(shape, truth, range(sweeps), seed, n_boot, methods, progress)])
 
 
 def law_label(truth: Truth) -> str:
@@ -232,17 +230,17 @@ def law_label(truth: Truth) -> str:
 
 
 def coverage_part(shape: SweepShape, truth: Truth, indices, seed: int = 0, n_boot: int = 200,
-                  methods=("new", "legacy"), scale: float = 1.0, progress=None) -> dict:
+                  methods=("new", "legacy"), progress=None) -> dict:
     """The raw counts of ``coverage`` over the simulated sweeps numbered ``indices`` (sweep i
     draws from the generator seeded (seed, i), so a split over workers gives the same
     numbers)."""
-    res = {m: {"counted": 0, "covered": 0, "widths": [], "reasons": {}} for m in methods}
+    res = {m: {"counted": 0, "covered": 0, "widths": [], "reasons": {}, "intervals": []} for m in methods}
     res["_meta"] = {"label": law_label(truth), "sweeps": 0}
     for i in indices:
         rng = np.random.default_rng([seed, i])
         res["_meta"]["sweeps"] += 1
         df = simulate_sweep(shape, truth, rng)
-        new = (new_prediction(df, shape.chance, n_boot, scale) if {"new", "new-t"} & set(methods) else None)
+        new = (new_prediction(df, shape.chance, n_boot) if {"new", "new-t"} & set(methods) else None)
         for m in methods:
             r = (new if m == "new" else t_variant(new) if m == "new-t" else
                  legacy_prediction(df, shape.chance, n_boot, seed=int(rng.integers(2**31))))
@@ -254,6 +252,7 @@ def coverage_part(shape: SweepShape, truth: Truth, indices, seed: int = 0, n_boo
             res[m]["counted"] += 1
             res[m]["covered"] += int(r["lo"] <= r["measured"] <= r["hi"])
             res[m]["widths"].append(math.log10(r["hi"] / r["lo"]))
+            res[m]["intervals"].append((r["predicted"], r["lo"], r["hi"], r["measured"]))
         if progress:
             progress(1)
     return res
@@ -272,6 +271,20 @@ def merge(parts: list[dict]) -> list[Coverage]:
                             sum(p[m]["counted"] for p in parts), sum(p[m]["covered"] for p in parts),
                             float(np.median(widths)) if widths else float("nan"), reasons))
     return out
+
+
+def rescaled(part: dict, method: str, scale: float) -> Coverage:
+    """The coverage ``method`` would have had on the same simulated sweeps with each interval's
+    half-widths (log space) multiplied by ``scale`` (< 1 only to show the check can fail)."""
+    rows = part[method]["intervals"]
+    covered, widths = 0, []
+    for pred, lo, hi, m in rows:
+        y = math.log10(pred)
+        a, b = y - scale * (y - math.log10(lo)), y + scale * (math.log10(hi) - y)
+        covered += int(a <= math.log10(m) <= b)
+        widths.append(b - a)
+    return Coverage(f"{method} x{scale:g}", part["_meta"]["label"], part["_meta"]["sweeps"], len(rows), covered,
+                    float(np.median(widths)) if widths else float("nan"))
 
 
 CALIBRATED = (0.90, 0.98)
