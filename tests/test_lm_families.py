@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 
 from raretask.lm import (FAMILIES, PRESETS, LMTrainConfig, ModelPreset, evaluate_runs, register_family,  # noqa: E402
                          register_preset, train)
+from raretask import ConfigError  # noqa: E402
 from raretask.lm._models import build_model  # noqa: E402
 from raretask.probes import ProbeConfig, probe_run  # noqa: E402
 
@@ -45,3 +46,26 @@ def test_a_registered_llama_family_trains_evaluates_and_probes(tmp_path, small_c
     loc, grads = out["tables"]["localize"], out["tables"]["gradients"]
     assert sorted(set(loc["layer"])) == [0, 1]  # one row per Llama decoder layer and checkpoint
     assert len(grads) > 0
+
+
+def test_registries_refuse_silent_surprises(llama):
+    import dataclasses
+
+    from llama_family import LLAMA
+
+    other = dataclasses.replace(LLAMA, build=lambda cfg: None)  # another module's family under a taken name
+    with pytest.raises(ConfigError, match="'llama' is already registered"):
+        register_family(other)
+    assert FAMILIES["llama"] is LLAMA
+    register_family(LLAMA)  # its own module again (a reload): fine
+    register_family(other, replace=True)
+    assert FAMILIES["llama"] is other
+    register_family(LLAMA, replace=True)
+    with pytest.raises(ConfigError, match="names family 'qwen2', which is not registered"):
+        register_preset("tiny-qwen", ModelPreset(2, 64, 256, 4, None, family="qwen2"))
+    assert "tiny-qwen" not in PRESETS
+    with pytest.raises(ConfigError, match="'tiny' is already a preset"):
+        register_preset("tiny", ModelPreset(2, 64, 256, 4, None, family="llama"))
+    register_preset("tiny-llama", PRESETS["tiny-llama"])  # the same preset again: fine
+    with pytest.raises(ConfigError, match="not a ModelFamily"):
+        register_family("llama")

@@ -34,7 +34,16 @@ class ModelFamily:
 FAMILIES: dict[str, ModelFamily] = {}
 
 
-def register_family(fam: ModelFamily) -> ModelFamily:
+def register_family(fam: ModelFamily, replace: bool = False) -> ModelFamily:
+    """Add ``fam`` under ``fam.name``; returns it. A name already taken by another family is
+    refused unless ``replace`` (the module that registered it may register it again: a reload)."""
+    if not isinstance(fam, ModelFamily):
+        raise ConfigError("family", f"{fam!r} is not a ModelFamily record", "register_family(ModelFamily(...))")
+    old = FAMILIES.get(fam.name)
+    same_module = old is not None and getattr(old.build, "__module__", None) == getattr(fam.build, "__module__", "")
+    if old is not None and old is not fam and not same_module and not replace:
+        raise ConfigError("family", f"{fam.name!r} is already registered (by {old.build.__module__})",
+                          "a new name, or register_family(..., replace=True)")
     FAMILIES[fam.name] = fam
     return fam
 

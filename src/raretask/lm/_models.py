@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
-from ._families import family
+from ._families import FAMILIES, family
 
 PAPER_VOCAB = 50304
 
@@ -68,8 +68,18 @@ def preset(name: str) -> ModelPreset:
     return PRESETS[name]
 
 
-def register_preset(name: str, p: ModelPreset) -> ModelPreset:
-    """Add a preset (e.g. of a registered family)."""
+def register_preset(name: str, p: ModelPreset, replace: bool = False) -> ModelPreset:
+    """Add a preset of a registered family; returns it. Refused: a family not registered (it
+    would fail only when a model is built), a name taken by another preset unless ``replace``."""
+    if not isinstance(p, ModelPreset):
+        raise ConfigError("preset", f"{p!r} is not a ModelPreset", "register_preset(name, ModelPreset(...))")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("preset", f"name {name!r}", "a non-empty string")
+    if p.family not in FAMILIES:
+        raise ConfigError("preset", f"{name!r} names family {p.family!r}, which is not registered",
+                          ", ".join(FAMILIES) + " (or register_family first)")
+    if name in PRESETS and PRESETS[name] != p and not replace:
+        raise ConfigError("preset", f"{name!r} is already a preset", "a new name, or register_preset(..., replace=True)")
     PRESETS[name] = p
     return p
 

@@ -50,10 +50,11 @@ _STUDIES: dict[str, str | ModuleType] = {
 }
 
 
-def register_study(name: str, module: str | ModuleType) -> None:
-    """Add a study (a module or its import path) under ``name``."""
-    if name in _STUDIES and _STUDIES[name] != module:
-        raise ConfigError("study", f"{name!r} is already registered", "a new name")
+def register_study(name: str, module: str | ModuleType, replace: bool = False) -> None:
+    """Add a study (a module or its import path) under ``name``; another module under a taken
+    name is refused unless ``replace``."""
+    if name in _STUDIES and _STUDIES[name] != module and not replace:
+        raise ConfigError("study", f"{name!r} is already registered", "a new name, or register_study(..., replace=True)")
     _STUDIES[name] = module
 
 
