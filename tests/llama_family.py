@@ -1,8 +1,7 @@
 """A second model family for tests/test_lm_families.py: Llama (HF ``LlamaForCausalLM``), tiny.
 One record; registering it is one line: ``register_family(LLAMA)``."""
 
-from raretask.lm import ModelFamily
-from raretask.lm._families import auto_load
+from raretask.lm import ModelFamily, auto_load
 
 
 def _config(p, vocab, max_seq_len, eos_id, pad_id):

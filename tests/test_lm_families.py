@@ -69,3 +69,24 @@ def test_registries_refuse_silent_surprises(llama):
     register_preset("tiny-llama", PRESETS["tiny-llama"])  # the same preset again: fine
     with pytest.raises(ConfigError, match="not a ModelFamily"):
         register_family("llama")
+
+
+def test_a_non_swiglu_family_registers_without_a_wrapper(tmp_path, small_corpus):
+    """GPT-NeoX (one input projection, GELU) names its MLP parts; it trains, evaluates and probes."""
+    from neox_family import NEOX
+
+    register_family(NEOX)
+    register_preset("tiny-neox", ModelPreset(2, 64, 256, 4, None, family="gpt_neox"))
+    try:
+        run = tmp_path / "r"
+        train(LMTrainConfig(corpus=str(small_corpus), out=str(run), preset="tiny-neox", steps=4, batch_size=4,
+                            seq_len=32, checkpoint_every=4, warmup=1, rate=2.0), progress=False)
+        assert json.loads((run / "checkpoints" / "step-000004" / "config.json").read_text())["model_type"] == "gpt_neox"
+        assert evaluate_runs([run], heldout_windows=4, reference_prompts=5)["checkpoints"] == 1
+        out = probe_run(run, ProbeConfig(probes=("localize", "gradients"), neurons=4, grad_steps=2))
+        loc, grads = out["tables"]["localize"], out["tables"]["gradients"]
+        assert sorted(set(loc["layer"])) == [0, 1]  # one row per GPT-NeoX layer and checkpoint
+        assert len(grads) > 0
+    finally:
+        FAMILIES.pop("gpt_neox", None)
+        PRESETS.pop("tiny-neox", None)

@@ -28,7 +28,21 @@ class ModelFamily:
     blocks: Callable[[Any], Any]
     """``blocks(model)`` -> the list of decoder layers (FSDP shards each; probes walk them)."""
     mlp: Callable[[Any], Any]
-    """``mlp(block)`` -> the block's MLP, with ``gate_proj``, ``up_proj`` and ``down_proj``."""
+    """``mlp(block)`` -> the block's MLP module (its output is what ``localize`` ablates)."""
+    mlp_in: tuple[str, ...] = ("gate_proj", "up_proj")
+    """The MLP's input projections (``nn.Linear``, out_features = its hidden units): a unit's
+    parameters include its row of each. SwiGLU: gate and up; GPT-NeoX: ("dense_h_to_4h",)."""
+    mlp_out: str = "down_proj"
+    """The MLP's output projection: a unit's parameters include its column (GPT-NeoX: "dense_4h_to_h")."""
+
+    def mlp_weights(self, mlp) -> list:
+        """The weights of ``mlp``'s parts, input projections first (rows = units), then the
+        output projection (columns = units)."""
+        try:
+            return [getattr(mlp, n).weight for n in (*self.mlp_in, self.mlp_out)]
+        except AttributeError as e:
+            raise ConfigError("family", f"{self.name}: its MLP has no part named in mlp_in/mlp_out ({e})",
+                              "the names of the MLP's input and output nn.Linear modules") from None
 
 
 FAMILIES: dict[str, ModelFamily] = {}

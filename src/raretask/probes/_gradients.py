@@ -1,7 +1,8 @@
 """Gradient interference (SPEC B6).
 
 Task neurons: the top-k hidden units of the first MLP by the task-loss gradient's magnitude
-(a unit's parameters: its row of gate_proj and up_proj and its column of down_proj). The
+(a unit's parameters: its row of each input projection, gate_proj and up_proj for SwiGLU, and
+its column of the output projection, down_proj; the model family names the parts). The
 reference direction g_r is the task-loss gradient over all 10,000 instances restricted to
 those parameters. For a training batch, the gradient restricted to the same parameters is
 split into the part from task-token positions (the predictions of b, LABEL and EOS in rows
@@ -16,27 +17,24 @@ import pandas as pd
 from ._registry import Probe, Setting, register_probe
 
 
-def _mlp0(model):
-    from ..lm._families import mlps
-
-    return mlps(model)[0]
-
-
 def _params(model):
-    mlp = _mlp0(model)
-    params = [mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight]
+    """The first MLP's part weights (its family's ``mlp_weights``): input projections, then output."""
+    from ..lm._families import family_of, mlps
+
+    params = family_of(model).mlp_weights(mlps(model)[0])
     for p in params:  # a frozen model (e.g. after pyvene) still has gradients here
         p.requires_grad_(True)
     return params
 
 
 def restrict(grads, neurons: np.ndarray):
-    """Flatten (gate rows, up rows, down columns) of ``neurons``: torch (3 k H,)."""
+    """Flatten (each input projection's rows, the output projection's columns) of ``neurons``:
+    torch ((n_in + 1) k H,) (SwiGLU: gate rows, up rows, down columns)."""
     import torch
 
-    g, u, d = grads
-    idx = torch.as_tensor(neurons, device=g.device)
-    return torch.cat([g[idx].reshape(-1), u[idx].reshape(-1), d[:, idx].T.reshape(-1)])
+    *ins, d = grads
+    idx = torch.as_tensor(neurons, device=d.device)
+    return torch.cat([*(g[idx].reshape(-1) for g in ins), d[:, idx].T.reshape(-1)])
 
 
 def task_loss(model, tasks, which: np.ndarray | None = None):
@@ -52,13 +50,13 @@ def task_loss(model, tasks, which: np.ndarray | None = None):
 
 
 def reference(model, tasks, k: int = 32):
-    """Task neurons (top-k of the first MLP) and g_r. Returns (neurons (k,), g_r torch (3 k H,))."""
+    """Task neurons (top-k of the first MLP) and g_r. Returns (neurons (k,), g_r torch ((n_in + 1) k H,))."""
     import torch
 
     params = _params(model)
     grads = torch.autograd.grad(task_loss(model, tasks), params)
-    g, u, d = grads
-    score = g.pow(2).sum(1) + u.pow(2).sum(1) + d.pow(2).sum(0)
+    *ins, d = grads
+    score = sum(g.pow(2).sum(1) for g in ins) + d.pow(2).sum(0)
     neurons = torch.topk(score, min(k, len(score))).indices.sort().values.cpu().numpy()
     return neurons, restrict(grads, neurons).detach()
 
