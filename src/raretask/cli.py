@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"raretask {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="show the Python traceback of an error (also RARETASK_DEBUG=1)")
+    p.add_argument("--plugin", action="append", metavar="MODULE",
+                   help="import MODULE first, so the studies, probes, families, presets and callbacks it registers "
+                        "are choices here (repeatable, anywhere on the line; also RARETASK_PLUGINS=a,b and installed "
+                        "packages' 'raretask.plugins' entry points)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plan = sub.add_parser("plan", help="predict which tasks a width-N model learns (closed form)")
@@ -227,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("RARETASK_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     try:
+        from .plugins import load_plugins, take_plugin_flags
+
+        plugins, argv = take_plugin_flags(argv)
+        load_plugins(plugins)  # before the parser: what plugins register are the commands' choices
         parser = build_parser()
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)

@@ -53,6 +53,25 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def user_callbacks(spec: str, cfg) -> list:
+    """``--callback MODULE:NAME``: NAME is a Callback instance, a Callback class (made with no
+    arguments) or a function of the run's LMTrainConfig returning a Callback or a list of them."""
+    from ..plugins import load_object
+    from .callbacks import Callback
+
+    obj = load_object(spec, "callback")
+    if isinstance(obj, type) and issubclass(obj, Callback):
+        obj = obj()
+    elif not isinstance(obj, Callback) and callable(obj):
+        obj = obj(cfg)
+    made = obj if isinstance(obj, (list, tuple)) else [obj]
+    bad = [m for m in made if not isinstance(m, Callback)]
+    if bad or not made:
+        raise ConfigError("callback", f"{spec} gives {bad[0]!r}" if bad else f"{spec} gives no callback",
+                          "a raretask.lm.Callback, a subclass of it, or a function of the config returning them")
+    return list(made)
+
+
 def _cmd_train(args) -> int:
     _need_lm()
     from ._train import LMTrainConfig, train
@@ -78,6 +97,7 @@ def _cmd_train(args) -> int:
         from .callbacks import TensorBoard
 
         callbacks.append(TensorBoard(args.tensorboard or None))
+    callbacks += [cb for spec in args.callback or [] for cb in user_callbacks(spec, cfg)]
     s = train(cfg, progress=not args.no_progress, extend=args.extend, restart=args.restart, callbacks=callbacks)
     if s is not None and s.get("already_complete"):
         print(f"nothing to do: {cfg.out} has trained its {s['steps']} steps (final loss {s['final_loss']:.4f}); "
@@ -220,6 +240,9 @@ def add_lm_parser(sub, parser_class) -> None:
     tr.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                     help="also write TensorBoard curves (loss, task loss, lr, grad norm, tokens/s) to DIR "
                          "(default: the run's tensorboard/); needs raretask[tensorboard]")
+    tr.add_argument("--callback", action="append", metavar="MODULE:NAME",
+                    help="a training callback from outside the package: a Callback, its class, or a function of "
+                         "the config returning callbacks (repeatable)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
