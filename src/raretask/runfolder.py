@@ -326,3 +326,23 @@ def _existing_parent(p: Path) -> Path:
     while not p.exists():
         p = p.parent
     return p
+
+
+def drop_orphan_parts(folder: Path, parts: int) -> None:
+    """Delete parts numbered ``parts`` or later and half-written ``.tmp`` files: what an
+    interrupted run wrote after its last checkpoint."""
+    for p in folder.glob(".part-*.tmp"):  # atomic_write's temporaries
+        p.unlink()
+    for p in folder.glob("part-*"):
+        if p.suffix == ".tmp" or int(p.name.split("-")[1].split(".")[0]) >= parts:
+            p.unlink()
+
+
+def read_parts(folder: Path):
+    """The ``part-*.parquet`` files of ``folder`` as one DataFrame, in part order; None when none."""
+    import pandas as pd
+
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return None
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)

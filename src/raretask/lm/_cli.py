@@ -217,7 +217,7 @@ def add_lm_parser(sub, parser_class) -> None:
     p.set_defaults(func=_cmd_presets)
 
     from ..config_flags import add_config_flags
-    from ._train import LMTrainConfig
+    from ._config import LMTrainConfig
 
     tr = lsub.add_parser("train", help="pretrain with an injected task (also under torchrun); every LMTrainConfig "
                                        "field is a flag")

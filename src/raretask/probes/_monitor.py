@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from ..lm.callbacks import Batch, Callback, Trainer
-from ..sim._runner import read_parts
+from ..runfolder import read_parts
 
 if TYPE_CHECKING:
     from ..lm._injection import InjectionSchedule
-    from ..lm._train import LMTrainConfig
+    from ..lm._config import LMTrainConfig
 
 
 def gap_offsets(period: int) -> list[int]:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..report.html import Check, Figure
-    from ._run import ProbeConfig
 
 
 class ProbeContext(NamedTuple):
@@ -73,8 +72,9 @@ class Setting:
 
 
 Rows = list[dict]
-Measure = Callable[[Any, ProbeContext, "ProbeConfig"], Rows]
-Report = Callable[["pd.DataFrame", Path, "ProbeConfig"], "tuple[list[Check], list[Figure]]"]
+# the third argument is the run's ProbeConfig (in ``_run``, which imports this registry: named, not imported)
+Measure = Callable[[Any, ProbeContext, Any], Rows]
+Report = Callable[["pd.DataFrame", Path, Any], "tuple[list[Check], list[Figure]]"]
 
 
 @dataclass(frozen=True)

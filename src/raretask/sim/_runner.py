@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..mixture import MixtureSpec, task_metrics
-from ..runfolder import PartLog, atomic_parquet, atomic_savez, atomic_write
+from ..runfolder import PartLog, atomic_parquet, atomic_savez, atomic_write, drop_orphan_parts, read_parts
 from ._config import TrainConfig
 from ._engine import Engine
 from ._sampling import TaskSampler
@@ -40,7 +40,7 @@ _SEGMENT_CHUNKS = 16  # chunks per segment between checkpoint opportunities
 _MAX_BUFFERED_ROWS = 200_000  # flush earlier than the checkpoint clock when rows pile up
 
 
-__all__ = ["drop_orphan_parts", "load_checkpoint", "metric_rows", "read_parts", "run_engine"]
+__all__ = ["load_checkpoint", "metric_rows", "run_engine"]
 
 
 def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
@@ -55,16 +55,6 @@ def metric_rows(spec: MixtureSpec, engine: Engine, step: int) -> pd.DataFrame:
             "residual": tm.residual, "total_loss": tm.total_loss,
         }))
     return pd.concat(frames, ignore_index=True)
-
-
-def drop_orphan_parts(folder: Path, parts: int) -> None:
-    """Delete parts numbered ``parts`` or later and half-written ``.tmp`` files: what an
-    interrupted run wrote after its last checkpoint."""
-    for p in folder.glob(".part-*.tmp"):  # atomic_write's temporaries
-        p.unlink()
-    for p in folder.glob("part-*"):
-        if p.suffix == ".tmp" or int(p.name.split("-")[1].split(".")[0]) >= parts:
-            p.unlink()
 
 
 def load_checkpoint(out: Path) -> tuple[dict | None, list[str]]:
@@ -94,13 +84,6 @@ def load_checkpoint(out: Path) -> tuple[dict | None, list[str]]:
                 continue
         return state, problems
     return None, problems
-
-
-def read_parts(folder: Path) -> pd.DataFrame | None:
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return None
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
 def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_dir: str | Path,

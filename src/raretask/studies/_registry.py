@@ -16,25 +16,22 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from ._config import StudyConfig
-    from ._run import Analysis, Cell
-
-
 @runtime_checkable
 class Study(Protocol):
-    """What ``run_study`` needs of a study module (``run`` may replace ``cells``)."""
+    """What ``run_study`` needs of a study module (``run`` may replace ``cells``): ``cells(cfg:
+    StudyConfig) -> list[Cell]`` and ``analyze(cfg, results, trace, out) -> Analysis`` (the
+    types live in ``_config`` and ``_run``, which import this registry, so they are named here
+    in words, not imported)."""
 
-    def cells(self, cfg: "StudyConfig") -> "list[Cell]": ...
+    def cells(self, cfg: Any) -> list: ...
 
-    def analyze(self, cfg: "StudyConfig", results: pd.DataFrame, trace: pd.DataFrame | None,
-                out: Path) -> "Analysis": ...
+    def analyze(self, cfg: Any, results: pd.DataFrame, trace: pd.DataFrame | None, out: Path) -> Any: ...
 
 
 _STUDIES: dict[str, str | ModuleType] = {
