@@ -488,11 +488,18 @@ def _intro(sw: dict, crit: pd.DataFrame, law, roll: pd.DataFrame) -> str:
 
 
 def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path) -> list[Figure]:
-    from ..report.plots import new_figure, save
-
-    figs = []
+    """Every figure of the report, each drawn from its table by its own function."""
     sizes = list(crit["preset"])
     col = {p: f"C{i}" for i, p in enumerate(sizes)}
+    figs = [_fig5(final, sizes, col, chance, fdir), _fig_critical(crit, law, theory, fdir),
+            _fig6a(steps, sizes, col, fdir), _fig6b(final, col, fdir), _fig22_23(df, sizes, col, fdir),
+            _fig_probes(probes, fdir)]
+    return [f for f in figs if f is not None]
+
+
+def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
+    from ..report.plots import new_figure, save
+
     rated = final[final["kind"] != "gap"]
     fig, axes = new_figure(2, 1, size=(12, 4.6))
     for p in sizes:
@@ -510,9 +517,13 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
     axes[0, 1].set(xscale="log", yscale="log", xlabel="injected instances per token",
                    ylabel="final LABEL loss (test)", title="Fig. 5 analog: task loss")
     axes[0, 0].legend(fontsize=7)
-    figs.append(Figure(save(fig, fdir / "fig5-accuracy-loss.png"),
-                       "Final test accuracy and LABEL loss against the injected per-token frequency, one curve per "
-                       f"size ({fig5_seeds_caption(rated)}); dotted: the learned level."))
+    return Figure(save(fig, fdir / "fig5-accuracy-loss.png"),
+                  "Final test accuracy and LABEL loss against the injected per-token frequency, one curve per "
+                  f"size ({fig5_seeds_caption(rated)}); dotted: the learned level.")
+
+
+def _fig_critical(crit, law, theory, fdir: Path) -> Figure:
+    from ..report.plots import new_figure, save
 
     fig, axes = new_figure(2, 1, size=(12, 4.6))
     ax = axes[0, 0]
@@ -548,41 +559,54 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
     ax.set(xscale="log", yscale="log", xlabel="width / smallest width", ylabel="critical frequency / smallest's",
            title="LM exponent vs the synthetic theory's")
     ax.legend(fontsize=7)
-    figs.append(Figure(save(fig, fdir / "critical-frequency.png"),
-                       "Left: critical frequency f* per size with its 95% interval (runs redrawn with the sweep's "
-                       "seed noise), censored sizes as bounds, and the law fitted to the measured sizes with its "
-                       "confidence band (the curve) and prediction band (where a new size's f* lands). Right: the same against width (parameters ~ width^2 "
-                       "at fixed depth) beside the planner's minimal frequency p*(N) of the paper mixture's rarest "
-                       "task (Theorem 3), each relative to its smallest width."))
+    return Figure(save(fig, fdir / "critical-frequency.png"),
+                  "Left: critical frequency f* per size with its 95% interval (runs redrawn with the sweep's "
+                  "seed noise), censored sizes as bounds, and the law fitted to the measured sizes with its "
+                  "confidence band (the curve) and prediction band (where a new size's f* lands). Right: the "
+                  "same against width (parameters ~ width^2 at fixed depth) beside the planner's minimal frequency "
+                  "p*(N) of the paper mixture's rarest task (Theorem 3), each relative to its smallest width.")
+
+
+def _fig6a(steps, sizes, col, fdir: Path) -> Figure:
+    from ..report.plots import new_figure, save
 
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
     for p in sizes:
         g = steps[steps["preset"] == p].sort_values("per_token_frequency")
         ax.plot(g["per_token_frequency"], g["learned_step"], "-o", color=col[p], label=p)
-    ax.set(xscale="log", xlabel="injected instances per token", ylabel="first checkpoint at the accuracy midpoint",
+    ax.set(xscale="log", xlabel="injected instances per token", ylabel="first checkpoint at the learned level",
            title="Fig. 6a analog: when the task is learned")
     ax.legend(fontsize=7)
-    figs.append(Figure(save(fig, fdir / "fig6a-learned-step.png"),
-                       "The step at which each rate's task is learned, per size (missing: not learned in the run). "
-                       "The reference templates ('it has increased from {x} to', '{x} + {y} =') were counted in the "
-                       "corpus (report/eval-summary.json); where they never occur they give no frequency to place."))
+    return Figure(save(fig, fdir / "fig6a-learned-step.png"),
+                  "The step at which each rate's task is learned, per size (missing: not learned in the run). "
+                  "The reference templates ('it has increased from {x} to', '{x} + {y} =') were counted in the "
+                  "corpus (report/eval-summary.json); where they never occur they give no frequency to place.")
+
+
+def _fig6b(final, col, fdir: Path) -> Figure | None:
+    from ..report.plots import new_figure, save
 
     gaps = final[final["kind"] == "gap"]
-    if not gaps.empty:
-        fig, axes = new_figure(1, 1)
-        ax = axes[0, 0]
-        for p, g in gaps.groupby("preset"):
-            f = g["per_token_frequency"].iloc[0]
-            base = final[(final["preset"] == p) & (final["kind"] == "grid") & np.isclose(final["per_token_frequency"], f)]
-            pts = pd.concat([base.assign(every=1), g]).sort_values("every")
-            ax.plot(pts["every"], pts["task_test_loss"], "-o", color=col.get(p, "k"), label=f"{p} ({f:.1e}/token)")
-        ax.set(xscale="log", xlabel="gap G (batches between injections)", ylabel="final LABEL loss (test)",
-               title="Fig. 6b analog: matched frequency, growing gap")
-        ax.legend(fontsize=7)
-        figs.append(Figure(save(fig, fdir / "fig6b-gap.png"),
-                           "Task loss at one total frequency delivered as n instances every G batches (G = 1 is the "
-                           "grid's run at that rate), smallest and largest size."))
+    if gaps.empty:
+        return None
+    fig, axes = new_figure(1, 1)
+    ax = axes[0, 0]
+    for p, g in gaps.groupby("preset"):
+        f = g["per_token_frequency"].iloc[0]
+        base = final[(final["preset"] == p) & (final["kind"] == "grid") & np.isclose(final["per_token_frequency"], f)]
+        pts = pd.concat([base.assign(every=1), g]).sort_values("every")
+        ax.plot(pts["every"], pts["task_test_loss"], "-o", color=col.get(p, "k"), label=f"{p} ({f:.1e}/token)")
+    ax.set(xscale="log", xlabel="gap G (batches between injections)", ylabel="final LABEL loss (test)",
+           title="Fig. 6b analog: matched frequency, growing gap")
+    ax.legend(fontsize=7)
+    return Figure(save(fig, fdir / "fig6b-gap.png"),
+                  "Task loss at one total frequency delivered as n instances every G batches (G = 1 is the "
+                  "grid's run at that rate), smallest and largest size.")
+
+
+def _fig22_23(df, sizes, col, fdir: Path) -> Figure:
+    from ..report.plots import new_figure, save
 
     fig, axes = new_figure(2, 1, size=(12, 4.6))
     grid = df[df["kind"] == "grid"]
@@ -598,23 +622,27 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
     axes[0, 1].set(xscale="log", yscale="log", xlabel="compute 6 N D (FLOPs)", ylabel="LABEL loss (test)",
                    title="Fig. 23 analog: task loss vs compute")
     axes[0, 0].legend(fontsize=7)
-    figs.append(Figure(save(fig, fdir / "fig22-23-equal-budget.png"),
-                       "Injected-task loss along training against held-out LM loss and against compute, per size "
-                       "(colour) and rate (line width grows with frequency)."))
+    return Figure(save(fig, fdir / "fig22-23-equal-budget.png"),
+                  "Injected-task loss along training against held-out LM loss and against compute, per size "
+                  "(colour) and rate (line width grows with frequency).")
 
-    if not probes.empty:
-        metrics = [m for m in ("das_iia", "pca_r2", "localize_max_drop", "cos_nontask_median") if m in probes]
-        fig, axes = new_figure(len(metrics), 1, size=(4.2 * len(metrics), 4.2))
-        for ax, m in zip(axes.ravel(), metrics):
-            for j, (f, g) in enumerate(probes.groupby("per_token_frequency")):
-                for trained, ls in ((True, "-o"), (False, "--s")):
-                    s = g[g["trained"] == trained].dropna(subset=[m]).sort_values("non_embedding_params")
-                    ax.plot(s["non_embedding_params"], s[m], ls, color=f"C{j}",
-                            label=f"{f:.1e}/token, {'trained' if trained else 'untrained'}")
-            ax.set(xscale="log", xlabel="non-embedding parameters", title=m)
-        axes.ravel()[0].legend(fontsize=6)
-        figs.append(Figure(save(fig, fdir / "probes-across-sizes.png"),
-                           "Inside the models (Sec. 4.3, 4.4): best DAS interchange accuracy, best PCA R^2, the largest "
-                           "MLP zero-ablation drop and the median cosine of g_r with the non-task gradient, per size; "
-                           "dashed: the untrained model of the same size and seed."))
-    return figs
+
+def _fig_probes(probes, fdir: Path) -> Figure | None:
+    from ..report.plots import new_figure, save
+
+    if probes.empty:
+        return None
+    metrics = [m for m in ("das_iia", "pca_r2", "localize_max_drop", "cos_nontask_median") if m in probes]
+    fig, axes = new_figure(len(metrics), 1, size=(4.2 * len(metrics), 4.2))
+    for ax, m in zip(axes.ravel(), metrics):
+        for j, (f, g) in enumerate(probes.groupby("per_token_frequency")):
+            for trained, ls in ((True, "-o"), (False, "--s")):
+                s = g[g["trained"] == trained].dropna(subset=[m]).sort_values("non_embedding_params")
+                ax.plot(s["non_embedding_params"], s[m], ls, color=f"C{j}",
+                        label=f"{f:.1e}/token, {'trained' if trained else 'untrained'}")
+        ax.set(xscale="log", xlabel="non-embedding parameters", title=m)
+    axes.ravel()[0].legend(fontsize=6)
+    return Figure(save(fig, fdir / "probes-across-sizes.png"),
+                  "Inside the models (Sec. 4.3, 4.4): best DAS interchange accuracy, best PCA R^2, the largest "
+                  "MLP zero-ablation drop and the median cosine of g_r with the non-task gradient, per size; "
+                  "dashed: the untrained model of the same size and seed.")
