@@ -189,7 +189,11 @@ def _cmd_sizing(args) -> int:
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
+    for add in (_add_corpus, _add_tasks_presets, _add_train, _add_eval_sweep, _add_sizing, _add_probe):
+        add(lsub, parser_class)
 
+
+def _add_corpus(lsub, parser_class) -> None:
     c = lsub.add_parser("corpus", help="build a tokenized corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=parser_class)
     b = csub.add_parser("build", help="tokenize the default corpus or your files into the OLMo memmap layout")
@@ -206,6 +210,8 @@ def add_lm_parser(sub, parser_class) -> None:
                    help="rebuild over an existing corpus (runs trained on it then refuse the new one by its digest)")
     b.set_defaults(func=_cmd_corpus)
 
+
+def _add_tasks_presets(lsub, parser_class) -> None:
     t = lsub.add_parser("tasks", help="export the injected task's instances for inspection")
     t.add_argument("--corpus", required=True)
     t.add_argument("--task", choices=("cmp", "add"), default="cmp")
@@ -216,6 +222,8 @@ def add_lm_parser(sub, parser_class) -> None:
     p = lsub.add_parser("presets", help="list model presets and their parameter counts")
     p.set_defaults(func=_cmd_presets)
 
+
+def _add_train(lsub, parser_class) -> None:
     from ..config_flags import add_config_flags
     from ._config import LMTrainConfig
 
@@ -246,6 +254,8 @@ def add_lm_parser(sub, parser_class) -> None:
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
+
+def _add_eval_sweep(lsub, parser_class) -> None:
     ev = lsub.add_parser("eval", help="evaluate every checkpoint of one or more runs; figures and report")
     ev.add_argument("runs", nargs="+", help="run directories")
     ev.add_argument("--out", default=None, help="report directory (default: the run, or eval-report beside them)")
@@ -269,6 +279,8 @@ def add_lm_parser(sub, parser_class) -> None:
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 
+
+def _add_sizing(lsub, parser_class) -> None:
     sz = lsub.add_parser("sizing", help="from a scaling sweep: the smallest model for a frequency, or the lowest "
                                         "frequency a model learns (power law of f*, with intervals)")
     sz.add_argument("sweep_dir", help="a finished scaling sweep (lm sweep cpu-scaling)")
@@ -284,6 +296,8 @@ def add_lm_parser(sub, parser_class) -> None:
     sz.add_argument("--json", action="store_true", help="JSON (non-finite numbers as null)")
     sz.set_defaults(func=_cmd_sizing)
 
+
+def _add_probe(lsub, parser_class) -> None:
     from ..probes import all_probes  # numpy only: the probe flags come from the probe registry
 
     probes = all_probes()
