@@ -299,3 +299,20 @@ def test_lm_template_count_checks_reject_a_count_off_the_brute_force_and_the_tex
     assert verdicts(frequency_checks({"addition": base})) == ["yes", "yes"]
     assert verdicts(frequency_checks({"addition": {**base, "brute_force_count": 11}})) == ["no", "yes"]
     assert verdicts(frequency_checks({"addition": {**base, "text_count": 11}})) == ["yes", "no"]
+
+
+def test_retention_dynamics_caption_follows_the_verdicts():
+    """The caption under the dynamics figure says what its checks found, never the paper's story
+    ahead of them (before: "the wide one keeps each gain" under a check answering no)."""
+    def caption(**kw):
+        _, c2, _ = retention.retention_checks(GOOD_FIN, RATIO, FLOOR, {24: kw.get("small", kept(0.1)),
+                                                                     128: kw.get("large", kept(0.7))},
+                                              kw.get("rise", 0.5), 64, 24, 128)
+        return retention.dynamics_caption(c2, 24, 128)
+
+    assert caption() == ("The narrow model (N = 24) decays back between injections; the wide one (N = 128) keeps "
+                         "each gain and builds on it.")
+    flipped = caption(small=kept(0.8), large=kept(0.389), rise=0.1)
+    assert "keeps half or more of each gain" in flipped and "keeps less than half of each gain" in flipped
+    assert "does not build up" in flipped and "keeps each gain" not in flipped
+    assert "not measurable" in caption(small=kept(None))

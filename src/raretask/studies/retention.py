@@ -20,6 +20,7 @@ them is "not measurable" too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -247,18 +248,38 @@ def retention_checks(fin: pd.DataFrame, ratio: dict, floor: dict, kept: dict, ri
     return checks1, checks2, gh
 
 
-def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: Path) -> Analysis:
+class _Measured(NamedTuple):
+    """What ``analyze`` computes before anything is drawn or said."""
+
+    spec: object
+    steps: int
+    batch: int
+    rare: int
+    """0-based index of the rare task."""
+    window: int
+    gaps: list
+    widths: list
+    fin: pd.DataFrame
+    """Final corrected signal, gaps x widths."""
+    ratio: dict
+    floor: dict
+    kept_all: dict
+    multi: list
+    g_show: int
+    shown: pd.Series
+    """The wide model's per-step signal at ``g_show`` (first seed)."""
+    rise: float
+
+
+def _measure(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame) -> _Measured:
     spec = cfg.spec()
     steps = cfg.train_config(0).steps
-    B = cfg.train_config(0).batch_size
     r = rare_index(cfg)
     window = max(max(cfg.gaps), steps // 10)
     window = (window // max(cfg.gaps)) * max(cfg.gaps) or max(cfg.gaps)
-    fin = final_signal(trace, steps, window)
-    widths = sorted(cfg.widths)
-    gaps = sorted(cfg.gaps)
-    fin = fin.loc[gaps, widths]
-    small, large = widths[0], widths[-1]
+    widths, gaps = sorted(cfg.widths), sorted(cfg.gaps)
+    fin = final_signal(trace, steps, window).loc[gaps, widths]
+    large = widths[-1]
     ratio = results.groupby("gap")["rare_frequency_ratio"].first().to_dict()
     floor = {w: noise_floor(spec, r, w) for w in widths}
     traces = {(g, w): [t for _, t in trace[(trace["gap"] == g) & (trace["width"] == w)].groupby("seed")]
@@ -271,32 +292,77 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
     s_large = trace[(trace["gap"] == g_show) & (trace["width"] == large) & (trace["seed"] == cfg.seeds[0])]
     s = s_large.set_index("step")["corrected_signal"].sort_index()
     rise = float(s.iloc[-window:].mean() - s.iloc[: max(1, g_show)].mean())
-    checks1, checks2, gh = retention_checks(fin, ratio, floor, {w: kept_all[w][g_show] for w in widths}, rise,
-                                            g_show, small, large)
+    return _Measured(spec, steps, cfg.train_config(0).batch_size, r, window, gaps, widths, fin, ratio, floor, kept_all,
+                     multi, g_show, s, rise)
 
+
+def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: Path) -> Analysis:
+    m = _measure(cfg, results, trace)
+    small, large = m.widths[0], m.widths[-1]
+    checks1, checks2, gh = retention_checks(m.fin, m.ratio, m.floor, {w: m.kept_all[w][m.g_show] for w in m.widths},
+                                            m.rise, m.g_show, small, large)
+    f1 = Figure(_vs_gap_figure(m, out), f"Final corrected signal of the rare task (mean over the last {m.window} steps, "
+                "a whole number of injection cycles) against the gap G, per width; dotted: each width's noise floor (3 "
+                "sd of s~ for a random row space). Under each gap: the realised rare-task frequency / pi_r, which the "
+                "schedule keeps at 1.", checks1)
+    f2 = Figure(_dynamics_figure(m, trace, cfg.seeds[0], out),
+                f"Per-step corrected signal of the rare task at G = {m.g_show} (the largest gap the wide model still "
+                "learns at): over the whole run (top) and zoomed on six injection cycles per width. "
+                + dynamics_caption(checks2, small, large), checks2)
+    f3 = Figure(_kept_figure(m.kept_all, m.widths, m.multi, out),
+                "Retained share of each injection's gain, (s~ before the next injection - s~ before this one) / "
+                "(peak in the cycle - s~ before this one), over the cycles of the rising phase whose gain exceeds "
+                "the trace's step noise; per gap and width (box: quartiles, whiskers: 10th-90th percentiles; the "
+                "full range is in summary.json). 'n/a': fewer than "
+                f"{MIN_CYCLES} such cycles, so retention is not measurable there.")
+    intro = ("Matched-frequency retention (SPEC A5.3): the rare task appears only in injection batches every G "
+             "steps, enlarged so that its long-run frequency is pi_r at every G (cumulative rounding of "
+             "q = pi_r B / (1 - pi_r) samples per step).")
+    return Analysis(intro, [], [f1, f2, f3], _summary(m, gh))
+
+
+def dynamics_caption(checks2: list, small: int, large: int) -> str:
+    """The dynamics figure's sentence, derived from its three checks' verdicts (narrow decays,
+    wide keeps, wide accumulates), never stated ahead of them."""
+    decays, keeps, builds = (c.verdict for c in checks2[:3])
+    narrow = {"yes": f"The narrow model (N = {small}) decays back between injections",
+              "no": f"The narrow model (N = {small}) keeps half or more of each gain here",
+              "n/a": f"Whether the narrow model (N = {small}) keeps its gains is not measurable here"}[decays]
+    wide = {"yes": f"the wide one (N = {large}) keeps each gain",
+            "no": f"the wide one (N = {large}) keeps less than half of each gain",
+            "n/a": f"whether the wide one (N = {large}) keeps its gains is not measurable"}[keeps]
+    build = {"yes": " and builds on it.", "no": " and does not build up across injections.",
+             "n/a": "."}[builds]
+    return f"{narrow}; {wide}{build}"
+
+
+def _vs_gap_figure(m: _Measured, out: Path) -> Path:
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
-    for i, w in enumerate(widths):
-        ax.plot(gaps, fin[w], "o-", color=f"C{i}", label=f"N = {w}")
-        ax.axhline(floor[w], color=f"C{i}", ls=":", lw=0.8)
+    for i, w in enumerate(m.widths):
+        ax.plot(m.gaps, m.fin[w], "o-", color=f"C{i}", label=f"N = {w}")
+        ax.axhline(m.floor[w], color=f"C{i}", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(gaps, [f"{g}\n(f/pi_r {ratio[g]:.3f})" for g in gaps], fontsize=7)
+    ax.set_xticks(m.gaps, [f"{g}\n(f/pi_r {m.ratio[g]:.3f})" for g in m.gaps], fontsize=7)
     ax.set_xlabel("gap G between injections (steps); realised rare frequency / pi_r under each")
-    ax.set_ylabel(f"final corrected signal of task {r + 1}")
-    ax.set_title(f"matched-frequency retention (pi_r = {spec.pi[r]:.3g}, B = {B})")
+    ax.set_ylabel(f"final corrected signal of task {m.rare + 1}")
+    ax.set_title(f"matched-frequency retention (pi_r = {m.spec.pi[m.rare]:.3g}, B = {m.batch})")
     ax.legend(title="dotted: noise floor", fontsize=8)
-    p1 = save(fig, out / "figures" / "retention-vs-gap.png")
+    return save(fig, out / "figures" / "retention-vs-gap.png")
 
+
+def _dynamics_figure(m: _Measured, trace: pd.DataFrame, seed: int, out: Path) -> Path:
+    small, large, g_show, s = m.widths[0], m.widths[-1], m.g_show, m.shown
     fig, axes = new_figure(1, 3, size=(10.0, 2.9))
     for i, w in enumerate((small, large)):
-        tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == cfg.seeds[0])]
+        tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == seed)]
         axes[0, 0].plot(tr["step"], tr["corrected_signal"], "-", color=f"C{i}", lw=0.8, label=f"N = {w}")
     # zoom on the six cycles where the wide model's signal rises fastest, same window for both
     roll = s.rolling(6 * g_show, min_periods=1).mean().diff(6 * g_show)
     centre = int(roll.idxmax()) if roll.notna().any() else int(s.index[len(s) // 2])
     lo = max(1, centre - 3 * g_show)
     for i, w in enumerate((small, large)):
-        tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == cfg.seeds[0])]
+        tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == seed)]
         seg = tr[(tr["step"] >= lo) & (tr["step"] <= lo + 6 * g_show)]
         ax = axes[1 + i, 0]
         ax.plot(seg["step"], seg["corrected_signal"], "-", color=f"C{i}", lw=1)
@@ -309,39 +375,26 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
     axes[0, 0].set_title(f"G = {g_show}: per-step rare-task signal over the run", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     axes[-1, 0].set_xlabel("step")
-    p2 = save(fig, out / "figures" / "retention-dynamics.png")
-    p3 = _kept_figure(kept_all, widths, multi, out)
-    f1 = Figure(p1, f"Final corrected signal of the rare task (mean over the last {window} steps, a whole number of "
-                    "injection cycles) against the gap G, per width; dotted: each width's noise floor (3 sd of s~ for "
-                    "a random row space). Under each gap: the realised rare-task frequency / pi_r, which the "
-                    "schedule keeps at 1.", checks1)
-    f2 = Figure(p2, f"Per-step corrected signal of the rare task at G = {g_show} (the largest gap the wide model still "
-                    "learns at): over the whole run (top) and zoomed on six injection cycles per width. The narrow model "
-                    "decays back between injections, the wide one keeps each gain and builds on it.", checks2)
-    f3 = Figure(p3, "Retained share of each injection's gain, (s~ before the next injection - s~ before this one) / "
-                    "(peak in the cycle - s~ before this one), over the cycles of the rising phase whose gain exceeds "
-                    "the trace's step noise; per gap and width (box: quartiles, whiskers: 10th-90th percentiles; the "
-                    "full range is in summary.json). 'n/a': fewer than "
-                    f"{MIN_CYCLES} such cycles, so retention is not measurable there.")
+    return save(fig, out / "figures" / "retention-dynamics.png")
+
+
+def _summary(m: _Measured, gh: dict) -> dict:
     inj = {}
-    for g in gaps:
-        smp = RetentionSampler(spec.pi, B, seed=0, rare_task=r + 1, gap=g)
-        sizes = smp.injection_sizes(np.arange(steps // g))
+    for g in m.gaps:
+        smp = RetentionSampler(m.spec.pi, m.batch, seed=0, rare_task=m.rare + 1, gap=g)
+        sizes = smp.injection_sizes(np.arange(m.steps // g))
         inj[str(g)] = {"mean": float(g * smp.rate), "min": int(sizes.min()) if len(sizes) else 0,
                        "max": int(sizes.max()) if len(sizes) else 0, "total": int(sizes.sum())}
-    summary = {"rare_task": r + 1, "prior": float(spec.pi[r]), "window": window, "gap_shown": g_show,
-               "noise_floor": {str(w): floor[w] for w in widths},
-               "learned": {str(w): {str(g): bool(fin.loc[g, w] > floor[w]) for g in gaps} for w in widths},
-               "gap_half_signal": {str(w): gh[w] for w in widths},
-               "kept_share": {str(w): {str(g): {k: v for k, v in kept_all[w][g].items() if k != "values"}
-                                       for g in gaps} for w in widths},
-               "final_signal": {str(w): {str(g): float(fin.loc[g, w]) for g in gaps} for w in widths},
-               "rare_frequency_ratio": {str(g): float(ratio[g]) for g in gaps},
-               "injection_size": inj}
-    intro = ("Matched-frequency retention (SPEC A5.3): the rare task appears only in injection batches every G "
-             "steps, enlarged so that its long-run frequency is pi_r at every G (cumulative rounding of "
-             "q = pi_r B / (1 - pi_r) samples per step).")
-    return Analysis(intro, [], [f1, f2, f3], summary)
+    ws, gs = m.widths, m.gaps
+    return {"rare_task": m.rare + 1, "prior": float(m.spec.pi[m.rare]), "window": m.window, "gap_shown": m.g_show,
+            "noise_floor": {str(w): m.floor[w] for w in ws},
+            "learned": {str(w): {str(g): bool(m.fin.loc[g, w] > m.floor[w]) for g in gs} for w in ws},
+            "gap_half_signal": {str(w): gh[w] for w in ws},
+            "kept_share": {str(w): {str(g): {k: v for k, v in m.kept_all[w][g].items() if k != "values"}
+                                    for g in gs} for w in ws},
+            "final_signal": {str(w): {str(g): float(m.fin.loc[g, w]) for g in gs} for w in ws},
+            "rare_frequency_ratio": {str(g): float(m.ratio[g]) for g in gs},
+            "injection_size": inj}
 
 
 def _kept_figure(kept_all: dict, widths: list[int], gaps: list[int], out: Path) -> Path:
