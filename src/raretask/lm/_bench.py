@@ -256,7 +256,17 @@ def _bench_lm(corpus, preset, steps, batch_size, seq_len, warmup, repeats, compi
                 say(f"  repetition {r + 1}/{repeats}: " + ", ".join(
                     f"{m} {1e3 * np.median(d):.1f}" for m, d in res.items() if not m.startswith("_"))
                     + f" ms/step (medians; {time.perf_counter() - t:.0f} s)")
-    tokens = batch_size * seq_len
+    meta = {"preset": preset, "params": n_params, "vocab": tok.vocab_size, "batch_size": batch_size,
+            "seq_len": seq_len, "timed_steps": steps, "warmup_steps": warmup, "repeats": repeats,
+            "checkpoint_every": checkpoint_every, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "corpus": str(corpus), "injection": schedule.describe()}
+    return _summarise(runs, errors, compile, meta)
+
+
+def _summarise(runs: list[dict], errors: dict, compile: bool, meta: dict) -> dict:
+    """``bench lm``'s result from its timed runs: medians per mode, raretask's overhead over the
+    plain loop (paired per repetition), checkpoint cost and the compile speed-ups."""
+    tokens = meta["batch_size"] * meta["seq_len"]
     rows = {}
     for m in _NAMES:
         ds = [run[m] for run in runs if m in run]
@@ -273,15 +283,12 @@ def _bench_lm(corpus, preset, steps, batch_size, seq_len, warmup, repeats, compi
     end_ms = 1e3 * float(np.median([run["_end"] for run in runs if _RARETASK in run]))
     step_ms = rows[_RARETASK]["step_ms"]
     result = {
-        "preset": preset, "params": n_params, "vocab": tok.vocab_size, "batch_size": batch_size, "seq_len": seq_len,
-        "timed_steps": steps, "warmup_steps": warmup, "repeats": repeats, "checkpoint_every": checkpoint_every,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "corpus": str(corpus),
-        "injection": schedule.describe(), "modes": rows,
+        **meta, "modes": rows,
         "raretask_overhead": float(np.median(each)),
         "raretask_overhead_each": each,
         "raretask_overhead_on_means": float(np.median(paired(_RARETASK, _PLAIN, np.mean))) - 1,
         "raretask_end_of_run_ms": end_ms,
-        "checkpoint_overhead": max(0.0, end_ms - step_ms) / (checkpoint_every * rows[_PLAIN]["step_ms"]),
+        "checkpoint_overhead": max(0.0, end_ms - step_ms) / (meta["checkpoint_every"] * rows[_PLAIN]["step_ms"]),
         "raretask_call_seconds": float(np.median([run["_call"] for run in runs if _RARETASK in run])),
         "method": "interleaved step by step in one process: before lm train takes each step's batch, the plain "
                   "loop takes the same step on its own copy of the model",
