@@ -88,3 +88,28 @@ def test_the_graph_sees_function_level_and_type_checking_imports():
     g = import_graph()
     assert "raretask.lm._config" in g["raretask.lm.callbacks"]  # under TYPE_CHECKING
     assert "raretask.lm._config" in g["raretask.lm._runs"]  # inside a function
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(name, lines) of every function in ``source`` longer than ``limit`` lines."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > limit:
+                out.append((node.name, n))
+    return out
+
+
+def test_no_function_in_the_package_is_over_80_lines():
+    found = [(str(p.relative_to(ROOT)), name, n) for p in sorted(ROOT.rglob("*.py"))
+             for name, n in long_functions(p.read_text())]
+    assert found == [], f"functions over {MAX_FUNCTION_LINES} lines (compute, draw and caption apart): {found}"
+
+
+def test_the_length_check_finds_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(85))
+    assert long_functions(f"def f():\n{body}\n\ndef g():\n    return 1\n") == [("f", 86)]

@@ -86,6 +86,57 @@ def load_checkpoint(out: Path) -> tuple[dict | None, list[str]]:
     return None, problems
 
 
+def _trace_rows(sig: np.ndarray, start: int, target: int, every: int, tasks: Sequence[int],
+                widths: Sequence[int]) -> list[pd.DataFrame]:
+    """The traced tasks' corrected signal of steps start+1 .. target kept every ``every`` steps:
+    ``sig`` (steps, members, tasks) -> at most one long-format frame."""
+    steps = np.arange(start + 1, target + 1)
+    keep = steps % every == 0
+    if not keep.any():
+        return []
+    s = sig[keep]  # (T, members, tasks)
+    T, M, R = s.shape
+    return [pd.DataFrame({
+        "step": np.repeat(steps[keep], M * R),
+        "member": np.tile(np.repeat(np.arange(M), R), T),
+        "width": np.tile(np.repeat(np.asarray(widths), R), T),
+        "task": np.tile(np.asarray(tasks), T * M),
+        "corrected_signal": s.reshape(-1).astype(np.float64),
+    })]
+
+
+class _Buffers:
+    """Metric and trace rows not yet on disk, and the checkpoint they are flushed with."""
+
+    def __init__(self, out: Path, engine, log: PartLog, parts: int):
+        self.out, self.engine, self.log, self.parts = out, engine, log, parts
+        self.ckpt = out / "checkpoint.npz"
+        self.metrics: list[pd.DataFrame] = []
+        self.trace: list[pd.DataFrame] = []
+
+    def rows(self) -> int:
+        return sum(len(f) for f in self.metrics) + sum(len(f) for f in self.trace)
+
+    def flush(self) -> None:
+        """Write the buffered rows as the next part of each log, then a checkpoint that records
+        them (the previous checkpoint is kept until the new one is complete on disk)."""
+        if self.metrics or self.trace:
+            for sub, buf in (("metrics", self.metrics), ("trace", self.trace)):
+                if buf:
+                    df = pd.concat(buf, ignore_index=True)
+                    path = self.out / sub / f"part-{self.parts:06d}.parquet"
+                    atomic_parquet(df, path)
+                    self.log.add(self.out, path, len(df))
+            self.parts += 1
+            self.metrics, self.trace = [], []
+        state = self.engine.state_dict()
+        state["parts"] = np.asarray(self.parts)
+        state["manifest"] = np.asarray(self.log.to_json())
+        if self.ckpt.exists():
+            atomic_write(self.out / "checkpoint.prev.npz", self.ckpt.read_bytes())
+        atomic_savez(self.ckpt, **state)
+
+
 def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_dir: str | Path,
                sampler: TaskSampler | None = None, record: RecordSchedule | None = None,
                trace_tasks: Sequence[int] = (), trace_every: int = 1,
@@ -112,7 +163,6 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     engine = Engine(spec, cfg, widths, sampler=sampler, trace_tasks=trace_tasks, chunk=chunk,
                     conflict_removal=conflict_removal)
     rec_steps = record.steps(cfg.steps)
-    ckpt = out / "checkpoint.npz"
     parts = 0
     state, repairs = load_checkpoint(out)
     if state is not None:
@@ -124,29 +174,9 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
     for folder in ("metrics", "trace"):
         drop_orphan_parts(out / folder, parts)
     resumed_from = engine.step
-    buf_m: list[pd.DataFrame] = []
-    buf_t: list[pd.DataFrame] = []
+    buf = _Buffers(out, engine, log, parts)
     if engine.step == 0:
-        buf_m.append(metric_rows(spec, engine, 0))
-
-    def flush() -> None:
-        nonlocal parts, buf_m, buf_t
-        if buf_m or buf_t:
-            for sub, buf in (("metrics", buf_m), ("trace", buf_t)):
-                if buf:
-                    df = pd.concat(buf, ignore_index=True)
-                    path = out / sub / f"part-{parts:06d}.parquet"
-                    atomic_parquet(df, path)
-                    log.add(out, path, len(df))
-            parts += 1
-            buf_m, buf_t = [], []
-        state = engine.state_dict()
-        state["parts"] = np.asarray(parts)
-        state["manifest"] = np.asarray(log.to_json())
-        if ckpt.exists():  # keep the previous checkpoint until the new one is complete on disk
-            atomic_write(out / "checkpoint.prev.npz", ckpt.read_bytes())
-        atomic_savez(ckpt, **state)
-
+        buf.metrics.append(metric_rows(spec, engine, 0))
     if progress:
         progress(engine.step, cfg.steps)  # where this call starts (after a resume: not 0)
     t0 = time.perf_counter()
@@ -158,29 +188,17 @@ def run_engine(spec: MixtureSpec, cfg: TrainConfig, widths: Sequence[int], out_d
         start = engine.step
         sig = engine.advance(target - start)
         if len(trace_tasks):
-            steps = np.arange(start + 1, target + 1)
-            keep = steps % trace_every == 0
-            if keep.any():
-                s = sig[keep]  # (T, members, tasks)
-                T, M, R = s.shape
-                buf_t.append(pd.DataFrame({
-                    "step": np.repeat(steps[keep], M * R),
-                    "member": np.tile(np.repeat(np.arange(M), R), T),
-                    "width": np.tile(np.repeat(np.asarray(engine.widths), R), T),
-                    "task": np.tile(np.asarray(trace_tasks), T * M),
-                    "corrected_signal": s.reshape(-1).astype(np.float64),
-                }))
+            buf.trace += _trace_rows(sig, start, target, trace_every, trace_tasks, engine.widths)
         if target in rec_steps:
-            buf_m.append(metric_rows(spec, engine, target))
+            buf.metrics.append(metric_rows(spec, engine, target))
         if progress:
             progress(engine.step, cfg.steps)
         now = time.perf_counter()
-        buffered = sum(len(f) for f in buf_m) + sum(len(f) for f in buf_t)
-        if now - last_ckpt >= checkpoint_seconds or engine.step >= cfg.steps or buffered > _MAX_BUFFERED_ROWS:
-            flush()
+        if now - last_ckpt >= checkpoint_seconds or engine.step >= cfg.steps or buf.rows() > _MAX_BUFFERED_ROWS:
+            buf.flush()
             last_ckpt = now
-    if buf_m or buf_t or not ckpt.exists():
-        flush()
+    if buf.metrics or buf.trace or not buf.ckpt.exists():
+        buf.flush()
     return {
         "metrics": read_parts(out / "metrics"),
         "trace": read_parts(out / "trace"),
