@@ -365,7 +365,8 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                "rollout": roll.to_dict(orient="records"), "claims": claims.to_dict(orient="records"),
                "theory": {"widths": tw.tolist(), "p_star": tp.tolist(), "slope_in_width": tslope},
                "checks": [c.to_dict() for c in checks],
-               "checks_count": {v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")}}
+               "checks_count": {**{v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")},
+                                "informative": sum(c.verdict == "" for c in checks)}}
     atomic_write(out / "scaling-summary.json", json.dumps(summary, indent=2, default=_json_default))
     report = write_report(out / "report.html", "raretask lm: larger models learn rarer tasks?",
                           _intro(sw, crit, law, roll) + _claims_html(claims), checks, figures, sw,
