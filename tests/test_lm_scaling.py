@@ -48,7 +48,7 @@ def test_run_intervals_grow_with_seed_noise_and_cover_the_truth():
 def test_censoring_is_a_bound_never_a_number():
     low = critical_frequency(*sweep(1e-6), chance=0.5, noise_sd=0.04, n_boot=100)  # learned at every rate
     assert low.censored == "below" and math.isnan(low.f_star) and not low.bracketed
-    assert low.describe(1024).startswith("below 0.000244/token (0.25 per batch)")
+    assert low.describe(1024) == "below 0.000244/token, 0.25 per batch (learned at every rate run)"
     high = critical_frequency(*sweep(1.0), chance=0.5, noise_sd=0.04, n_boot=100)  # learned at none
     assert high.censored == "above" and math.isnan(high.f_star)
     assert "not learned at any rate run" in high.describe()

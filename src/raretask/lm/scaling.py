@@ -163,20 +163,32 @@ class CriticalFrequency:
         return not self.censored and math.isfinite(self.f_star)
 
     def describe(self, batch_tokens: int | None = None) -> str:
-        """f* as a reader should see it: a number with its interval, or a censored bound."""
-        def rate(f):
-            return f" ({f * batch_tokens:.3g} per batch)" if batch_tokens else ""
-        if self.censored == "below":
-            return f"below {self.f_min:.3g}/token{rate(self.f_min)}: learned at every rate run"
-        if self.censored == "above":
-            return f"above {self.f_max:.3g}/token{rate(self.f_max)}: not learned at any rate run"
-        if not math.isfinite(self.f_star):
-            return "not measurable: the curve could not be fitted"
-        return f"{self.f_star:.3g} [{_bound(self.lo)}, {_bound(self.hi)}]"
+        """f* as a reader should see it (``f_star_text``); ``batch_tokens`` adds the bounds per batch."""
+        per_batch = (lambda f: f * batch_tokens) if batch_tokens else (lambda f: None)
+        return f_star_text(self.f_star, self.lo, self.hi, self.censored, self.f_min, self.f_max,
+                           per_batch(self.f_min), per_batch(self.f_max), self.converged)
 
 
-def _bound(v: float) -> str:
-    return "open" if v == 0 or not math.isfinite(v) else f"{v:.3g}"
+def interval_text(lo: float, hi: float, fmt: str = "{:.3g}") -> str:
+    """[lo, hi], an end the bootstrap left open (0 or inf) written "open"."""
+    def end(v):
+        return "open" if v == 0 or not math.isfinite(v) else fmt.format(v)
+    return f"[{end(lo)}, {end(hi)}]"
+
+
+def f_star_text(f_star, lo, hi, censored, f_min, f_max, rate_min=None, rate_max=None, converged=True) -> str:
+    """One size's f* as text: the number with its interval, or the censored bound (per token,
+    and per batch when the rates are given); never a censored size as a number."""
+    def batch(v):
+        return f", {v:g} per batch" if v is not None and math.isfinite(v) else ""
+    if censored == "below":
+        return f"below {f_min:.3g}/token{batch(rate_min)} (learned at every rate run)"
+    if censored == "above":
+        return f"above {f_max:.3g}/token{batch(rate_max)} (not learned at any rate run)"
+    if not math.isfinite(f_star):
+        return "not measurable: the curve could not be fitted"
+    warn = "" if converged else " (the fit's starts disagree: not converged)"
+    return f"{f_star:.3g} {interval_text(lo, hi)}{warn}"
 
 
 def learned_level(chance: float) -> float:

@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import ConfigError, RaretaskError
 from ..report.html import Check
 from . import scaling
+from .scaling import interval_text
 
 FINAL_CHECKPOINTS = 3
 
@@ -70,20 +71,10 @@ def critical_table(df: pd.DataFrame, chance: float, final_checkpoints: int = FIN
 
 
 def describe_row(r) -> str:
-    """A critical.parquet row as text: the number with its interval, or the censored bound."""
-    def batch(at: str) -> str:
-        v = getattr(r, at, None)
-        return f", {v:g} per batch" if v is not None and math.isfinite(v) else ""
-    if getattr(r, "censored", "") == "below":
-        return f"below {r.f_min:.3g}/token{batch('rate_min')} (learned at every rate run)"
-    if getattr(r, "censored", "") == "above":
-        return f"above {r.f_max:.3g}/token{batch('rate_max')} (not learned at any rate run)"
-    if not np.isfinite(r.f_star):
-        return "not measurable"
-    lo = "open" if not (r.f_star_lo > 0) else f"{r.f_star_lo:.3g}"
-    hi = "open" if not np.isfinite(r.f_star_hi) else f"{r.f_star_hi:.3g}"
-    warn = "" if getattr(r, "converged", True) else " (the fit's starts disagree: not converged)"
-    return f"{r.f_star:.3g} [{lo}, {hi}]{warn}"
+    """A critical.parquet row as text (``scaling.f_star_text``)."""
+    return scaling.f_star_text(r.f_star, r.f_star_lo, r.f_star_hi, getattr(r, "censored", ""), r.f_min, r.f_max,
+                               getattr(r, "rate_min", None), getattr(r, "rate_max", None),
+                               getattr(r, "converged", True))
 
 
 # ---- the law -----------------------------------------------------------------------------------
@@ -214,7 +205,8 @@ def rollout_text(t: pd.DataFrame) -> str:
                      f"{'[%.3g, %.3g]' % (r.pi_lo, r.pi_hi):>22} {r.measured:>10.3g} {r.ratio:>6.2f}  {cov}"
                      + (f"  ({r.note})" if r.note else ""))
     n = t["covered"].notna().sum()
-    lines.append(f"  coverage: {int((t['covered'] == True).sum())} of {int(n)} predictions inside their interval"  # noqa: E712
+    covered = int(t["covered"].eq(True).sum())
+    lines.append(f"  coverage: {covered} of {int(n)} predictions inside their interval"
                  + ("" if n else " (none measurable)"))
     inv = t[t["params_covered"].notna()]
     if len(inv):
@@ -222,7 +214,8 @@ def rollout_text(t: pd.DataFrame) -> str:
                      "measured f*, 95% prediction interval:")
         for r in inv.itertuples():
             lines.append(f"    {r.predicted_size:<6} P = {r.params:>12,.0f}: predicted {r.params_predicted:>12,.0f} "
-                         f"{_iv(r.params_lo, r.params_hi, '{:,.0f}'):>28}  {'yes' if r.params_covered else 'NO'}")
+                         f"{interval_text(r.params_lo, r.params_hi, '{:,.0f}'):>28}  "
+                         f"{'yes' if r.params_covered else 'NO'}")
     return "\n".join(lines)
 
 
@@ -246,12 +239,9 @@ def compare_replicates(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 def _row_text(r, s: str) -> str:
-    class _R:
-        pass
-    x = _R()
-    for k in ("f_star", "f_star_lo", "f_star_hi", "censored", "f_min", "f_max"):
-        setattr(x, k, getattr(r, f"{k}_{s}"))
-    return describe_row(x)
+    """One side (suffix ``s``) of a merged row of two critical tables, as text."""
+    return scaling.f_star_text(*(getattr(r, f"{k}_{s}") for k in ("f_star", "f_star_lo", "f_star_hi", "censored",
+                                                                   "f_min", "f_max")))
 
 
 # ---- the command -------------------------------------------------------------------------------
@@ -346,11 +336,6 @@ def jsonable(o):
     return o
 
 
-def _iv(lo, hi, fmt="{:.3g}") -> str:
-    f = (lambda v: "open" if (v == 0 or not math.isfinite(v)) else fmt.format(v))
-    return f"[{f(lo)}, {f(hi)}]"
-
-
 def sizing_text(res: dict) -> str:
     """The sizing answer as the CLI prints it."""
     lo, hi = res["fitted_range"]
@@ -362,7 +347,8 @@ def sizing_text(res: dict) -> str:
               f"{lo:,.0f}..{hi:,.0f} (Huber fit in log space)",
               f"  b = {res['exponent']:+.3f} (95% confidence [{res['exponent_interval'][0]:+.3f}, "
               f"{res['exponent_interval'][1]:+.3f}]): f* x{res['per_doubling']:.3f} per doubling of P",
-              "  scatter of sizes around the law: " + ("not estimable from 2 sizes (taken as 0)" if not math.isfinite(tau)
+              "  scatter of sizes around the law: " + ("not estimable from 2 sizes (taken as 0)"
+                                                       if not math.isfinite(tau)
                                                        else f"tau = {math.sqrt(tau):.3f} decades"),
               f"  in width (P ~ width^2 at fixed depth): {res['exponent_in_width']:+.3f}; the synthetic theory's "
               f"p*(N) of the paper mixture's rarest task: {res['theory_exponent_in_width']:+.3f}"]
@@ -379,7 +365,7 @@ def sizing_text(res: dict) -> str:
                    else "OUTSIDE the prediction interval")
         lines.append(f"held-out largest size {h['preset']} (P = {h['non_embedding_params']:,}, extrapolated "
                      f"x{h['outside_range']:.2f}): predicted f* {h['predicted_f_star']:.3g}, 95% prediction interval "
-                     f"{_iv(*pi)} (confidence {_iv(*ci)}); measured {h['measured_text']}; "
+                     f"{interval_text(*pi)} (confidence {interval_text(*ci)}); measured {h['measured_text']}; "
                      + ("" if h["measured_censored"] else
                         f"predicted / measured = {h['ratio_predicted_to_measured']:.3f}; ") + verdict)
     if "rollout" in res:
@@ -397,12 +383,14 @@ def sizing_text(res: dict) -> str:
         if a["question"] == "smallest model for frequency":
             lines.append(f"smallest model predicted to learn a task at {a['frequency']:.3g}/token: "
                          f"P = {a['value']:,.0f} non-embedding parameters ({where})")
-            lines.append(f"  95% prediction interval {_iv(*pi, '{:,.0f}')}: the sizes whose measured f* may "
+            lines.append(f"  95% prediction interval {interval_text(*pi, '{:,.0f}')}: the sizes whose measured f* may "
                          "still land at this frequency; this is the interval to plan with")
-            lines.append(f"  95% confidence interval {_iv(*ci, '{:,.0f}')}: where the fitted curve crosses it")
+            lines.append(f"  95% confidence interval {interval_text(*ci, '{:,.0f}')}: "
+                         "where the fitted curve crosses it")
         else:
             lines.append(f"lowest frequency a model of P = {a['params']:,.0f} learns: {a['value']:.3g}/token ({where})")
-            lines.append(f"  95% prediction interval {_iv(*pi)}: where a new run of this size will measure f*; "
+            lines.append(f"  95% prediction interval {interval_text(*pi)}: "
+                         "where a new run of this size will measure f*; "
                          "this is the interval to plan with")
-            lines.append(f"  95% confidence interval {_iv(*ci)}: where the fitted curve is")
+            lines.append(f"  95% confidence interval {interval_text(*ci)}: where the fitted curve is")
     return "\n".join(lines)
