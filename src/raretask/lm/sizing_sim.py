@@ -373,8 +373,8 @@ def bench_sizing(truth: Truth, shape: SweepShape, curvature: float, sweeps: int 
                           "sweeps >= 1, n_boot >= 20, workers >= 1")
     rows, checks = [], []
     for law in (truth, Truth(**{**asdict(truth), "curvature": curvature})):
-        chunks = [range(i, min(sweeps, i + max(1, sweeps // (4 * workers)))) for i in
-                  range(0, sweeps, max(1, sweeps // (4 * workers)))]
+        size = max(1, sweeps // (4 * workers))  # about four chunks per worker
+        chunks = [range(i, min(sweeps, i + size)) for i in range(0, sweeps, size)]
         args = [(shape, law, c, seed, n_boot, BENCH_METHODS) for c in chunks]
         if workers == 1:
             parts = [coverage_part(*a, progress=progress) for a in args]
