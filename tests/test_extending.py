@@ -20,6 +20,25 @@ def test_a_study_outside_the_package_runs_end_to_end(tmp_path):
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["all_checks_ok"]
 
 
+def test_a_study_outside_the_package_has_settings_of_its_own(tmp_path, capsys):
+    """``toy_study.Settings.margin`` reaches the study through --set, typed and strict."""
+    import toy_study
+
+    register_study("toy", toy_study, replace=True)
+    assert build_config("toy", "quick", ["margin=0.5"]).settings.margin == 0.5
+    assert cli.main(["study", "toy", "--out", str(tmp_path / "strict"), "--workers", "1", "--set", "margin=1e-6"]) == 0
+    summary = json.loads((tmp_path / "strict" / "summary.json").read_text())
+    assert summary["checks"][0]["verdict"] == "no" and not summary["all_checks_ok"]  # the setting decided
+    capsys.readouterr()
+    for bad, msg in (("margin=true", "invalid margin: True: input should be a valid number"),
+                     ("margin=-1", "invalid margin: -1: input should be greater than 0"),
+                     ("threshold=1", "invalid set: unknown option 'threshold' for study 'toy'")):
+        assert cli.main(["study", "toy", "--out", str(tmp_path / "bad"), "--set", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("raretask: error: " + msg) and "\n" not in err, err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_module_that_breaks_the_contract_is_refused():
     import types
 
@@ -117,3 +136,23 @@ def test_a_probe_that_breaks_the_registry_rules_is_refused():
     with pytest.raises(ConfigError, match="invalid probe setting: das_pair"):
         ProbeConfig(das_pair=10)
     assert ProbeConfig(das_pairs=10, grad_steps=2).das_pairs == 10
+
+
+def test_every_study_settings_record_is_strict_and_documented():
+    """Each built-in study's own options: a strict record with a docstring per field, and the
+    shared StudyConfig holds none of them."""
+    from dataclasses import fields
+
+    from raretask.config_flags import field_docs
+    from raretask.studies import StudyConfig
+    from raretask.studies._config import LEGACY, settings_class
+
+    assert not {f.name for f in fields(StudyConfig)} & set(LEGACY)
+    owned = set()
+    for name in study_names():
+        cls = settings_class(name)
+        docs = field_docs(cls)
+        assert all(docs.get(f.name) for f in fields(cls)), (name, cls)
+        assert cls.__pydantic_config__["strict"] and cls.__pydantic_config__["extra"] == "forbid"
+        owned |= {f.name for f in fields(cls)}
+    assert owned >= set(LEGACY)  # every old flat setting now belongs to some study

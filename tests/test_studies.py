@@ -42,15 +42,39 @@ def test_paper_presets_use_spec_defaults():
         (["widths=[0]"], "widths"),
         (["mixture.block_dim=0"], "block_dim"),
         (["train.steps=-1"], "steps"),
-        (["gaps=[0]"], "gaps"),
+        (["gaps=[0]"], r"gaps\[0\]: 0: input should be greater than or equal to 1"),
         (["nonsense=1"], "set"),
         (["train.bogus=1"], "train"),
         (["rare_task=99"], "rare_task"),
+        (["gaps=[1, true]"], r"gaps\[1\]: True: input should be a valid integer"),
+        (["gaps=[4, 4]"], r"gaps: \[4, 4\] repeats \[4\]"),
+        (["trace_every=2.5"], "trace_every"),
+        (["conflict_removal=\"no\""], "conflict_removal: 'no': input should be a valid boolean"),
+        (["conflict_removal=1"], "conflict_removal"),
+        (["settings.nope=1"], "set: unknown option 'nope' for study 'retention'"),
+        (["settings=[1]"], "set"),
     ],
 )
 def test_bad_overrides_raise_config_error(overrides, field):
     with pytest.raises(ConfigError, match=f"invalid {field}"):
-        build_config("phase" if field != "rare_task" else "retention", "quick", overrides)
+        build_config("phase" if field.split(":")[0] in ("widths", "block_dim", "steps", "train") else "retention",
+                     "quick", overrides)
+
+
+@pytest.mark.parametrize("study, key", [("phase", "gaps=[1]"), ("retention", "eta=0.1"), ("one-neuron", "rare_task=2"),
+                                        ("rank1", "betas=[1.0]")])
+def test_a_setting_of_another_study_is_refused(study, key):
+    """Each study takes only its own settings: another study's key is one line naming the
+    study and the keys it has (before per-study settings, every study took all 25)."""
+    with pytest.raises(ConfigError, match=f"unknown option '{key.split('=')[0]}' for study '{study}'"):
+        build_config(study, "quick", [key])
+
+
+def test_settings_reach_the_study_flat_or_nested():
+    a = build_config("retention", "quick", ["gaps=[2, 4]"]).settings
+    b = build_config("retention", "quick", ["settings.gaps=[2, 4]"]).settings
+    c = build_config("retention", "quick", ['settings={"gaps": [2, 4]}']).settings
+    assert a == b == c and a.gaps == [2, 4] and a.rare_task == 7  # the preset's other values kept
 
 
 def test_phase_study_outputs_and_resume(tmp_path):
@@ -77,6 +101,33 @@ def test_phase_study_outputs_and_resume(tmp_path):
     other = build_config("phase", "quick", TINY["phase"] + ["train.steps=301"])
     with pytest.raises(ConfigError, match="different configuration"):
         run_study(other, out)
+
+
+OLD_DEFAULTS = {"betas": None, "alpha_ranges": None, "gaps": [1, 4, 16, 64, 256, 1024], "rare_task": None,
+                "multipliers": [0.5, 1.5], "features": 1, "retention_widths": None, "gaps_enabled": True,
+                "checkpoint_seconds": 60.0, "record_points": 60, "trace_every": 1, "eta": 0.01, "lambdas": [1.0, 1.0],
+                "theta0": 0.3, "replay_every": 0, "conflict_removal": False, "remedy_gap": 64, "short_gap": 1,
+                "upweight_margin": 1.5}
+"""Every study's settings as one flat StudyConfig held them before per-study settings."""
+
+
+def _old_layout(conf: dict) -> dict:
+    """A config.json as raretask wrote it before per-study settings: flat, all 25 fields."""
+    c = dict(conf["config"])
+    return {**conf, "config": {**OLD_DEFAULTS, **{k: v for k, v in c.items() if k != "settings"}, **c["settings"]}}
+
+
+def test_a_run_folder_of_the_old_flat_layout_still_resumes(tmp_path):
+    cfg = build_config("residual", "quick", TINY["phase"] + ["betas=[1.5]", "rare_task=5"])
+    out = tmp_path / "res"
+    s1 = run_study(cfg, out)
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["config"]["settings"] == {"betas": [1.5], "rare_task": 5}
+    (out / "config.json").write_text(json.dumps(_old_layout(conf)))
+    assert run_study(cfg, out)["checks"] == s1["checks"]  # read as today's layout: resumes
+    # the old layout's own setting still decides: another rare task is another configuration
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_study(build_config("residual", "quick", TINY["phase"] + ["betas=[1.5]", "rare_task=6"]), out)
 
 
 def test_retention_study_traces_rare_task(tmp_path):
@@ -178,8 +229,22 @@ def test_remedies_study_compares_each_remedy_with_its_cost(tmp_path):
 @pytest.mark.parametrize("override, field", [("replay_every=16", "replay_every"), ("short_gap=16", "short_gap"),
                                              ("widths=[9]", "widths")])
 def test_remedies_settings_are_validated(override, field):
+    """Refused when the config is built (before any run folder), except the width, which the
+    cells check (doubling it must fit in D)."""
     from raretask.studies.remedies import cells
 
-    cfg = build_config("remedies", "quick", REMEDIES_TINY + [override])
     with pytest.raises(ConfigError, match=f"invalid {field}"):
-        cells(cfg)
+        cells(build_config("remedies", "quick", REMEDIES_TINY + [override]))
+
+
+def test_complexity_runs_its_phase_and_retention_parts_from_its_own_settings(tmp_path):
+    """Complexity hands its alpha range to the phase part and its gaps, retention widths and
+    followed task to a retention config of its own (``retention.Settings``)."""
+    cfg = build_config("complexity", "quick", ['mixture={"n_tasks": 6, "block_dim": 2, "beta": 1.5}',
+                                               "train.steps=100", "train.batch_size=64", "widths=[2,4]",
+                                               "retention_widths=[4]", "gaps=[1,4]", "record_points=5"])
+    s = run_study(cfg, tmp_path / "cx")
+    res = pd.read_parquet(tmp_path / "cx" / "results.parquet")
+    assert {c.split("-seed")[0] for c in res["cell"]} == {"alpha0.5-2", "retention-gap1", "retention-gap4"}
+    followed = s["retention"]["task_choice"]["followed"]["task"]
+    assert set(pd.read_parquet(tmp_path / "cx" / "trace.parquet")["task"]) == {followed}

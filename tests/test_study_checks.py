@@ -244,17 +244,17 @@ def test_rank1_checks_reject_a_staircase_shifted_by_two_grid_steps(tmp_path):
 # ---------------------------------------------------------------- one neuron (SPEC A5.7)
 def test_one_neuron_checks_reject_a_wrong_decay_rate():
     cfg = build_config("one-neuron", "quick")
-    lam1, lam2 = cfg.lambdas
+    lam1, lam2 = cfg.settings.lambdas
     good = [pd.DataFrame({"gap": g, "step": np.arange(one_neuron.CYCLES * (g + 1) + 1),
-                          "theta": one_neuron.simulate(cfg.theta0, cfg.eta, lam1, lam2, g, one_neuron.CYCLES)})
-            for g in cfg.gaps]
+                          "theta": one_neuron.simulate(cfg.settings.theta0, cfg.settings.eta, lam1, lam2, g, one_neuron.CYCLES)})
+            for g in cfg.settings.gaps]
     checks, detail = one_neuron.one_neuron_checks(cfg, pd.concat(good))
     assert set(verdicts(checks)) == {"yes"}
     assert max(detail["relative_error"]) <= 1.2 * max(detail["discretisation_bound"])
     # the common task pulling twice as hard (a factor-2 slip in its gradient)
     wrong = [pd.DataFrame({"gap": g, "step": np.arange(one_neuron.CYCLES * (g + 1) + 1),
-                           "theta": one_neuron.simulate(cfg.theta0, cfg.eta, 2 * lam1, lam2, g, one_neuron.CYCLES)})
-             for g in cfg.gaps]
+                           "theta": one_neuron.simulate(cfg.settings.theta0, cfg.settings.eta, 2 * lam1, lam2, g, one_neuron.CYCLES)})
+             for g in cfg.settings.gaps]
     checks, _ = one_neuron.one_neuron_checks(cfg, pd.concat(wrong))
     assert verdicts(checks)[0] == "no" and verdicts(checks)[-1] == "no"
     checks, _ = one_neuron.one_neuron_checks(cfg, pd.concat(good[:-1]))  # a gap missing
@@ -269,7 +269,7 @@ def test_upweight_checks_reject_learning_below_the_plan(tmp_path):
     def results(feats):
         return pd.DataFrame([{"cell": f"x{m}", "seed": 0, "step": 100, "width": cfg.widths[0], "task": k,
                               "multiplier": m, "n_features": f, "corrected_signal": 0.3 * f}
-                             for m, f in zip(cfg.multipliers, feats)])
+                             for m, f in zip(cfg.settings.multipliers, feats)])
 
     ok = upweight.analyze(cfg, results([0, 2]), None, tmp_path)
     assert verdicts(ok.figures[0].checks) == ["yes", "yes"]

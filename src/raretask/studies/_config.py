@@ -1,10 +1,12 @@
-"""Study configuration: one dataclass for every named study, presets in JSON files."""
+"""Study configuration: ``StudyConfig`` holds what every study shares (mixture, training,
+widths, seeds, recording); each study module declares its own options as a ``Settings``
+record (``raretask.validate.strict``: typed, strict, a docstring per field). Presets are
+JSON files with flat keys; ``--set KEY=VALUE`` reaches shared and own keys alike."""
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
@@ -12,14 +14,52 @@ from typing import Any
 from ..errors import ConfigError, parse_assignment
 from ..mixture import MixtureSpec
 from ..sim import RecordSchedule, TrainConfig
+from ..validate import build, strict
+
+
+@strict
+class NoSettings:
+    """A study without settings of its own."""
+
+
+def check_task(cfg: "StudyConfig", field: str, task: int | None) -> None:
+    """Refuse a 1-based task number beyond the mixture's K (None passes: the study chooses)."""
+    K = cfg.spec().K
+    if task is not None and task > K:
+        raise ConfigError(field, f"{task!r}", f"1..{K} or null")
+
+
+def check_features(cfg: "StudyConfig", features: int) -> None:
+    """Refuse a feature count beyond the block dimension d."""
+    d = cfg.spec().d
+    if features > d:
+        raise ConfigError("features", f"{features!r}", f"1..{d}")
+
+
+def settings_class(study: str) -> type:
+    """The ``Settings`` record a study module declares (``NoSettings`` where it declares none)."""
+    from ._registry import study_module
+
+    return getattr(study_module(study), "Settings", NoSettings)
+
+
+SHARED = ("study", "preset", "mixture", "train", "widths", "seeds", "checkpoint_seconds", "record_points", "settings")
+"""The fields of ``StudyConfig``: what every study shares."""
+
+LEGACY = ("betas", "alpha_ranges", "gaps", "rare_task", "multipliers", "features", "retention_widths", "gaps_enabled",
+          "trace_every", "eta", "lambdas", "theta0", "replay_every", "conflict_removal", "remedy_gap", "short_gap",
+          "upweight_margin")
+"""Study settings a run folder written before per-study settings kept flat in its config
+(every study's, whether it used them or not)."""
 
 
 @dataclass
 class StudyConfig:
-    """A fully resolved study: what to train, how, and what to record."""
+    """A fully resolved study: what to train, how, and what to record; the study's own
+    options are its ``settings`` record."""
 
     study: str
-    """Study name (phase, residual, retention, long-horizon, complexity, rank1, one-neuron)."""
+    """Study name (phase, residual, retention, long-horizon, complexity, rank1, one-neuron, ...)."""
     preset: str = "quick"
     """Preset the values came from (quick or paper), recorded for provenance."""
     mixture: dict | MixtureSpec = field(default_factory=dict)
@@ -32,46 +72,13 @@ class StudyConfig:
     """Student widths N (each 1..D)."""
     seeds: list = field(default_factory=lambda: [0])
     """Seeds; each seed is an independent run (data and initialisation)."""
-    betas: list | None = None
-    """Prior exponents to sweep (replaces mixture.beta per cell); None: just mixture.beta."""
-    alpha_ranges: list | None = None
-    """Complexity sweep: list of [lo, hi] (replaces mixture.alpha_range per cell)."""
-    gaps: list = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024])
-    """Retention: steps G between rare-task injections (SPEC A5.3)."""
-    rare_task: int | None = None
-    """Retention: 1-based rare task; None: the rarest task."""
-    multipliers: list = field(default_factory=lambda: [0.5, 1.5])
-    """Up-weighting study: multiples of the planner's minimal frequency to train at."""
-    features: int = 1
-    """Up-weighting study: how many of the target task's features the plan is for."""
-    retention_widths: list | None = None
-    """Complexity study: widths of its retention part (None: ``widths``)."""
-    gaps_enabled: bool = True
-    """Complexity study: also run the retention part over ``gaps``."""
     checkpoint_seconds: float = 60.0
     """Wall time between checkpoints of a long run (results are flushed with them)."""
     record_points: int = 60
     """Number of log-spaced steps at which exact metrics are recorded."""
-    trace_every: int = 1
-    """Retention: keep the rare task's corrected signal every this many steps."""
-    eta: float = 0.01
-    """One-neuron: step size."""
-    lambdas: list = field(default_factory=lambda: [1.0, 1.0])
-    """One-neuron: (lambda_1, lambda_2) of the common and the rare task."""
-    theta0: float = 0.3
-    """One-neuron: initial angle after a rare update (radians, 0 < theta0 < pi/2)."""
-    replay_every: int = 0
-    """Retention and remedies: replay the latest injection's rare samples every this many
-    steps between injections (no new rare data); 0: off (retention) / 8 (remedies)."""
-    conflict_removal: bool = False
-    """Retention: project the other tasks' encoder gradient off the rare task's latest
-    gradient when they conflict (PCGrad-style remedy)."""
-    remedy_gap: int = 64
-    """Remedies: steps G between the rare task's injections in the baseline."""
-    short_gap: int = 1
-    """Remedies: the gap of the 'shorter gaps' remedy (same long-run frequency)."""
-    upweight_margin: float = 1.5
-    """Remedies: the up-weighted frequency as a multiple of the planner's minimum p*(N)."""
+    settings: Any = None
+    """The study's own settings: an instance of its module's ``Settings`` record, or a table of
+    its fields (None: its defaults)."""
 
     def __post_init__(self) -> None:
         from ._registry import study_names
@@ -90,50 +97,22 @@ class StudyConfig:
             raise ConfigError("widths", f"{self.widths!r}", f"non-empty list of integers 1..{spec.D}")
         for w in self.widths:
             spec.check_width(w, "widths")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
             raise ConfigError("seeds", f"{self.seeds!r}", "non-empty list of integers >= 0")
-        if self.betas is not None:
-            if not self.betas or any(not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0 for b in self.betas):
-                raise ConfigError("betas", f"{self.betas!r}", "list of finite numbers >= 0, or null")
-        if self.alpha_ranges is not None:
-            for r in self.alpha_ranges:
-                MixtureSpec(**{**self.mixture, "alpha_range": tuple(r)})
-        if not self.multipliers or any(not isinstance(m, (int, float)) or m <= 0 for m in self.multipliers):
-            raise ConfigError("multipliers", f"{self.multipliers!r}", "list of numbers > 0")
-        if not isinstance(self.features, int) or not 1 <= self.features <= spec.d:
-            raise ConfigError("features", f"{self.features!r}", f"1..{spec.d}")
-        for w in self.retention_widths or []:
-            spec.check_width(w, "retention_widths")
-        if any(not isinstance(g, int) or g < 1 for g in self.gaps):
-            raise ConfigError("gaps", f"{self.gaps!r}", "list of integers >= 1")
-        if self.rare_task is not None and not (isinstance(self.rare_task, int) and 1 <= self.rare_task <= spec.K):
-            raise ConfigError("rare_task", f"{self.rare_task!r}", f"1..{spec.K} or null")
         RecordSchedule("log", self.record_points)
-        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
+        if isinstance(self.checkpoint_seconds, bool) or not (
+                isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError("checkpoint_seconds", f"{self.checkpoint_seconds!r}", "number >= 0")
-        if not isinstance(self.trace_every, int) or self.trace_every < 1:
-            raise ConfigError("trace_every", f"{self.trace_every!r}", "integer >= 1")
-        if not (isinstance(self.eta, (int, float)) and 0 < self.eta < 1):
-            raise ConfigError("eta", f"{self.eta!r}", "0 < eta < 1")
-        if len(self.lambdas) != 2 or any(not (isinstance(v, (int, float)) and v > 0) for v in self.lambdas):
-            raise ConfigError("lambdas", f"{self.lambdas!r}", "two positive numbers")
-        for name in ("remedy_gap", "short_gap"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(name, f"{v!r}", "integer >= 1")
-        if not isinstance(self.replay_every, int) or self.replay_every < 0:
-            raise ConfigError("replay_every", f"{self.replay_every!r}", "integer >= 0 (0: off)")
-        if not isinstance(self.conflict_removal, bool):
-            raise ConfigError("conflict_removal", f"{self.conflict_removal!r}", "true or false")
-        if not (isinstance(self.upweight_margin, (int, float)) and self.upweight_margin > 0):
-            raise ConfigError("upweight_margin", f"{self.upweight_margin!r}", "number > 0")
-        if not (isinstance(self.theta0, (int, float)) and 0 < self.theta0 < math.pi / 2):
-            raise ConfigError("theta0", f"{self.theta0!r}", "0 < theta0 < pi/2")
-        for name in ("widths", "retention_widths", "seeds", "gaps", "betas", "multipliers"):
-            values = getattr(self, name) or []
+        for name in ("widths", "seeds"):
+            values = getattr(self, name)
             dup = sorted({v for v in values if values.count(v) > 1})
             if dup:  # a repeated value would train (or count) the same run twice
                 raise ConfigError(name, f"{values!r} repeats {dup}", "distinct values")
+        cls = settings_class(self.study)
+        if not isinstance(self.settings, cls):
+            self.settings = build(cls, self.settings)
+        if hasattr(self.settings, "check"):  # what needs the mixture (a task number <= K, ...)
+            self.settings.check(self)
 
     def spec(self, **override) -> MixtureSpec:
         kw = {**self.mixture, **override}
@@ -157,7 +136,38 @@ class StudyConfig:
             raise ConfigError("train", str(e), ", ".join(f.name for f in fields(TrainConfig))) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON: the shared fields, and the study's own under ``settings``."""
+        return {**{f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "settings"},
+                "settings": json.loads(json.dumps(asdict(self.settings)))}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudyConfig":
+        """The inverse of ``to_dict``; also reads the flat layout of run folders written before
+        per-study settings (the study's own keys move under ``settings``, other studies' go)."""
+        return cls(**split_flat(d, legacy=True))
+
+
+def split_flat(raw: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
+    """A flat table (a preset, ``--set`` keys, an old config.json) as ``StudyConfig``'s
+    keyword arguments: shared keys stay, the study's own move into ``settings`` (merged over a
+    ``settings`` table if one is given). Keys neither shared nor the study's own are refused,
+    naming both lists; with ``legacy`` (an old config.json), other studies' old flat settings
+    (``LEGACY``) are dropped instead: the study never read them."""
+    raw = copy.deepcopy(raw)
+    own = {f.name for f in fields(settings_class(raw["study"]))}
+    table = raw.pop("settings", None) or {}
+    if not isinstance(table, dict):
+        raise ConfigError("settings", f"{table!r}", "a table of the study's own options")
+    out = {}
+    for key, value in raw.items():
+        if key in SHARED:
+            out[key] = value
+        elif key in own:
+            table[key] = value
+        elif not (legacy and key in LEGACY):
+            raise ConfigError("set", f"unknown option {key!r} for study {raw['study']!r}",
+                              ", ".join([k for k in SHARED if k != "settings"] + sorted(own)))
+    return {**out, "settings": table}
 
 
 def load_preset(study: str, preset: str) -> dict[str, Any]:
@@ -174,16 +184,24 @@ def load_preset(study: str, preset: str) -> dict[str, Any]:
     return copy.deepcopy(table[preset])
 
 
-def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides (dotted keys reach into mixture/train; values are JSON,
-    or plain strings). Unknown top-level keys raise ConfigError."""
+def apply_overrides(cfg: dict[str, Any], overrides: list[str], study: str | None = None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (dotted keys reach into mixture/train/settings; values are
+    JSON, or plain strings). Keys neither shared nor ``study``'s own raise ConfigError."""
     cfg = copy.deepcopy(cfg)
-    known = {f.name for f in fields(StudyConfig)}
+    study = study or cfg.get("study")
+    own = sorted(f.name for f in fields(settings_class(study))) if study else []
+    known = [k for k in SHARED if k != "study"] + own
     for item in overrides:
         parts, value = parse_assignment(item)
         key = ".".join(parts)
+        if parts[0] == "settings":  # settings.KEY is KEY; settings={...} sets each KEY
+            if len(parts) == 1 and isinstance(value, dict):
+                cfg.update(apply_overrides({}, [f"{k}={json.dumps(v)}" for k, v in value.items()], study))
+                continue
+            parts = parts[1:] or parts
         if parts[0] not in known:
-            raise ConfigError("set", f"unknown option {parts[0]!r}", ", ".join(sorted(known)))
+            raise ConfigError("set", f"unknown option {parts[0]!r}" + (f" for study {study!r}" if study else ""),
+                              ", ".join(known))
         target = cfg
         for p in parts[:-1]:
             target = target.setdefault(p, {})

@@ -5,19 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
-from ._config import StudyConfig, apply_overrides, load_preset
+from ._config import StudyConfig, apply_overrides, load_preset, split_flat
 from ._registry import study_module
 from ._run import finish, prepare_run_dir, run_cells, study_folder
 
 
 def build_config(study: str, preset: str = "quick", overrides: list[str] | None = None) -> StudyConfig:
     """Resolve a study's preset and ``key=value`` overrides into a validated StudyConfig."""
-    raw = apply_overrides(load_preset(study, preset), overrides or [])
-    try:
-        return StudyConfig(study=study, preset=preset, **raw)
-    except TypeError as e:
-        raise ConfigError("preset", str(e)) from None
+    raw = apply_overrides(load_preset(study, preset), overrides or [], study)
+    return StudyConfig(**split_flat({**raw, "study": study, "preset": preset}))
 
 
 def run_study(cfg: StudyConfig, out: str | Path, restart: bool = False, console=None, executor: str = "local",

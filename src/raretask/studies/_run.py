@@ -33,7 +33,7 @@ from ..mixture import MixtureSpec
 from ..report.html import Check, Figure, all_passed, write_report
 from ..sim import RecordSchedule, TaskSampler, TrainConfig
 from ..runfolder import RunFolder, atomic_json, atomic_parquet, read_json, to_json
-from ._config import StudyConfig
+from ._config import StudyConfig, split_flat
 
 _LATER_SPEC_OPTIONS = {"spectrum"}
 ENGINE_FORMAT = 2  # bump when the engine's numerics change, so cached cells are not reused
@@ -115,10 +115,13 @@ def prepare_run_dir(cfg: StudyConfig, out: Path) -> dict:
     if conf_path.exists():
         old = read_json(conf_path, "the run's config.json")
         new = json.loads(to_json(record["config"]))
-        # options added to StudyConfig after the run began are fine at their default values
+        if old.get("config", {}).get("study") == cfg.study:  # an older layout reads as today's
+            old_cfg = json.loads(to_json(split_flat(old["config"], legacy=True)))
+        else:
+            old_cfg = old.get("config", {})
+        # options added after the run began are fine at their default values
         defaults = json.loads(to_json(StudyConfig(study=cfg.study).to_dict()))
-        prev = {**{k: v for k, v in new.items() if k not in old.get("config", {}) and v == defaults.get(k)},
-                **old.get("config", {})}
+        prev = _with_defaults(old_cfg, new, defaults)
         if prev != new:
             raise ConfigError("out", f"{out} holds a run with a different configuration",
                               "another --out, or --restart to discard it")
@@ -127,6 +130,15 @@ def prepare_run_dir(cfg: StudyConfig, out: Path) -> dict:
                    "machine": platform.machine(), "seeds": cfg.seeds})
     atomic_json(conf_path, record)
     return record
+
+
+def _with_defaults(old: dict, new: dict, defaults: dict) -> dict:
+    """``old`` completed by the keys of ``new`` it lacks where ``new`` holds their default (one
+    level into ``settings``)."""
+    prev = {**{k: v for k, v in new.items() if k not in old and v == defaults.get(k)}, **old}
+    if isinstance(prev.get("settings"), dict) and isinstance(new.get("settings"), dict):
+        prev["settings"] = _with_defaults(prev["settings"], new["settings"], defaults.get("settings", {}))
+    return prev
 
 
 def cell_root(out: Path) -> Path:

@@ -9,49 +9,78 @@ generally another one: the lowest total utility is not the lowest leading utilit
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import field, replace
 from pathlib import Path
-
-import pandas as pd
+from typing import Annotated
 
 import numpy as np
+import pandas as pd
 
 from ..mixture import critical_widths
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
+from ..validate import Distinct, NonEmpty, PosInt, PosPair, strict
 from . import phase, retention
-from ._config import StudyConfig
+from ._config import StudyConfig, check_task
 from ._run import Analysis
+
+
+@strict
+class Settings:
+    """The complexity sweep's own settings: its phase part (alpha ranges) and its retention part."""
+
+    alpha_ranges: Annotated[list[PosPair], NonEmpty, Distinct] = field(default_factory=lambda: [[0.5, 2.0]])
+    """Spectral-decay ranges [lo, hi], each replacing ``mixture.alpha_range`` (one phase diagram each);
+    the retention part uses the first."""
+    retention_widths: Annotated[list[PosInt], NonEmpty, Distinct] | None = None
+    """Widths of the retention part (None: ``widths``)."""
+    gaps_enabled: bool = True
+    """Also run the retention part over ``gaps``."""
+    gaps: Annotated[list[PosInt], NonEmpty, Distinct] = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024])
+    """Retention part: steps G between the followed task's injections (SPEC A5.3)."""
+    rare_task: PosInt | None = None
+    """1-based task the retention part follows; None: the lowest aggregate utility (App. D.3)."""
+    trace_every: PosInt = 1
+    """Retention part: keep the followed task's corrected signal every this many steps."""
+
+    def check(self, cfg: StudyConfig) -> None:
+        check_task(cfg, "rare_task", self.rare_task)
+        for lo, hi in self.alpha_ranges:
+            cfg.spec(alpha_range=(lo, hi))
+        for w in self.retention_widths or []:
+            cfg.spec().check_width(w, "retention_widths")
 
 
 def followed_task(cfg: StudyConfig) -> dict:
     """The retention part's task under the first alpha range and why (1-based task numbers):
     argmin_k pi_k tr(C_k) (App. D.3), unless ``rare_task`` names one; with the runner-up and
     the task whose first feature Theorem 3 retains last."""
-    lo, hi = cfg.alpha_ranges[0]
+    lo, hi = cfg.settings.alpha_ranges[0]
     spec = cfg.spec(alpha_range=(lo, hi))
     agg = spec.pi * spec.trace_C
     crit1 = critical_widths(spec)[:, 0]
     order = np.argsort(agg, kind="stable")
-    k = cfg.rare_task - 1 if cfg.rare_task is not None else int(order[0])
+    k = cfg.settings.rare_task - 1 if cfg.settings.rare_task is not None else int(order[0])
     last = int(np.argmax(crit1))
     info = lambda j: {"task": j + 1, "aggregate_utility": float(agg[j]), "alpha": float(spec.alphas[j]),  # noqa: E731
                       "complexity_m90": int(spec.complexity_m90()[j]), "critical_width_1": int(crit1[j])}
-    return {"followed": info(k), "why": "rare_task setting" if cfg.rare_task is not None else
+    return {"followed": info(k), "why": "rare_task setting" if cfg.settings.rare_task is not None else
             "lowest aggregate utility pi_k tr(C_k) (App. D.3)",
             "lowest_aggregate": info(int(order[0])), "runner_up": info(int(order[1])),
             "last_first_feature": info(last), "alpha_range": [lo, hi]}
 
 
 def _retention_cfg(cfg: StudyConfig) -> StudyConfig:
-    lo, hi = cfg.alpha_ranges[0]
-    return replace(cfg, mixture={**cfg.mixture, "alpha_range": [lo, hi]}, alpha_ranges=None,
-                   widths=cfg.retention_widths or cfg.widths, rare_task=followed_task(cfg)["followed"]["task"])
+    lo, hi = cfg.settings.alpha_ranges[0]
+    s = cfg.settings
+    own = retention.Settings(gaps=s.gaps, rare_task=followed_task(cfg)["followed"]["task"], trace_every=s.trace_every)
+    return replace(cfg, study="retention", mixture={**cfg.mixture, "alpha_range": [lo, hi]},
+                   widths=s.retention_widths or cfg.widths, settings=own)
 
 
 def cells(cfg: StudyConfig):
     out = phase.cells(cfg)
-    if cfg.gaps_enabled:
+    if cfg.settings.gaps_enabled:
         rc = _retention_cfg(cfg)
         rcells = retention.cells(rc)
         for c in rcells:
@@ -67,7 +96,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     # complexity vs the width needed for all of a task's features
     fig, axes = new_figure(1, 1)
     ax = axes[0, 0]
-    for i, (lo, hi) in enumerate(cfg.alpha_ranges):
+    for i, (lo, hi) in enumerate(cfg.settings.alpha_ranges):
         spec = cfg.spec(alpha_range=(lo, hi))
         ax.plot(spec.complexity_m90(), critical_widths(spec)[:, -1], "o", color=f"C{i}",
                 label=f"alpha in [{lo:g}, {hi:g}]")
@@ -79,7 +108,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
                           "features."))
     intro = ("Complexity sweep (SPEC A5.5): phase diagrams over alpha ranges (complex tasks need more "
              "width) and retention of a complex rare task.")
-    if cfg.gaps_enabled and trace is not None:
+    if cfg.settings.gaps_enabled and trace is not None:
         rc = _retention_cfg(cfg)
         rt = trace[trace["cell"].str.startswith("retention-")]
         rr = results[results["cell"].str.startswith("retention-")]

@@ -13,8 +13,11 @@ exp(-2 eta lambda_1 G) is drawn for reference.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -22,12 +25,27 @@ import pandas as pd
 from ..mixture import one_neuron_decay, one_neuron_flow
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
+from ..validate import Distinct, Field, NonEmpty, PosInt, PosPair, strict
 from ._config import StudyConfig
 from ._run import Analysis
 
 CYCLES = 6
 TOLERANCE = 0.05
 """Largest relative error of theta against the closed form (discretisation is O(eta lambda))."""
+
+
+@strict
+class Settings:
+    """The one-neuron study's own settings (SPEC A5.6)."""
+
+    gaps: Annotated[list[PosInt], NonEmpty, Distinct] = field(default_factory=lambda: [1, 4, 16, 64, 256])
+    """Steps G of the common task between two rare updates."""
+    eta: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    """Step size (0 < eta < 1)."""
+    lambdas: PosPair = field(default_factory=lambda: [1.0, 1.0])
+    """(lambda_1, lambda_2): the common and the rare task's eigenvalues."""
+    theta0: Annotated[float, Field(gt=0, lt=math.pi / 2)] = 0.3
+    """Initial angle after a rare update (radians, 0 < theta0 < pi/2)."""
 
 
 def simulate(theta0: float, eta: float, lam1: float, lam2: float, gap: int, cycles: int) -> np.ndarray:
@@ -70,10 +88,10 @@ def closed_form(theta0: float, eta: float, lam1: float, lam2: float, gap: int, c
 
 def run(cfg: StudyConfig, out: Path):
     t0 = time.perf_counter()
-    lam1, lam2 = cfg.lambdas
+    lam1, lam2 = cfg.settings.lambdas
     rows = []
-    for gap in cfg.gaps:
-        th = simulate(cfg.theta0, cfg.eta, lam1, lam2, gap, cycles=CYCLES)
+    for gap in cfg.settings.gaps:
+        th = simulate(cfg.settings.theta0, cfg.settings.eta, lam1, lam2, gap, cycles=CYCLES)
         rows.append(pd.DataFrame({"gap": gap, "step": np.arange(len(th)), "theta": th}))
     results = pd.concat(rows, ignore_index=True)
     return results, None, time.perf_counter() - t0
@@ -84,12 +102,12 @@ def one_neuron_checks(cfg: StudyConfig, results: pd.DataFrame) -> tuple[list[Che
     closed form starts from the simulated angle at the cycle's start, so the comparison's
     error is the flow's discretisation error of one cycle, about 2 (G + 1) (eta lambda)^2
     relative, not an error compounded over the run."""
-    lam1, lam2 = cfg.lambdas
-    eta = cfg.eta
+    lam1, lam2 = cfg.settings.lambdas
+    eta = cfg.settings.eta
     checks, detail = [], {"gaps": [], "relative_error": [], "discretisation_bound": [], "cycle_growth": [],
                           "cycle_growth_closed_form": []}
     worst = 0.0
-    for gap in sorted(cfg.gaps):
+    for gap in sorted(cfg.settings.gaps):
         th = results[results["gap"] == gap].sort_values("step")["theta"].to_numpy()
         n = gap + 1
         rel, growth = float("inf"), float("nan")
@@ -121,16 +139,16 @@ def one_neuron_checks(cfg: StudyConfig, results: pd.DataFrame) -> tuple[list[Che
 
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
-    lam1, lam2 = cfg.lambdas
-    eta = cfg.eta
+    lam1, lam2 = cfg.settings.lambdas
+    eta = cfg.settings.eta
     checks, detail = one_neuron_checks(cfg, results)
     fig, axes = new_figure(2, 1, size=(5.6, 4.2))
     shrink, law = [], []
-    for i, gap in enumerate(sorted(cfg.gaps)):
+    for i, gap in enumerate(sorted(cfg.settings.gaps)):
         r = results[results["gap"] == gap].sort_values("step")
         c = f"C{i % 10}"
         axes[0, 0].plot(r["step"], r["theta"], "-", color=c, lw=1, label=f"G = {gap}")
-        axes[0, 0].plot(r["step"], closed_form(cfg.theta0, eta, lam1, lam2, gap, CYCLES), ":", color="k", lw=0.7)
+        axes[0, 0].plot(r["step"], closed_form(cfg.settings.theta0, eta, lam1, lam2, gap, CYCLES), ":", color="k", lw=0.7)
         th = r["theta"].to_numpy()
         shrink.append(th[1 + gap] / th[1])  # over the G common steps after the first rare step
         law.append(float(np.tan(one_neuron_flow(th[1], eta, lam1, gap)) / np.tan(th[1])))
@@ -139,7 +157,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     axes[0, 0].set_title(f"theta, rare step every G steps (eta={eta}, lambda=({lam1}, {lam2})); dotted: closed form",
                          fontsize=8)
     axes[0, 0].legend(fontsize=7)
-    g = np.asarray(sorted(cfg.gaps), float)
+    g = np.asarray(sorted(cfg.settings.gaps), float)
     gg = np.geomspace(g.min(), g.max(), 200)
     axes[0, 1].plot(gg, one_neuron_decay(eta, lam1, gg), "k-", label="exp(-2 eta lambda_1 G) (small angle)")
     axes[0, 1].plot(g, shrink, "o", color="C3", label="simulated theta(after G) / theta(before)")

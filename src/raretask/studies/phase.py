@@ -8,6 +8,7 @@ the total loss per width is compared with the Theorem-3 optimum sum_{i>N} mu_i.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -19,20 +20,32 @@ from ..sim import RecordSchedule
 from ._config import StudyConfig
 from ._run import Analysis, Cell, last_step
 from ._theory_helpers import first_grid_index, theory_grid_tables
+from ..validate import Distinct, NonEmpty, NonNegFloat, strict
 
 
-def settings(cfg: StudyConfig) -> list[tuple[str, dict, dict]]:
-    """(id, mixture overrides, labels) per mixture setting of the sweep."""
-    if cfg.alpha_ranges:
+@strict
+class Settings:
+    """The phase diagram's own settings (residual shares them: same runs)."""
+
+    betas: Annotated[list[NonNegFloat], NonEmpty, Distinct] | None = None
+    """Prior exponents to sweep, each replacing ``mixture.beta`` (one cell per beta x seed);
+    None: ``mixture.beta`` alone."""
+
+
+def mixture_settings(cfg: StudyConfig) -> list[tuple[str, dict, dict]]:
+    """(id, mixture overrides, labels) per mixture setting of the sweep: the ``alpha_ranges``
+    or ``betas`` the study's settings name (phase, residual, complexity), else the mixture."""
+    alpha_ranges = getattr(cfg.settings, "alpha_ranges", None)
+    if alpha_ranges:
         return [(f"alpha{lo:g}-{hi:g}", {"alpha_range": (lo, hi)}, {"alpha_lo": lo, "alpha_hi": hi})
-                for lo, hi in cfg.alpha_ranges]
-    betas = cfg.betas if cfg.betas else [cfg.spec().beta]
+                for lo, hi in alpha_ranges]
+    betas = getattr(cfg.settings, "betas", None) or [cfg.spec().beta]
     return [(f"beta{b:g}", {"beta": b}, {"beta": float(b)}) for b in betas]
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
     out = []
-    for sid, override, labels in settings(cfg):
+    for sid, override, labels in mixture_settings(cfg):
         spec = cfg.spec(**override)
         for seed in cfg.seeds:
             out.append(Cell(id=f"{sid}-seed{seed}", labels={**labels, "seed": seed}, spec=spec,
@@ -124,7 +137,7 @@ def plot_total_loss(spec, grid, res, title: str, path: Path) -> Path:
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
     grid = sorted(cfg.widths)
     checks, figures, summary = [], [], {"settings": {}}
-    for sid, override, labels in settings(cfg):
+    for sid, override, labels in mixture_settings(cfg):
         spec = cfg.spec(**override)
         res = results[results["cell"].str.startswith(sid + "-")]
         theory = theory_grid_tables(spec, grid)

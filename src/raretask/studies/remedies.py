@@ -22,6 +22,7 @@ a per-sample implementation: 6 N (D + d) per sample, plus the projection's vecto
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -31,20 +32,47 @@ from ..mixture import min_frequency, reweighted
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
 from ..sim import RecordSchedule, RetentionSampler
-from ._config import StudyConfig
+from ..validate import Field, PosInt, strict
+from ._config import StudyConfig, check_features, check_task
 from ._run import Analysis, Cell, last_step
 from .retention import matched_frequency, rare_index
 
 REMEDIES = ("baseline", "shorter-gaps", "replay", "upweight", "conflict-removal", "double-width")
 
 
+@strict
+class Settings:
+    """The remedies study's own settings (SPEC Part C)."""
+
+    remedy_gap: PosInt = 64
+    """Steps G between the rare task's injections in the baseline."""
+    short_gap: PosInt = 1
+    """The gap of the 'shorter gaps' remedy (same long-run frequency; < remedy_gap)."""
+    replay_every: PosInt = 8
+    """The replay remedy: replay the latest injection's rare samples every this many steps
+    between injections, no new rare data (< remedy_gap)."""
+    upweight_margin: Annotated[float, Field(gt=0)] = 1.5
+    """The up-weighted frequency as a multiple of the planner's minimum p*(N)."""
+    features: PosInt = 1
+    """How many of the rare task's features the up-weighting plan is for."""
+    rare_task: PosInt | None = None
+    """1-based rare task; None: the rarest (lowest prior, highest index)."""
+    trace_every: PosInt = 1
+    """Keep the rare task's corrected signal every this many steps."""
+
+    def check(self, cfg: StudyConfig) -> None:
+        check_task(cfg, "rare_task", self.rare_task)
+        check_features(cfg, self.features)
+        if self.replay_every >= self.remedy_gap:
+            raise ConfigError("replay_every", f"{self.replay_every} with remedy_gap {self.remedy_gap}",
+                              "1 <= replay_every < remedy_gap")
+        if self.short_gap >= self.remedy_gap:
+            raise ConfigError("short_gap", f"{self.short_gap} with remedy_gap {self.remedy_gap}",
+                              "short_gap < remedy_gap")
+
+
 def _check(cfg: StudyConfig) -> None:
     spec = cfg.spec()
-    if cfg.replay_every < 1 or cfg.replay_every >= cfg.remedy_gap:
-        raise ConfigError("replay_every", f"{cfg.replay_every} with remedy_gap {cfg.remedy_gap}",
-                          "1 <= replay_every < remedy_gap")
-    if cfg.short_gap >= cfg.remedy_gap:
-        raise ConfigError("short_gap", f"{cfg.short_gap} with remedy_gap {cfg.remedy_gap}", "short_gap < remedy_gap")
     for N in cfg.widths:
         if 2 * N > spec.D:
             raise ConfigError("widths", f"{N}: doubling it exceeds D = {spec.D}", f"widths <= {spec.D // 2}")
@@ -53,12 +81,12 @@ def _check(cfg: StudyConfig) -> None:
 def planned(cfg: StudyConfig, width: int) -> float:
     """The up-weighted frequency: ``upweight_margin`` x p*(N), at least the natural prior."""
     spec, r = cfg.spec(), rare_index(cfg)
-    p = min_frequency(spec, r + 1, width, cfg.features)
+    p = min_frequency(spec, r + 1, width, cfg.settings.features)
     if p is None:
-        raise ConfigError("widths", f"{width} < features {cfg.features}", f"widths >= {cfg.features}")
-    f = cfg.upweight_margin * p
+        raise ConfigError("widths", f"{width} < features {cfg.settings.features}", f"widths >= {cfg.settings.features}")
+    f = cfg.settings.upweight_margin * p
     if not 0 < f < 1:
-        raise ConfigError("upweight_margin", f"{cfg.upweight_margin} x p* = {f:.3g}", "a frequency in (0, 1)")
+        raise ConfigError("upweight_margin", f"{cfg.settings.upweight_margin} x p* = {f:.3g}", "a frequency in (0, 1)")
     return max(f, float(spec.pi[r]))
 
 
@@ -74,21 +102,21 @@ def cells(cfg: StudyConfig) -> list[Cell]:
             def cell(name, widths, sampler, spec_=spec, protect=None):
                 return Cell(id=f"N{N}-{name}-seed{seed}", labels={"remedy": name, "small_width": N, "seed": seed},
                             spec=spec_, train=train, widths=widths, sampler=sampler, trace_tasks=[r + 1],
-                            trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points),
+                            trace_every=cfg.settings.trace_every, record=RecordSchedule("log", cfg.record_points),
                             conflict_removal=protect)
 
-            base = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.remedy_gap)
-            short = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.short_gap)
+            base = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.settings.remedy_gap)
+            short = RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.settings.short_gap)
             up = reweighted(spec, r + 1, planned(cfg, N))
             # the prior the sampler sees carries the up-weighting; metrics keep the original prior
-            upweighted = RetentionSampler(up.pi, B, seed=seed, rare_task=r + 1, gap=cfg.short_gap)
+            upweighted = RetentionSampler(up.pi, B, seed=seed, rare_task=r + 1, gap=cfg.settings.short_gap)
             for smp, field in ((base, "remedy_gap"), (short, "short_gap"), (upweighted, "short_gap")):
                 matched_frequency(smp, train.steps, field)
             out += [
                 cell("baseline", [N, 2 * N], base),
                 cell("shorter-gaps", [N], short),
-                cell("replay", [N], RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.remedy_gap,
-                                                     replay_every=cfg.replay_every)),
+                cell("replay", [N], RetentionSampler(spec.pi, B, seed=seed, rare_task=r + 1, gap=cfg.settings.remedy_gap,
+                                                     replay_every=cfg.settings.replay_every)),
                 cell("upweight", [N], upweighted),
                 cell("conflict-removal", [N], base, protect=r + 1),
             ]
@@ -147,7 +175,7 @@ def outcome_table(cfg: StudyConfig, results: pd.DataFrame) -> pd.DataFrame:
     t["order"] = t["remedy"].map({n: i for i, n in enumerate(REMEDIES)})
     t = t.sort_values(["small_width", "order"]).drop(columns="order").reset_index(drop=True)
     base = t[t["remedy"] == "baseline"].set_index("small_width")
-    t["learned"] = t["rare_features"] >= cfg.features
+    t["learned"] = t["rare_features"] >= cfg.settings.features
     t["common_loss_change"] = t["common_loss"] / t["small_width"].map(base["common_loss"]) - 1.0
     t["compute_ratio"] = t["flops"] / t["small_width"].map(base["flops"])
     return t
@@ -184,12 +212,12 @@ def remedy_checks(t: pd.DataFrame, gap: int, r: int) -> list[Check]:
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
     r = rare_index(cfg)
     t = outcome_table(cfg, results)
-    checks = remedy_checks(t, cfg.remedy_gap, r)
+    checks = remedy_checks(t, cfg.settings.remedy_gap, r)
     verdicts = [_verdict(t, N, r) for N in sorted(cfg.widths)]
     figures = [_outcome_figure(cfg, t, out, r, checks), _trace_figure(cfg, trace, out, r)]
     intro = ("Interference remedies (SPEC Part C), compared at equal steps. " + " ".join(verdicts)
-             + f" Settings: gap G = {cfg.remedy_gap}, shorter gap {cfg.short_gap}, replay every "
-               f"{cfg.replay_every} steps, up-weighting to {cfg.upweight_margin:g} x the planner's p*(N).")
+             + f" Settings: gap G = {cfg.settings.remedy_gap}, shorter gap {cfg.settings.short_gap}, replay every "
+               f"{cfg.settings.replay_every} steps, up-weighting to {cfg.settings.upweight_margin:g} x the planner's p*(N).")
     summary = {"rare_task": r + 1, "verdict": verdicts, "table": t.to_dict(orient="records"),
                "planned_frequency": {str(N): planned(cfg, N) for N in cfg.widths}}
     return Analysis(intro, [], figures, summary)
@@ -211,7 +239,7 @@ def _outcome_figure(cfg, t, out, r, checks) -> Figure:
                        xytext=(6, 10 - 9 * (k % 4)), textcoords="offset points")
     a.axhline(0, color="k", lw=0.5)
     a.set_ylabel(f"final corrected signal of task {r + 1}")
-    a.set_title("rare task: green = learned (>= %d feature)" % cfg.features)
+    a.set_title("rare task: green = learned (>= %d feature)" % cfg.settings.features)
     b.axhline(0, color="k", lw=0.5)
     b.set_xlabel("compute vs baseline (model FLOPs ratio)")
     b.set_ylabel("common-task loss change vs baseline (%)")

@@ -13,6 +13,7 @@ plots the rare tasks' corrected signal against delta_F per width, for each beta.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,23 @@ import pandas as pd
 from ..mixture import proposition6
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
-from ._config import StudyConfig
+from ..validate import Distinct, NonEmpty, NonNegFloat, PosInt, strict
+from ._config import StudyConfig, check_task
 from ._run import Analysis, last_step
-from .phase import cells, settings  # noqa: F401  (same runs as the phase diagram)
+from .phase import cells, mixture_settings  # noqa: F401  (same runs as the phase diagram)
+
+
+@strict
+class Settings:
+    """The residual study's own settings (its runs are the phase diagram's)."""
+
+    betas: Annotated[list[NonNegFloat], NonEmpty, Distinct] | None = None
+    """Prior exponents to sweep, each replacing ``mixture.beta``; None: ``mixture.beta`` alone."""
+    rare_task: PosInt | None = None
+    """1-based rare task r; None: the most frequent task outside the frequent set."""
+
+    def check(self, cfg: StudyConfig) -> None:
+        check_task(cfg, "rare_task", self.rare_task)
 
 
 def final_by_width(res: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +75,7 @@ def residual_checks(row: pd.DataFrame, threshold: float, r: int, title: str) -> 
 
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
-    sets = settings(cfg)
+    sets = mixture_settings(cfg)
     fig, axes = new_figure(len(sets), 1, size=(5.2, 4.2))
     checks, summary = [], {"settings": {}}
     for ax, (sid, override, labels) in zip(axes[0], sets):
@@ -69,7 +84,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         rare = [k + 1 for k in range(spec.K) if k not in F]
         if not rare:
             continue
-        chosen = cfg.rare_task if cfg.rare_task is not None else min(rare, key=lambda k: (-spec.pi[k - 1], k))
+        chosen = cfg.settings.rare_task if cfg.settings.rare_task is not None else min(rare, key=lambda k: (-spec.pi[k - 1], k))
         p6 = proposition6(spec, chosen)
         fin = final_by_width(results[results["cell"].str.startswith(sid + "-")])
         r = p6.task

@@ -19,8 +19,9 @@ them is "not measurable" too.
 
 from __future__ import annotations
 
+from dataclasses import field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,8 @@ from ..mixture import MixtureSpec
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
 from ..sim import RecordSchedule, RetentionSampler
-from ._config import StudyConfig
+from ..validate import Distinct, NonEmpty, NonNegInt, PosInt, strict
+from ._config import StudyConfig, check_task
 from ._run import Analysis, Cell
 
 MATCH_TOLERANCE = 0.01
@@ -39,11 +41,32 @@ MIN_CYCLES = 3
 """Fewest injection cycles with a gain above the noise floor for a measured retention."""
 
 
+@strict
+class Settings:
+    """The retention study's own settings (SPEC A5.3)."""
+
+    gaps: Annotated[list[PosInt], NonEmpty, Distinct] = field(default_factory=lambda: [1, 4, 16, 64, 256, 1024])
+    """Steps G between the rare task's injections; every gap keeps its long-run frequency pi_r."""
+    rare_task: PosInt | None = None
+    """1-based rare task; None: the rarest (lowest prior, highest index)."""
+    trace_every: PosInt = 1
+    """Keep the rare task's corrected signal every this many steps."""
+    replay_every: NonNegInt = 0
+    """Replay the latest injection's rare samples every this many steps between injections (no
+    new rare data; gaps of at least two steps); 0: off."""
+    conflict_removal: bool = False
+    """Project the other tasks' encoder gradient off the rare task's latest gradient when they
+    conflict (PCGrad-style remedy)."""
+
+    def check(self, cfg: StudyConfig) -> None:
+        check_task(cfg, "rare_task", self.rare_task)
+
+
 def rare_index(cfg: StudyConfig) -> int:
     """0-based rare task: the configured one, else the rarest (lowest prior, highest index)."""
     spec = cfg.spec()
-    if cfg.rare_task is not None:
-        return cfg.rare_task - 1
+    if cfg.settings.rare_task is not None:
+        return cfg.settings.rare_task - 1
     return min(range(spec.K), key=lambda k: (spec.pi[k], -k))
 
 
@@ -51,18 +74,19 @@ def cells(cfg: StudyConfig) -> list[Cell]:
     spec = cfg.spec()
     r = rare_index(cfg)
     out = []
-    for gap in cfg.gaps:
+    for gap in cfg.settings.gaps:
         for seed in cfg.seeds:
             train = cfg.train_config(seed)
             # remedies as options: replay needs gaps of at least two steps
-            replay = cfg.replay_every if cfg.replay_every and cfg.replay_every < gap else 0
+            every = cfg.settings.replay_every
+            replay = every if every and every < gap else 0
             sampler = RetentionSampler(spec.pi, train.batch_size, seed=seed, rare_task=r + 1, gap=gap, replay_every=replay)
             ratio = matched_frequency(sampler, train.steps)
             out.append(Cell(id=f"gap{gap}-seed{seed}", labels={"gap": gap, "seed": seed, "rare_frequency_ratio": ratio},
                             spec=spec, train=train,
                             widths=list(cfg.widths), sampler=sampler, trace_tasks=[r + 1],
-                            trace_every=cfg.trace_every, record=RecordSchedule("log", cfg.record_points),
-                            conflict_removal=r + 1 if cfg.conflict_removal else None))
+                            trace_every=cfg.settings.trace_every, record=RecordSchedule("log", cfg.record_points),
+                            conflict_removal=r + 1 if cfg.settings.conflict_removal else None))
     return out
 
 
@@ -275,9 +299,9 @@ def _measure(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame) -> _M
     spec = cfg.spec()
     steps = cfg.train_config(0).steps
     r = rare_index(cfg)
-    window = max(max(cfg.gaps), steps // 10)
-    window = (window // max(cfg.gaps)) * max(cfg.gaps) or max(cfg.gaps)
-    widths, gaps = sorted(cfg.widths), sorted(cfg.gaps)
+    window = max(max(cfg.settings.gaps), steps // 10)
+    window = (window // max(cfg.settings.gaps)) * max(cfg.settings.gaps) or max(cfg.settings.gaps)
+    widths, gaps = sorted(cfg.widths), sorted(cfg.settings.gaps)
     fin = final_signal(trace, steps, window).loc[gaps, widths]
     large = widths[-1]
     ratio = results.groupby("gap")["rare_frequency_ratio"].first().to_dict()

@@ -8,7 +8,9 @@ above 1 it should be learned.
 
 from __future__ import annotations
 
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
@@ -17,17 +19,34 @@ from ..mixture import min_frequency, reweighted
 from ..report.html import Check, Figure
 from ..report.plots import new_figure, save
 from ..sim import RecordSchedule
-from ._config import StudyConfig
+from ..validate import Distinct, NonEmpty, PosFloat, PosInt, strict
+from ._config import StudyConfig, check_features, check_task
 from ._run import Analysis, Cell, last_step
+
+
+@strict
+class Settings:
+    """The up-weighting study's own settings (SPEC C)."""
+
+    multipliers: Annotated[list[PosFloat], NonEmpty, Distinct] = field(default_factory=lambda: [0.5, 1.5])
+    """Multiples of the planner's minimal frequency p*(N) to train the target task at."""
+    features: PosInt = 1
+    """How many of the target task's features the plan is for (at most the block dimension d)."""
+    rare_task: PosInt | None = None
+    """1-based target task; None: the rarest (lowest prior, highest index)."""
+
+    def check(self, cfg: StudyConfig) -> None:
+        check_features(cfg, self.features)
+        check_task(cfg, "rare_task", self.rare_task)
 
 
 def target_index(cfg: StudyConfig) -> int:
     spec = cfg.spec()
-    return (cfg.rare_task - 1) if cfg.rare_task is not None else min(range(spec.K), key=lambda k: (spec.pi[k], -k))
+    return (cfg.settings.rare_task - 1) if cfg.settings.rare_task is not None else min(range(spec.K), key=lambda k: (spec.pi[k], -k))
 
 
 def planned(cfg: StudyConfig, width: int) -> float:
-    p = min_frequency(cfg.spec(), target_index(cfg) + 1, width, cfg.features)
+    p = min_frequency(cfg.spec(), target_index(cfg) + 1, width, cfg.settings.features)
     if p is None or p == 0.0:
         raise ConfigError("widths", f"width {width}: the plan needs no up-weighting or none suffices",
                           "widths where the target task needs up-weighting")
@@ -39,7 +58,7 @@ def cells(cfg: StudyConfig) -> list[Cell]:
     out = []
     for N in cfg.widths:
         p = planned(cfg, N)
-        for m in cfg.multipliers:
+        for m in cfg.settings.multipliers:
             if not 0 < m * p < 1:
                 raise ConfigError("multipliers", f"{m} x {p:.3g} is not a frequency", "m * p* in (0, 1)")
             s2 = reweighted(spec, k + 1, m * p)
@@ -65,8 +84,8 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         for _, row in r.iterrows():
             m = row["multiplier"]
             want = m > 1
-            got = bool(row["n_features"] >= cfg.features)
-            checks.append(Check(f"N={N}, frequency {m:g} x p*: task {k} learned ({cfg.features} feature(s))",
+            got = bool(row["n_features"] >= cfg.settings.features)
+            checks.append(Check(f"N={N}, frequency {m:g} x p*: task {k} learned ({cfg.settings.features} feature(s))",
                                 f"{row['n_features']:.1f} features, s~ = {row['corrected_signal']:.3f}",
                                 "learned" if want else "not learned", got == want))
     ax.axvline(1.0, color="k", ls="--", label="planned minimal frequency")
