@@ -30,33 +30,46 @@ def _probe(run, settings):
 def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
     """With a grid seed other than 0 (it crashed the report before): seed 5's runs are the grid."""
     out = tmp_path / "sw"
-    res = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), ["train.seed=5"], progress=False, probe=_probe)
+    from raretask.probes import monitor_callbacks
+
+    res = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), ["train.seed=5"], progress=False, probe=_probe,
+                    callbacks=monitor_callbacks)
     names = sorted(p.name for p in out.iterdir() if (p / "run_config.json").exists())
     grid = [f"{p}-cmp-rate{r:g}" for p in ("w24", "w48") for r in (8, 2, 0.5)]
     assert set(grid) <= set(names)
     assert {"w24-cmp-every4-n8", "w48-cmp-every4-n8"} <= set(names)
     seeds = [n for n in names if n.endswith("-seed1")]
     assert len(seeds) == 4  # two boundary rates per size
-    assert len(names) == 6 + 2 + 4
+    stage = {"w24-cmp-interference-every4-n8", "w48-cmp-interference-every4-n8"}
+    assert stage <= set(names)
+    assert len(names) == 6 + 2 + 2 + 4
     summ = json.loads((out / "scaling" / "scaling-summary.json").read_text())
     assert {c["preset"] for c in summ["critical"]} == {"w24", "w48"}
     assert sum(summ["checks_count"].values()) == len(summ["checks"]) >= 8
     assert (out / "scaling" / "report.html").stat().st_size > 10_000
     for fig in ("fig5-accuracy-loss", "critical-frequency", "fig6a-learned-step", "fig6b-gap",
-                "fig22-23-equal-budget", "probes-across-sizes"):
+                "fig22-23-equal-budget", "probes-across-sizes", "fig9-interference"):
         assert (out / "scaling" / "figures" / f"{fig}.png").exists()
     probes = pd.read_parquet(out / "scaling" / "probes.parquet")
     assert set(probes["checkpoint"]) >= {"init"} and probes["trained"].any()
     assert json.loads((out / "sweep.json").read_text())["name"] == "cpu-scaling-quick"
     runs = pd.read_parquet(out / "scaling" / "runs.parquet")
     assert set(runs.loc[runs["kind"] == "grid", "seed"]) == {5} and set(runs.loc[runs["kind"] == "seed", "seed"]) == {1}
+    assert set(runs.loc[runs["kind"] == "interference", "name"]) == stage  # in no f*, gap or seed analysis
+    it = pd.read_parquet(out / "scaling" / "interference.parquet")
+    assert list(it["preset"]) == ["w24", "w48"] and (it["injections"] > 0).all() and (it["dim"] > 0).all()
+    assert np.isfinite(it[["inj_cos_batch", "gap_cos_nontask_iqr", "baseline"]].to_numpy(float)).all()
+    fig9 = [c for c in summ["checks"] if c["name"].startswith(("(i)", "(ii)", "(iii)"))]
+    assert len(fig9) == 7 and all(c["verdict"] in ("yes", "no") for c in fig9)
+    claim9 = next(c for c in summ["claims"] if c["claim"] == "Fig. 9")
+    assert "interference stage" in claim9["raretask_regime"] and "claim (i) holds raw" in claim9["checks"]
     crit = pd.read_parquet(out / "scaling" / "critical.parquet")
     assert set(crit["runs"]) == {5} and {"censored", "se_log10", "f_star_ceiling"} <= set(crit.columns)
     html = (out / "scaling" / "report.html").read_text()
     assert "lines: grid seed 5; crosses: seed 1 at the rates" in html and "seed 0" not in html
     # resumed: nothing retrained, same table, same seed choice
     again = run_sweep("cpu-scaling-quick", str(small_corpus), str(out), ["train.seed=5"], progress=False,
-                      probe=_probe)
+                      probe=_probe, callbacks=monitor_callbacks)
     pd.testing.assert_frame_equal(again["table"], res["table"])
 
 
@@ -81,6 +94,10 @@ def test_boundary_rates_match_rates_the_eval_labels_round():
 def test_sweep_options_are_checked(small_corpus, tmp_path):
     with pytest.raises(ConfigError, match="unknown option"):
         load_sweep("cpu-scaling", ["nope=1"])
+    with pytest.raises(ConfigError, match="unknown option 'interference.nope'"):
+        load_sweep("cpu-scaling", ["interference.nope=1"])
+    with pytest.raises(ConfigError, match="invalid interference.every: True"):
+        load_sweep("cpu-scaling", ["interference.every=true"])
     with pytest.raises(ConfigError, match="not in the grid"):
         load_sweep("cpu-scaling", ["probe.rates=[3]"])
     with pytest.raises(ConfigError, match="at least 3"):
@@ -98,6 +115,8 @@ def test_cpu_scaling_spans_what_the_issue_asks():
 
     p = [non_embedding_params(x) for x in sw["presets"]]
     assert len(p) >= 4 and max(p) / min(p) >= 16 and p == sorted(p)
+    st = sw["interference"]  # every size, one n-every-G schedule (equal per-token frequency), fixed here
+    assert st["presets"] == sw["presets"] and 1 <= st["n"] <= sw["train"]["batch_size"] and st["every"] >= 2
     assert len(sw["rates"]) >= 5 and max(sw["rates"]) / min(sw["rates"]) >= 64 * 0.999
     assert len(sw["gaps"]["every"]) >= 3 and sw["boundary_seeds"]
 
@@ -390,7 +409,7 @@ def test_claims_table_judges_each_claim_by_its_checks_and_never_off_its_regime()
     crit = pd.DataFrame({"non_embedding_params": [18432, 1179648]})
     yes, no, na = Check("a", 1, 1, True), Check("b", 1, 1, False), Check.not_measurable("c", 1, "why")
     by = {"Fig. 5": [yes, yes], "Fig. 6a": [yes, na], "Fig. 6b": [], "Fig. 22": [yes, no],
-          "Fig. 23": [Check("info", 1, 1, None)], "Fig. 9": [no], "Fig. 7": [yes]}
+          "Fig. 23": [Check("info", 1, 1, None)], "Fig. 9": [], "Fig. 9 (final checkpoints)": [no], "Fig. 7": [yes]}
     t = sr.claims_table(by, sw, crit, pd.DataFrame()).set_index("claim")
     assert list(t.index) == ["Fig. 5", "Fig. 6a", "Fig. 6b", "Fig. 7", "Fig. 9", "Fig. 22", "Fig. 23", "Grokking"]
     assert t.loc["Fig. 5", "verdict"] == "yes" and t.loc["Fig. 22", "verdict"] == "no"
@@ -400,6 +419,14 @@ def test_claims_table_judges_each_claim_by_its_checks_and_never_off_its_regime()
     assert t.loc["Fig. 9", "verdict"] == "n/a" and "not during training" in t.loc["Fig. 9", "checks"]
     assert "18,432-1,179,648 non-embedding" in t.loc["Fig. 5", "raretask_regime"]
     assert "no gap runs" in t.loc["Fig. 6b", "raretask_regime"] and "1024 x 4096" in t.loc["Fig. 5", "paper_regime"]
+    # with the interference stage, Fig. 9 is judged on the stage's during-training checks, with its note
+    staged = {**sw, "interference": {"presets": ["w24", "w192"], "n": 16, "every": 4}}
+    t = sr.claims_table({**by, "Fig. 9": [yes, no]}, staged, crit, pd.DataFrame(),
+                        {"Fig. 9": "claim (i) holds raw: yes"}).set_index("claim")
+    assert t.loc["Fig. 9", "verdict"] == "no" and t.loc["Fig. 9", "checks"] == "1 yes, 1 no, 0 n/a; claim (i) holds raw: yes"
+    assert "interference stage: sizes w24, w192, 16 instances every 4 steps" in t.loc["Fig. 9", "raretask_regime"]
+    t = sr.claims_table({**by, "Fig. 9": [yes, yes]}, staged, crit, pd.DataFrame()).set_index("claim")
+    assert t.loc["Fig. 9", "verdict"] == "yes"
 
 
 def test_a_censored_bound_is_said_per_token_and_per_batch():

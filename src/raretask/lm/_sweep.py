@@ -14,7 +14,9 @@ by the preset before anything is trained:
 1. the grid: every preset x rate, seed ``train.seed`` (0), folders ``<preset>-<task>-rate<r>``;
 2. the matched-frequency gap runs: for ``gaps.presets``, ``n = rate x G`` instances every
    ``G`` batches for each G in ``gaps.every`` (``<preset>-<task>-every<G>-n<n>``; G = 1 is
-   the grid's run at that rate when the grid has it: the schedules are identical);
+   the grid's run at that rate when the grid has it: the schedules are identical); and the
+   interference stage: every size of ``interference.presets`` with ``n`` every ``every`` steps
+   and the live monitor (``<preset>-<task>-interference-every<G>-n<n>``, ``lm.interference_stage``);
 3. the boundary seeds: for each preset, the two grid rates whose final test accuracy lies
    nearest the midpoint between chance and 1, again with each seed in ``boundary_seeds``
    (``...-rate<r>-seed<s>``); chosen from the grid's evaluation, so a re-run chooses the same;
@@ -40,7 +42,7 @@ from ._tasks import CHANCE
 
 
 _TOP = ("presets", "task", "rates", "boundary_seeds", "final_checkpoints", "corpus_vocab")
-_NESTED = ("train", "gaps", "probe")
+_NESTED = ("train", "gaps", "probe", "interference")
 
 
 def sweep_names() -> list[str]:
@@ -61,7 +63,7 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
         nested = parts[0] in _NESTED
         if not ((parts[0] in _TOP and len(parts) == 1) or (nested and len(parts) == 2)):
             raise ConfigError("set", f"unknown option {'.'.join(parts)!r}",
-                              ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>")
+                              ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>, interference.<key>")
         target = sweep if len(parts) == 1 else sweep.setdefault(parts[0], {})
         target[parts[-1]] = value
     if not sweep.get("presets") or not sweep.get("rates"):
@@ -72,6 +74,11 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
              if not any(math.isclose(float(r), float(q)) for q in sweep["rates"])]
     if stray:
         raise ConfigError("probe", f"rates {stray} are not in the grid {sweep['rates']}", "a subset of rates")
+    if sweep.get("interference"):
+        from ..validate import build
+        from .interference_stage import InterferenceStage
+
+        build(InterferenceStage, sweep["interference"], "interference")  # typed, strict: refuses unknown keys
     return sweep
 
 
@@ -115,6 +122,19 @@ def gap_configs(sw: dict, corpus: str, out: str) -> list:
     return runs
 
 
+def interference_configs(sw: dict, corpus: str, out: str) -> list:
+    """Stage 2b: every size of ``interference.presets`` with n every G steps and the live monitor
+    reading g_r afresh at each reading (``lm.interference_stage``)."""
+    from ..validate import build
+    from .interference_stage import InterferenceStage, run_name
+
+    if not sw.get("interference"):
+        return []
+    st = build(InterferenceStage, sw["interference"], "interference")
+    return [_config(sw, corpus, out, run_name(p, sw["task"], st), preset=p, every=st.every, n=st.n,
+                    monitor_interference=st.monitor, monitor_refresh=1) for p in st.presets]
+
+
 def boundary_rates(final: dict, presets: list[str], rates: list[float], chance: float) -> dict[str, list[float]]:
     """Per preset, the two grid rates whose final test accuracy lies nearest the midpoint
     between ``chance`` and 1 (ties: the lower rate first). ``final``: {(preset, rate): acc}."""
@@ -143,7 +163,7 @@ def seed_configs(sw: dict, corpus: str, out: str, chosen: dict[str, list[float]]
 def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None = None) -> list:
     """The LMTrainConfig of every run known before training (grid, then gap runs), validated."""
     sw = load_sweep(name, overrides)
-    return grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out)
+    return grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out) + interference_configs(sw, corpus, out)
 
 
 class PlannedRun(NamedTuple):
@@ -187,6 +207,13 @@ def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: i
                 n = round(float(g["rate"]) * every)
                 if not (every == 1 and any(math.isclose(float(g["rate"]), float(r)) for r in sw["rates"])):
                     rows.append((f"{p}-{sw['task']}-every{every}-n{n}", p, f"{n} every {every}"))
+    if sw.get("interference"):
+        from .interference_stage import InterferenceStage, run_name
+        from ..validate import build
+
+        st = build(InterferenceStage, sw["interference"], "interference")
+        rows += [(run_name(p, sw["task"], st), p, f"{st.n} every {st.every}, monitor K={st.monitor}")
+                 for p in st.presets]
     for s in sw.get("boundary_seeds", []):
         for p in sw["presets"]:
             rows += [(f"{p}-{sw['task']}-<boundary rate {i}>-seed{s}", p, "chosen after the grid") for i in (1, 2)]
@@ -299,7 +326,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
     check_corpus_vocab(sw, name, corpus)
-    configs = grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out)
+    configs = grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out) + interference_configs(sw, corpus, out)
     folder = sweep_folder(out)
     folder.check()
     for cfg in configs:  # every run checked (reads only) before anything is written

@@ -9,6 +9,7 @@ Layout of ``SWEEP/scaling``::
     critical.parquet       one row per size: f* (or its censored bound) with its interval (lm.sizing)
     rollout.parquet        fit the k smallest sizes, predict the next: prediction interval, covered
     probes.parquet         one row per (probed run, checkpoint): the probe summaries
+    interference.parquet   one row per size of the interference stage (lm.interference_stage)
     scaling-summary.json   the above, the power-law fit and every check's verdict
     figures/*.png, report.html
 
@@ -56,7 +57,8 @@ def _sweep_record(sweep_dir: Path) -> dict:
 def run_table(sweep_dir: str | Path, grid_seed: int | None = None) -> pd.DataFrame:
     """Every checkpoint of every run of a sweep, with each run's schedule and seed. A rate run
     is "grid" when its seed is the sweep's grid seed (``train.seed``, read from sweep.json
-    when not given; 0 by default) and "seed" otherwise; a gap run is "gap"."""
+    when not given; 0 by default) and "seed" otherwise; a gap run is "gap", an interference-stage
+    run (n every G with the monitor on) "interference"."""
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / "report" / "eval.parquet"
     if not path.exists():
@@ -71,7 +73,8 @@ def run_table(sweep_dir: str | Path, grid_seed: int | None = None) -> pd.DataFra
         cfg = json.loads((Path(run) / "run_config.json").read_text())
         cfg = cfg.get("config", cfg)
         seed = int(cfg.get("seed", 0))
-        kind = "gap" if cfg.get("every") else ("grid" if seed == grid_seed else "seed")
+        kind = ("interference" if cfg.get("monitor_interference") and cfg.get("every") else "gap" if cfg.get("every")
+                else "grid" if seed == grid_seed else "seed")
         meta[run] = {"name": Path(run).name, "kind": kind, "seed": seed,
                      "rate": cfg.get("rate"), "every": cfg.get("every"), "n": cfg.get("n"),
                      "non_embedding_params": non_embedding_params(cfg["preset"])}
@@ -332,6 +335,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
     probes = probe_table(df)
     out = sweep_dir / "scaling"
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    itab, icheck, ifig, inote = _interference(sweep_dir, sw, out / "figures")
     roll = rollout(crit)
     level = learned_level(chance)
     by_claim = {
@@ -341,8 +345,9 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
         "Fig. 6b": check_gap(final),
         "Fig. 7": [*check_probe_trend(probes, "das_iia", "DAS IIA higher in the largest model", True),
                    *check_probe_trend(probes, "pca_r2", "PCA R^2 higher in the largest model", True)],
-        "Fig. 9": check_probe_trend(probes, "cos_nontask_median",
-                                    "interference (median cos(g_r, non-task)) weaker in the largest model", True),
+        "Fig. 9": icheck,
+        "Fig. 9 (final checkpoints)": check_probe_trend(probes, "cos_nontask_median", "interference (median cos(g_r, "
+                                                        "non-task)) weaker in the largest model", True),
         "Fig. 22": [check_same_trajectory(eq, level, seed_spread_log_loss(final)),
                     check_larger_wins(eq, level, "at_lm", "held-out LM loss"),
                     check_equal_budget(eq, "at_lm", "held-out LM loss")],
@@ -350,11 +355,12 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                     check_equal_budget(eq, "at_compute", "compute 6ND")],
     }
     checks = [c for cs in by_claim.values() for c in cs]
-    claims = claims_table(by_claim, sw, crit, probes)
+    claims = claims_table(by_claim, sw, crit, probes, {"Fig. 9": inote} if inote else None)
     tw, tp, tslope = theory_curve()
     figures = _figures(df, final, crit, law, eq, steps, probes, (tw, tp, tslope), chance, out / "figures")
+    figures += [ifig] if ifig is not None else []
     for name_, t in (("runs", final), ("critical", crit), ("probes", probes), ("equal-budget", eq),
-                     ("learned-steps", steps), ("rollout", roll), ("claims", claims)):
+                     ("learned-steps", steps), ("rollout", roll), ("claims", claims), ("interference", itab)):
         atomic_parquet(t, out / f"{name_}.parquet")
     summary = {"sweep": sw, "critical": crit.to_dict(orient="records"),
                "power_law": None if law is None else
@@ -363,6 +369,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                 "f_star": list(law.f_star), "se_log10": list(law.se_log10), "residuals": list(law.residuals),
                 "scatter_tau2": law.tau2, "converged": law.converged},
                "rollout": roll.to_dict(orient="records"), "claims": claims.to_dict(orient="records"),
+               "interference": itab.to_dict(orient="records"),
                "theory": {"widths": tw.tolist(), "p_star": tp.tolist(), "slope_in_width": tslope},
                "checks": [c.to_dict() for c in checks],
                "checks_count": {**{v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")},
@@ -395,23 +402,31 @@ PAPER_CLAIMS = {
 """Each Sec. 4 claim (SPEC B7) and the regime the paper measured it in."""
 
 
-def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
+def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFrame,
+                 notes: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per Sec. 4 claim: its verdict over its checks (no if any says no; yes if all
-    say yes; n/a otherwise), the regime raretask measured it in and the paper's."""
+    say yes; n/a otherwise), the regime raretask measured it in and the paper's. ``notes``: a
+    sentence per claim appended to its checks (derived from the verdicts)."""
     t = sw.get("train", {})
     P = crit["non_embedding_params"]
     base = (f"{len(crit)} sizes, {P.min():,}-{P.max():,} non-embedding parameters, {t.get('batch_size')} x "
             f"{t.get('seq_len')} tokens per batch, {t.get('steps')} steps, task {sw['task']} at "
             f"{', '.join(f'{r:g}' for r in sw['rates'])} per batch")
     probed = ("final checkpoints only" if not probes.empty else "no probes in this sweep")
+    st = sw.get("interference")
     regime = {"Fig. 7": f"{base}; DAS/PCA at the {probed}; no T_ADD",
-              "Fig. 9": f"{base}; cosines at the {probed}, not during training",
+              "Fig. 9": (f"{base}; interference stage: sizes {', '.join(st['presets'])}, {st['n']} instances every "
+                         f"{st['every']} steps, cosines read during training at injections and in the gap (monitor "
+                         f"K = {st.get('monitor', 50)}, g_r afresh at each reading)" if st else
+                         f"{base}; cosines at the {probed}, not during training"),
               "Fig. 6b": base + ("" if sw.get("gaps") and (sw["gaps"] or {}).get("every") else "; no gap runs"),
               "Grokking": "not run: the sweep injects cmp only"}
     # claims whose paper regime this sweep does not run: their checks stay in the report, the
     # claim is not judged on them (a final-checkpoint cosine is not Fig. 9's during-training one)
-    off_regime = {"Fig. 7": "features at the final checkpoint only, not across checkpoints",
-                  "Fig. 9": "cosines at final checkpoints, not during training around injections"}
+    off_regime = {"Fig. 7": "features at the final checkpoint only, not across checkpoints"}
+    if not st:
+        off_regime["Fig. 9"] = "cosines at final checkpoints, not during training around injections"
+        by_claim = {**by_claim, "Fig. 9": by_claim.get("Fig. 9 (final checkpoints)", [])}
     rows = []
     for claim, (text, paper) in PAPER_CLAIMS.items():
         cs = [c for c in by_claim.get(claim, []) if c.ok is not None or c.na]
@@ -421,9 +436,36 @@ def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFr
                f"{sum(c.na for c in cs)} n/a" if cs else "not measured")
         if claim in off_regime and cs:
             how = f"not the paper's regime ({off_regime[claim]}); its checks: {how}"
+        if (notes or {}).get(claim):
+            how = f"{how}; {notes[claim]}"
         rows.append({"claim": claim, "paper": text, "verdict": verdict, "checks": how,
                      "raretask_regime": regime.get(claim, base), "paper_regime": paper})
     return pd.DataFrame(rows)
+
+
+def _interference(sweep_dir: Path, sw: dict, fdir: Path) -> tuple[pd.DataFrame, list[Check], Figure | None, str]:
+    """The interference stage's table, checks, Fig. 9 analog and the sentence saying which
+    claims hold raw and normalised (empty table, no checks, no figure when the sweep has no
+    stage)."""
+    from ..validate import build
+    from .interference_stage import (InterferenceStage, fig9, interference_checks, interference_table,
+                                     read_monitor, surviving)
+
+    if not sw.get("interference"):
+        return interference_table(pd.DataFrame()), [], None, ""
+    stage = build(InterferenceStage, sw["interference"], "interference")
+    log = read_monitor(sweep_dir, sw)
+    table = interference_table(log)
+    checks = interference_checks(table, stage.larger)
+    note = surviving(checks)
+    if log.empty:
+        return table, checks, None, note
+    caption = (f"Gradient interference during training (paper Fig. 9), {stage.n} instances every {stage.every} steps, "
+               "one column per size. Top: cos(g_r, g_batch) at injection steps (triangles) and in the gap, and "
+               "cos(g_r, g_nontask), at each reading. Bottom: median and IQR against the steps since the injection. "
+               "Dotted: +-0.674/sqrt(d), the median |cos| of a random direction in the d task-neuron coordinates. "
+               + note[0].upper() + note[1:])
+    return table, checks, Figure(fig9(log, table, fdir / "fig9-interference.png"), caption), note
 
 
 def _claims_html(claims: pd.DataFrame) -> str:
@@ -501,7 +543,7 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
 def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
     from ..report.plots import new_figure, save
 
-    rated = final[final["kind"] != "gap"]
+    rated = final[final["kind"].isin(("grid", "seed"))]
     fig, axes = new_figure(2, 1, size=(12, 4.6))
     for p in sizes:
         g = rated[rated["preset"] == p]

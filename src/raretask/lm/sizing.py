@@ -29,7 +29,7 @@ def run_points(df: pd.DataFrame, final_checkpoints: int = FINAL_CHECKPOINTS) -> 
     """One row per rate run (grid and seeds, not gap runs): its size, per-token frequency,
     seed and final test accuracy, the mean over its last ``final_checkpoints`` checkpoints
     (so a run is one observation, never several)."""
-    rated = df[df["kind"] != "gap"]
+    rated = df[df["kind"].isin(("grid", "seed"))]
     last = rated.sort_values("step").groupby("run").tail(final_checkpoints)
     return (last.groupby("run", sort=False)
             .agg(preset=("preset", "first"), non_embedding_params=("non_embedding_params", "first"),

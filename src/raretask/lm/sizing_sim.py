@@ -324,7 +324,7 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
     crit = critical_table(df, chance, fc, n_boot=200)
     pts = run_points(df, fc)
     noise, dof = sweep_seed_noise(pts)
-    last = df[df["kind"] != "gap"].sort_values("step").groupby("run").tail(fc)
+    last = df[df["kind"].isin(("grid", "seed"))].sort_values("step").groupby("run").tail(fc)
     ck = float(np.sqrt(last.groupby("run")["test_accuracy"].var(ddof=1).mean()))
     m = measured(crit)
     x, y = np.log10(m["non_embedding_params"].values.astype(float)), np.log10(m["f_star"].values)

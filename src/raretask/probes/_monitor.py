@@ -105,7 +105,8 @@ def _monitor(model, tasks, state: dict, step: int, cfg: "LMTrainConfig", tok_los
                        stale_cos_nontask=c["cos_nontask"],
                        neuron_overlap=len(np.intersect1d(old[0], state["neurons"])) / len(state["neurons"]))
     row.update(cosines(gt, go, state["neurons"], state["g_r"]))
-    return {**row, "reference_step": state["at"], "reference_age": step - state["at"]}
+    return {**row, "reference_step": state["at"], "reference_age": step - state["at"],
+            "dim": int(state["g_r"].numel())}  # coordinates of g_r: the random-direction baseline's d
 
 
 def _monitor_frame(rows: list[dict]) -> pd.DataFrame:
