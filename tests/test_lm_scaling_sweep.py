@@ -137,6 +137,31 @@ def test_dry_run_counts_tokens_flops_and_gpu_hours(tmp_path):
         plan_sweep("paper-frequencies", str(tmp_path), mfu=0)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=-5", "invalid train.steps: -5"),
+    ("rates=[-1,0,1]", r"invalid rates\[0\]: -1: input should be greater than 0"),
+    ("task=xyz", "invalid train.task: 'xyz'"),
+    ('probe.probes=["nope"]', "invalid probe: nope"),
+    ("gaps.every=[3,0,-4]", r"invalid gaps.every\[1\]: 0"),
+    ("gaps.nope=1", "unknown option 'gaps.nope' \\(allowed: presets, rate, every\\)"),
+    ("probe.nope=1", "nope"),
+    ("interference.every=true", "invalid interference.every: True"),
+    ("train.lr=true", "invalid train.lr: True: input should be a valid number"),
+    ("boundary_seeds=[1.5]", r"invalid boundary_seeds\[0\]: 1.5"),
+])
+def test_dry_run_validates_as_a_real_run(tmp_path, capsys, override, message):
+    """--dry-run builds every run's config through the same strict layer as a real run: each
+    bad value is one line, exit 2, nothing written (before, all of these printed a plan)."""
+    from raretask import cli
+
+    for extra in (["--dry-run"], ["--corpus", str(tmp_path / "no-corpus")]):
+        capsys.readouterr()
+        assert cli.main(["lm", "sweep", "cpu-scaling", "--out", str(tmp_path / "o"), "--set", override, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("raretask: error: ") and "\n" not in err and __import__("re").search(message, err), err
+        assert not (tmp_path / "o").exists()
+
+
 # ---- the report's checks: each answers "no" on a violating result -------------------------
 
 def _law(exponent, lo, hi):

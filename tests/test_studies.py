@@ -40,11 +40,14 @@ def test_paper_presets_use_spec_defaults():
     "overrides, field",
     [
         (["widths=[0]"], "widths"),
-        (["mixture.block_dim=0"], "block_dim"),
-        (["train.steps=-1"], "steps"),
+        (["mixture.block_dim=0"], "mixture.block_dim"),
+        (["train.steps=-1"], "train.steps"),
+        (["train.lr=true"], "train.lr: True: input should be a valid number"),
+        (["mixture.rank1=\"no\""], "mixture.rank1: 'no': input should be a valid boolean"),
+        (["train.betas=[0.9]"], r"train.betas: too few values"),
         (["gaps=[0]"], r"gaps\[0\]: 0: input should be greater than or equal to 1"),
         (["nonsense=1"], "set"),
-        (["train.bogus=1"], "train"),
+        (["train.bogus=1"], "set: unknown option 'train.bogus'"),
         (["rare_task=99"], "rare_task"),
         (["gaps=[1, true]"], r"gaps\[1\]: True: input should be a valid integer"),
         (["gaps=[4, 4]"], r"gaps: \[4, 4\] repeats \[4\]"),
@@ -57,7 +60,8 @@ def test_paper_presets_use_spec_defaults():
 )
 def test_bad_overrides_raise_config_error(overrides, field):
     with pytest.raises(ConfigError, match=f"invalid {field}"):
-        build_config("phase" if field.split(":")[0] in ("widths", "block_dim", "steps", "train") else "retention",
+        build_config("phase" if field.split(":")[0].split(".")[0] in ("widths", "mixture", "train", "set: unknown option "
+                                                                         "'train") else "retention",
                      "quick", overrides)
 
 

@@ -1,4 +1,6 @@
-"""Typed, strict settings records (pydantic v2 dataclasses) and their errors as ``ConfigError``.
+"""Typed, strict settings records (pydantic v2 dataclasses) and their errors as ``ConfigError``:
+the one validation layer every entry goes through (``--set``, presets, sweep keys,
+``--dry-run``, the Python API).
 
 A record declared with ``@strict`` is an ordinary dataclass (``fields``, ``asdict``,
 ``replace`` and the field docstrings all work) whose constructor checks every value against
@@ -12,14 +14,20 @@ its annotation in strict mode:
 
 A failure becomes one ``ConfigError`` naming the field the user wrote (``gaps[1]`` for the
 second element of ``gaps``), so the CLI prints it on one line with exit status 2.
+
+The package's older plain dataclasses (``MixtureSpec``, ``TrainConfig``, ``LMTrainConfig``) carry
+``@with_config(STRICT)`` and are built from tables of plain values with ``typed(cls, table)``:
+the same strict check of every field against its annotation, then their own ``__post_init__``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from .errors import ConfigError
@@ -70,16 +78,40 @@ def _where(loc: tuple, prefix: str) -> str:
     return out or prefix or "settings"
 
 
+def _keys_at(cls: type, loc: tuple) -> list[str]:
+    """The field names of the (nested) record at ``loc`` inside ``cls``."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        hints = typing.get_type_hints(cls)
+        tp = hints.get(part)
+        options = [tp, *typing.get_args(tp)]
+        nested = [t for t in options if isinstance(t, type) and hasattr(t, "__dataclass_fields__")]
+        if not nested:
+            return []
+        cls = nested[0]
+    return [f.name for f in fields(cls)]
+
+
 def as_config_error(err: ValidationError, cls: type, prefix: str = "") -> ConfigError:
     """The first problem of a pydantic ``ValidationError`` on record ``cls`` as a ConfigError
     whose field is the dotted path the user wrote (``prefix`` first)."""
     e = err.errors()[0]
     cause = (e.get("ctx") or {}).get("error")
-    if isinstance(cause, ConfigError):  # raised by the record's own __post_init__
+    if isinstance(cause, ConfigError):  # raised by the record's own __post_init__: named as the user wrote it
+        if prefix and cause.field in {f.name for f in fields(cls)}:
+            return ConfigError(f"{prefix}.{cause.field}", cause.problem, cause.allowed)
         return cause
     field = _where(tuple(e["loc"]), prefix)
-    if e["type"] == "unexpected_keyword_argument":
-        return ConfigError("set", f"unknown option {field!r}", ", ".join(f.name for f in fields(cls)))
+    if e["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        return ConfigError("set", f"unknown option {field!r}", ", ".join(_keys_at(cls, tuple(e["loc"])[:-1])))
+    if e["type"] in ("missing", "missing_argument"):
+        loc = tuple(e["loc"])
+        if loc and isinstance(loc[-1], int):  # a fixed-length list (a pair) given too short
+            return ConfigError(_where(loc[:-1], prefix), f"too few values (item {loc[-1] + 1} missing)")
+        return ConfigError(field, "missing", "a value: the table has no default for it")
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "value_error":
         return ConfigError(field, msg)
@@ -87,11 +119,35 @@ def as_config_error(err: ValidationError, cls: type, prefix: str = "") -> Config
 
 
 def build(cls: type[T], values: dict[str, Any] | None = None, prefix: str = "") -> T:
-    """``cls(**values)`` for a ``@strict`` record, its first problem raised as a ConfigError
-    (``prefix``: the table the values came from, for the field name in the message)."""
+    """A ``@strict`` record from a table of plain values (None: its defaults; nested records
+    from nested tables), its first problem raised as a ConfigError (``prefix``: the table the
+    values came from, for the field name in the message)."""
     if values is not None and not isinstance(values, dict):
         raise ConfigError(prefix or "settings", f"{values!r}", "a table of options")
+    return typed(cls, values or {}, prefix)
+
+
+@lru_cache(maxsize=None)
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def typed(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """An instance of dataclass ``cls`` (declared ``@with_config(STRICT)``) from a table of plain
+    JSON values, every field checked strictly against its annotation first (a JSON array is
+    accepted where a tuple is asked); its first problem raised as a ConfigError whose field
+    starts with ``prefix`` (``train.lr``)."""
+    if not isinstance(values, dict):
+        raise ConfigError(prefix or cls.__name__, f"{values!r}", "a table of options")
     try:
-        return cls(**(values or {}))
+        text = json.dumps(values)
+    except (TypeError, ValueError):  # not plain JSON (arrays, objects): the class checks it itself
+        return cls(**values)
+    try:
+        return _adapter(cls).validate_json(text, strict=True)
     except ValidationError as e:
         raise as_config_error(e, cls, prefix) from None
+
+
+__all__ = ["STRICT", "Distinct", "Field", "NonEmpty", "NonNegFloat", "NonNegInt", "PosFloat", "PosInt", "PosPair",
+           "as_config_error", "build", "strict", "typed", "with_config"]

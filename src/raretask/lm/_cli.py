@@ -141,9 +141,13 @@ def _cmd_probe(args) -> int:
 
 def _cmd_sweep(args) -> int:
     _need_lm()
-    from ._sweep import plan_sweep, run_sweep
+    from ._sweep import load_sweep, plan_sweep, probe_settings, run_sweep
+    from ..probes import ProbeConfig
 
-    if args.dry_run:
+    sw = load_sweep(args.name, args.set)
+    if sw.get("probe") and (sw["probe"].get("rates") or []):  # the probe stage's settings, before any training
+        ProbeConfig(**probe_settings(sw))
+    if args.dry_run:  # the same validation as a real run: every run's config is built
         plan = plan_sweep(args.name, args.out, args.set, mfu=args.mfu, peak_tflops=args.peak_tflops)
         if args.json:
             print(json.dumps([p._asdict() for p in plan], indent=2))

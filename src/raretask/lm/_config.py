@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigError
+from ..validate import STRICT, with_config
 from ._models import preset
 from ._tasks import TASKS
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from ._tasks import TaskSet
 
 
+@with_config(STRICT)
 @dataclass
 class LMTrainConfig:
     """One pretraining run with an injected task."""

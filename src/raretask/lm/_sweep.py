@@ -32,17 +32,64 @@ import math
 import os
 import time
 from importlib import resources
+from dataclasses import field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Annotated, Callable, NamedTuple
 
 from .. import __version__
 from ..errors import ConfigError, parse_assignment
 from ..runfolder import atomic_json
+from ..validate import Distinct, NonEmpty, NonNegInt, PosFloat, PosInt, build, strict
 from ._tasks import CHANCE
+from .interference_stage import InterferenceStage
 
 
 _TOP = ("presets", "task", "rates", "boundary_seeds", "final_checkpoints", "corpus_vocab")
 _NESTED = ("train", "gaps", "probe", "interference")
+
+
+@strict
+class GapStage:
+    """The ``gaps`` table of a scaling sweep: matched-frequency runs."""
+
+    presets: Annotated[list[str], NonEmpty, Distinct]
+    """Model presets to run the gaps for."""
+    rate: PosFloat
+    """Instances per batch, the same for every gap (n = rate x G every G steps)."""
+    every: Annotated[list[PosInt], Distinct]
+    """The gaps G (steps between injections); empty: no gap runs."""
+
+
+@strict
+class SweepSpec:
+    """One entry of ``presets/sweeps.json`` after ``--set``: every key typed, unknown keys refused
+    (``train`` is checked by ``LMTrainConfig`` and ``probe`` by the probes' ``ProbeConfig`` when
+    the runs are planned)."""
+
+    presets: Annotated[list[str], NonEmpty, Distinct]
+    """Model presets (the sizes)."""
+    task: str
+    """The injected task."""
+    rates: Annotated[list[PosFloat], NonEmpty, Distinct]
+    """Instances per batch of the grid."""
+    about: str = ""
+    """What the sweep is for."""
+    report: str | None = None
+    """"scaling" for a scaling sweep (stages, critical frequency, claims), else one evaluation report."""
+    corpus_vocab: PosInt | None = None
+    """The vocabulary the sweep is sized for; a corpus of another is refused."""
+    boundary_seeds: Annotated[list[NonNegInt], Distinct] = field(default_factory=list)
+    """Extra seeds for the two grid rates nearest each size's midpoint."""
+    final_checkpoints: PosInt = 3
+    """Checkpoints averaged into a run's final point."""
+    gaps: GapStage | None = None
+    """Matched-frequency gap runs."""
+    probe: dict | None = None
+    """Probe settings (``rates``: the grid rates whose runs are probed; the rest: ``ProbeConfig``)."""
+    interference: InterferenceStage | None = None
+    """The interference stage (``lm.interference_stage``)."""
+    train: dict = field(default_factory=dict)
+    """``LMTrainConfig`` fields shared by every run."""
 
 
 def sweep_names() -> list[str]:
@@ -64,32 +111,25 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
         if not ((parts[0] in _TOP and len(parts) == 1) or (nested and len(parts) == 2)):
             raise ConfigError("set", f"unknown option {'.'.join(parts)!r}",
                               ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>, interference.<key>")
-        target = sweep if len(parts) == 1 else sweep.setdefault(parts[0], {})
-        target[parts[-1]] = value
-    if not sweep.get("presets") or not sweep.get("rates"):
-        raise ConfigError("sweep", "needs non-empty presets and rates", "lists")
+        if len(parts) == 2 and not isinstance(sweep.get(parts[0]), dict):
+            sweep[parts[0]] = {}  # a stage the preset leaves out (null) is set key by key
+        (sweep if len(parts) == 1 else sweep[parts[0]])[parts[-1]] = value
+    build(SweepSpec, sweep)  # typed and strict, sub-tables included
     if sweep.get("report") == "scaling" and len(sweep["rates"]) < 3:
         raise ConfigError("rates", f"{len(sweep['rates'])} rate(s)", "at least 3 for a critical-frequency fit")
     stray = [r for r in (sweep.get("probe") or {}).get("rates", [])
              if not any(math.isclose(float(r), float(q)) for q in sweep["rates"])]
     if stray:
         raise ConfigError("probe", f"rates {stray} are not in the grid {sweep['rates']}", "a subset of rates")
-    if sweep.get("interference"):
-        from ..validate import build
-        from .interference_stage import InterferenceStage
-
-        build(InterferenceStage, sweep["interference"], "interference")  # typed, strict: refuses unknown keys
     return sweep
 
 
 def _config(sw: dict, corpus: str, out: str, name: str, **kw):
+    from ..validate import typed
     from ._config import LMTrainConfig
 
-    try:
-        return LMTrainConfig(corpus=corpus, out=str(Path(out) / name), preset=kw.pop("preset"), task=sw["task"],
-                             **{**sw.get("train", {}), **kw})
-    except TypeError as e:
-        raise ConfigError("train", str(e), "LMTrainConfig fields") from None
+    return typed(LMTrainConfig, {"corpus": corpus, "out": str(Path(out) / name), "preset": kw.pop("preset"),
+                                 "task": sw["task"], **{**sw.get("train", {}), **kw}}, "train")
 
 
 def grid_name(preset: str, task: str, rate: float, seed: int | None = None) -> str:
@@ -195,6 +235,7 @@ def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: i
     if not peak_tflops > 0:
         raise ConfigError("peak_tflops", f"{peak_tflops}", "> 0")
     sw = load_sweep(name, overrides)
+    sweep_configs(name, "(dry run: no corpus)", out, overrides)  # every run's config, as a real run builds it
     train = sw.get("train", {})
     steps, batch, seq = int(train.get("steps", 1000)), int(train.get("batch_size", 16)), int(train.get("seq_len", 128))
     tokens = steps * batch * seq

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import STRICT, with_config
 
 
 def _finite(name: str, value: float, allowed: str) -> float:
@@ -32,6 +33,7 @@ MAX_DIM = 1 << 20
 encoders; beyond this a run would exhaust memory long before it says anything."""
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class MixtureSpec:
     """A mixture of K orthogonal linear-regression tasks (SPEC A1).

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import STRICT, with_config
 
 MODES = ("exact", "population")
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser and run settings shared by the reference trainer and the engine (SPEC A2)."""

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ConfigError, parse_assignment
 from ..mixture import MixtureSpec
 from ..sim import RecordSchedule, TrainConfig
-from ..validate import build, strict
+from ..validate import build, strict, typed
 
 
 @strict
@@ -121,19 +121,10 @@ class StudyConfig:
                 kw[key] = tuple(kw[key])
         if kw.get("spectrum") is not None:
             kw["spectrum"] = tuple(tuple(r) for r in kw["spectrum"])
-        try:
-            return MixtureSpec(**kw)
-        except TypeError as e:
-            raise ConfigError("mixture", str(e), ", ".join(f.name for f in fields(MixtureSpec))) from None
+        return typed(MixtureSpec, kw, "mixture")
 
     def train_config(self, seed: int) -> TrainConfig:
-        kw = {**self.train, "seed": seed}
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        try:
-            return TrainConfig(**kw)
-        except TypeError as e:
-            raise ConfigError("train", str(e), ", ".join(f.name for f in fields(TrainConfig))) from None
+        return typed(TrainConfig, {**self.train, "seed": seed}, "train")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the shared fields, and the study's own under ``settings``."""
