@@ -7,6 +7,7 @@ Bad input never produces a traceback: argument and configuration errors print on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -222,6 +223,36 @@ def error_line(e: BaseException) -> tuple[str, int]:
     return f"{e.__class__.__name__}: {msg} (run with --debug for the traceback)", 1
 
 
+INTERRUPT_CODES = (130, 143, 129)
+"""Exit statuses of a run stopped by SIGINT, SIGTERM, SIGHUP (128 + the signal)."""
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP act as Ctrl-C while a command runs: ``errors.Interrupted`` (a
+    KeyboardInterrupt) is raised where the program is, so workers are stopped and joined and
+    locks released on the way out; the previous handlers come back after (only from the main
+    thread, where Python delivers signals)."""
+    import signal
+    import threading
+
+    from .errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every exception becomes one line ``raretask: error: ...`` with exit
     status 2 (bad input) or 1 (runtime); ``--debug`` or RARETASK_DEBUG=1 shows the traceback."""
@@ -231,16 +262,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("RARETASK_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     try:
-        from .plugins import load_plugins, take_plugin_flags
+        with _signals_interrupt():
+            from .plugins import load_plugins, take_plugin_flags
 
-        plugins, argv = take_plugin_flags(argv)
-        load_plugins(plugins)  # before the parser: what plugins register are the commands' choices
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        sys.stderr.write("raretask: interrupted; re-run the same command to resume\n")
-        return 130
+            plugins, argv = take_plugin_flags(argv)
+            load_plugins(plugins)  # before the parser: what plugins register are the commands' choices
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as e:
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        sys.stderr.write(f"raretask: interrupted{name}; re-run the same command to resume\n")
+        return 128 + int(signum)
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001  (the one error boundary)
@@ -262,8 +298,9 @@ def entry() -> None:
     code = main()
     # the work is done (or given up): a Ctrl-C arriving now, during interpreter shutdown, must
     # not turn a finished run into a death by SIGINT
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if code == 130:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    if code in INTERRUPT_CODES:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

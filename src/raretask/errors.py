@@ -28,6 +28,15 @@ class RaretaskError(RuntimeError):
     loss): one line ``raretask: error: ...`` and exit status 1. The message says what to do."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so the same clean-up as Ctrl-C runs (workers
+    stopped and joined, locks released); the CLI exits 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def parse_assignment(item: str) -> tuple[list[str], object]:
     """``--set`` syntax shared by studies and LM sweeps: ``a.b=VALUE`` -> (["a", "b"], value);
     the value is parsed as JSON, else kept as a plain string."""

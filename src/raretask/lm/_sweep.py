@@ -298,11 +298,13 @@ def _train_in_worker(cfg_dict: dict, threads: int, callbacks) -> dict:
     workers share the cores instead of oversubscribing them."""
     import torch
 
+    from .._workers import run_task, worker_signals
     from ._train import LMTrainConfig, train
 
+    worker_signals()
     torch.set_num_threads(threads)
     cfg = LMTrainConfig.from_dict(cfg_dict)
-    s = train(cfg, progress=False, callbacks=callbacks(cfg) if callbacks else ())
+    s = run_task(train, cfg, progress=False, callbacks=callbacks(cfg) if callbacks else ())
     return {"final_loss": s["final_loss"], "already_complete": bool(s.get("already_complete"))}
 
 

@@ -29,7 +29,16 @@ WORKER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallel
 
 
 def _init_worker() -> None:
+    from .._workers import worker_signals
+
     os.environ.update(WORKER_ENV)
+    worker_signals()
+
+
+def _cell_in_worker(*job):
+    from .._workers import run_task
+
+    return run_task(run_cell, *job)
 
 
 CELL_FILES = ("checkpoint.npz", "checkpoint.prev.npz", "metrics", "trace", "progress.json")
@@ -142,7 +151,7 @@ def _pool(jobs: dict, workers: int, poller: _ProgressPoller, retries: int) -> di
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
                                    initializer=_init_worker)
         try:
-            futures = {pool.submit(run_cell, *jobs[cid]): cid for cid in todo}
+            futures = {pool.submit(_cell_in_worker, *jobs[cid]): cid for cid in todo}
             pending, lost = set(futures), []
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -152,8 +161,13 @@ def _pool(jobs: dict, workers: int, poller: _ProgressPoller, retries: int) -> di
                         results[futures[f]] = f.result()
                     except BrokenProcessPool:  # a worker died (killed, out of memory): rerun its cells
                         lost.append(futures[f])
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: stop the workers now and wait for them
+            procs = list((pool._processes or {}).values())
+            for proc in procs:  # their cells resume from their last checkpoints
+                proc.terminate()
+            for proc in procs:
+                proc.join()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         for cid in lost:

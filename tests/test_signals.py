@@ -1,0 +1,125 @@
+"""SIGTERM and SIGHUP act as Ctrl-C (issue 19 point 4): with 2 workers, a study and an LM sweep
+stop their workers, release their locks, print one line and exit 128 + the signal; no process
+of the run is left; the same command then resumes to the result an uninterrupted run gives."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STUDY = ["study", "retention", "--workers", "2", "--set", 'mixture={"n_tasks": 8, "block_dim": 2, "beta": 1.5}',
+         "--set", "train.steps=2500", "--set", "train.batch_size=64", "--set", "widths=[2,8]",
+         "--set", "gaps=[1,4,16]", "--set", "rare_task=3", "--set", "record_points=5",
+         "--set", "checkpoint_seconds=0.5"]
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kids.setdefault(int(fields[1]), []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 240.0) -> set[int]:
+    """Send ``sig`` once ``ready()`` holds and the run has 2 worker processes; returns the
+    run's processes at that moment."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.communicate()
+        procs = _children(proc.pid)
+        if ready() and len(procs) >= 2:
+            proc.send_signal(sig)
+            return procs
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("the run never reached the point to stop it")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "raretask.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_stopped(proc: subprocess.Popen, procs: set[int], sig: int, code: int) -> None:
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    name = signal.Signals(sig).name
+    assert err.strip().splitlines()[-1] == f"raretask: interrupted by {name}; re-run the same command to resume", err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in procs if _alive(p)], "a process of the run outlived it"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_study_with_two_workers_stops_on_a_signal_and_resumes_identically(tmp_path, sig, code):
+    stopped, straight = tmp_path / "a", tmp_path / "b"  # apart: each its own cell cache
+    stopped.mkdir()
+    straight.mkdir()
+    proc = _run([*STUDY, "--out", "run"], stopped)
+    cells = stopped / ".cells"
+    procs = _stop_when(proc, lambda: len(list(cells.glob("*/checkpoint.npz"))) >= 1, sig)
+    _check_stopped(proc, procs, sig, code)
+    assert not (stopped / "run" / "summary.json").exists()  # it stopped before the end
+    assert not list(stopped.rglob(".lock.json"))  # every lock released
+    if sig != signal.SIGTERM:
+        return  # the resume is the same for every signal: checked once
+    again = _run([*STUDY, "--out", "run"], stopped)
+    assert again.wait(timeout=600) == 0, again.communicate()
+    ref = _run([*STUDY, "--out", "run"], straight)
+    assert ref.wait(timeout=600) == 0, ref.communicate()
+    for name in ("results.parquet", "trace.parquet"):
+        assert _sha(stopped / "run" / name) == _sha(straight / "run" / name), name
+
+
+def test_an_lm_sweep_with_two_workers_stops_on_sigterm_and_resumes_identically(tmp_path, small_corpus):
+    pytest.importorskip("transformers")
+    args = ["lm", "sweep", "cpu-rates-quick", "--corpus", str(small_corpus), "--workers", "2", "--no-progress",
+            "--set", "train.steps=150", "--set", "train.checkpoint_every=50", "--set", "train.warmup=10"]
+    proc = _run([*args, "--out", "sw"], tmp_path)
+    first = tmp_path / "sw"
+    procs = _stop_when(proc, lambda: len(list(first.glob("*/checkpoints/step-*"))) >= 1, signal.SIGTERM)
+    _check_stopped(proc, procs, signal.SIGTERM, 143)
+    assert not list(first.rglob(".lock.json"))
+    again = _run([*args, "--out", "sw"], tmp_path)
+    assert again.wait(timeout=900) == 0, again.communicate()
+    ref = _run([*args, "--out", "ref"], tmp_path)
+    assert ref.wait(timeout=900) == 0, ref.communicate()
+    import pandas as pd
+
+    runs = sorted(p.name for p in first.iterdir() if (p / "run_config.json").exists())
+    assert len(runs) == 2
+    for run in runs:  # parts are cut at checkpoints, so their count may differ: their rows may not
+        a = pd.concat(pd.read_parquet(p) for p in sorted((first / run / "metrics").glob("part-*.parquet")))
+        b = pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "ref" / run / "metrics").glob("part-*.parquet")))
+        cols = [c for c in a.columns if not any(t in c for t in ("seconds", "time", "per_s"))]
+        pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
