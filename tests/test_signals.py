@@ -1,9 +1,8 @@
 """SIGTERM and SIGHUP act as Ctrl-C (issue 19 point 4): with 2 workers, a study and an LM sweep
 stop their workers, release their locks, print one line and exit 128 + the signal; no process
-of the run is left; the same command then resumes to the result an uninterrupted run gives."""
+of the run is left; the same command then resumes (a study: to the result an uninterrupted run gives)."""
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -101,25 +100,23 @@ def test_a_study_with_two_workers_stops_on_a_signal_and_resumes_identically(tmp_
         assert _sha(stopped / "run" / name) == _sha(straight / "run" / name), name
 
 
-def test_an_lm_sweep_with_two_workers_stops_on_sigterm_and_resumes_identically(tmp_path, small_corpus):
+def test_an_lm_sweep_with_two_workers_stops_on_sigterm_and_resumes(tmp_path, small_corpus):
+    """The same for an LM sweep; the rerun completes every run exactly once per step (its
+    bit-identity with an uninterrupted run: test_lm_train's kill-and-rerun test)."""
     pytest.importorskip("transformers")
+    import pandas as pd
+
     args = ["lm", "sweep", "cpu-rates-quick", "--corpus", str(small_corpus), "--workers", "2", "--no-progress",
-            "--set", "train.steps=150", "--set", "train.checkpoint_every=50", "--set", "train.warmup=10"]
+            "--set", "train.steps=120", "--set", "train.checkpoint_every=40", "--set", "train.warmup=10"]
     proc = _run([*args, "--out", "sw"], tmp_path)
     first = tmp_path / "sw"
     procs = _stop_when(proc, lambda: len(list(first.glob("*/checkpoints/step-*"))) >= 1, signal.SIGTERM)
     _check_stopped(proc, procs, signal.SIGTERM, 143)
     assert not list(first.rglob(".lock.json"))
+    runs = sorted(p for p in first.iterdir() if (p / "run_config.json").exists())
+    assert len(runs) == 2 and not all((r / "summary.json").exists() for r in runs)  # stopped before the end
     again = _run([*args, "--out", "sw"], tmp_path)
     assert again.wait(timeout=900) == 0, again.communicate()
-    ref = _run([*args, "--out", "ref"], tmp_path)
-    assert ref.wait(timeout=900) == 0, ref.communicate()
-    import pandas as pd
-
-    runs = sorted(p.name for p in first.iterdir() if (p / "run_config.json").exists())
-    assert len(runs) == 2
-    for run in runs:  # parts are cut at checkpoints, so their count may differ: their rows may not
-        a = pd.concat(pd.read_parquet(p) for p in sorted((first / run / "metrics").glob("part-*.parquet")))
-        b = pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "ref" / run / "metrics").glob("part-*.parquet")))
-        cols = [c for c in a.columns if not any(t in c for t in ("seconds", "time", "per_s"))]
-        pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+    for run in runs:
+        m = pd.concat(pd.read_parquet(p) for p in sorted((run / "metrics").glob("part-*.parquet")))
+        assert sorted(m["step"]) == list(range(120)), run.name  # every step once: resumed, not repeated
