@@ -136,6 +136,27 @@ def test_plan_plot_into_a_folder_is_refused_and_leaves_no_temporary(capsys, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "figs"]
 
 
+def test_plan_plot_writes_the_format_its_suffix_names_and_says_where(capsys, tmp_path):
+    """Before: --plot f.pdf wrote PNG bytes into a .pdf, and nothing said where the plot went."""
+    plan = ["plan", "--width", "16", "--target-task", "32", "--tradeoff", "--plot"]
+    for name, magic in (("f.pdf", b"%PDF"), ("f.svg", b"<?xml"), ("f.png", b"\x89PNG")):
+        capsys.readouterr()
+        assert cli.main([*plan, str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+        assert f"saved the frontier plot to {tmp_path / name}" in capsys.readouterr().err
+    refused(capsys, [*plan, tmp_path / "f.jpg"], 2, "f.jpg: .jpg (allowed: a .png, .pdf or .svg path)", keep=tmp_path)
+    assert not (tmp_path / "f.jpg").exists()
+
+
+@pytest.mark.parametrize("value, code", [("0", 0), ("false", 0), ("FALSE", 0), ("no", 0), ("1", 0), ("true", 0),
+                                         ("maybe", 2), ("2", 2)])
+def test_raretask_debug_takes_0_1_true_false(capsys, monkeypatch, value, code):
+    monkeypatch.setenv("RARETASK_DEBUG", value)
+    assert cli.main(["plan", "--width", "16", "--json"]) == code
+    err = capsys.readouterr().err
+    assert ("invalid RARETASK_DEBUG" in err) == (code == 2)
+
+
 def test_plan_tied_utilities_count_in_critical_widths(capsys):
     rc = cli.main(["plan", "--json", "--tasks", "40", "--block-dim", "4", "--beta", "0.9", "--alpha", "1.8"])
     out = json.loads(capsys.readouterr().out)

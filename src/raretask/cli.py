@@ -85,9 +85,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.plot:
             from .report.planner import plot_tradeoff
 
+            from .runfolder import FIGURE_FORMATS
+
             if os.path.isdir(args.plot):
                 raise ConfigError("plot", f"{args.plot} is a directory", "a .png file path")
+            suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
+            if suffix not in FIGURE_FORMATS:
+                raise ConfigError("plot", f"{args.plot}: .{suffix or '(no suffix)'}", "a .png, .pdf or .svg path")
             plot_tradeoff(plan["target"], args.plot)
+            sys.stderr.write(f"raretask: saved the frontier plot to {args.plot}\n")
     elif args.tradeoff or args.plot:
         raise ConfigError("tradeoff", "needs --target-task", "--target-task K --width N --tradeoff")
     if args.json:
@@ -160,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --target-task: learn the task's first M features (default 1)")
     plan.add_argument("--tradeoff", action="store_true",
                       help="with --target-task: the frontier of (width, frequency) routes and their cost")
-    plan.add_argument("--plot", type=str, default=None, metavar="PNG", help="with --tradeoff: save the frontier plot")
+    plan.add_argument("--plot", type=str, default=None, metavar="FILE",
+                      help="with --tradeoff: save the frontier plot (.png, .pdf or .svg, by its suffix)")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     plan.add_argument("--indent", action="store_true", help="indent the JSON output")
     plan.set_defaults(func=_cmd_plan)
@@ -223,6 +230,10 @@ def error_line(e: BaseException) -> tuple[str, int]:
     return f"{e.__class__.__name__}: {msg} (run with --debug for the traceback)", 1
 
 
+DEBUG_VALUES = {"": False, "0": False, "false": False, "no": False, "off": False,
+                "1": True, "true": True, "yes": True, "on": True}
+"""What RARETASK_DEBUG may be set to (case-insensitive)."""
+
 INTERRUPT_CODES = (130, 143, 129)
 """Exit statuses of a run stopped by SIGINT, SIGTERM, SIGHUP (128 + the signal)."""
 
@@ -259,7 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("RARETASK_DEBUG", "") not in ("", "0")
+    flag = os.environ.get("RARETASK_DEBUG", "").strip().lower()
+    if flag not in DEBUG_VALUES:
+        sys.stderr.write(f"raretask: error: invalid RARETASK_DEBUG: {flag!r} (allowed: 0, 1, true, false, yes, no, "
+                         "or unset)\n")
+        return 2
+    debug = "--debug" in argv or DEBUG_VALUES[flag]
     argv = [a for a in argv if a != "--debug"]
     try:
         with _signals_interrupt():

@@ -131,9 +131,18 @@ def atomic_savez(path: str | Path, **arrays) -> None:
     atomic_write(path, buf.getvalue())
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""Formats ``atomic_figure`` writes, named by the path's suffix."""
+
+
 def atomic_figure(fig, path: str | Path, **kw) -> None:
+    """Save a matplotlib figure in the format its suffix names (.png, .pdf, .svg; PNG when the
+    path has no suffix). Another suffix is a ValueError: its bytes would not be what it says."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix and suffix not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: a figure is written as .png, .pdf or .svg, not .{suffix}")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", **kw)
+    fig.savefig(buf, format=suffix or "png", **kw)
     atomic_write(path, buf.getvalue())
 
 
