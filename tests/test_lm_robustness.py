@@ -146,7 +146,7 @@ def test_corpus_sources_that_are_not_text_are_one_line_and_write_nothing(capsys,
 
 def test_sweep_bad_values_write_nothing(capsys, tmp_path, small_corpus):
     refused(capsys, ["lm", "sweep", "cpu-rates-quick", "--corpus", small_corpus, "--out", tmp_path / "sw",
-                     "--set", "train.lr=Infinity"], 2, "invalid lr")
+                     "--set", "train.lr=Infinity"], 2, "invalid train.lr: inf: input should be a finite number")
     assert not (tmp_path / "sw").exists()
 
 

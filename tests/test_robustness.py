@@ -165,9 +165,9 @@ def test_plan_tied_utilities_count_in_critical_widths(capsys):
 
 # ------------------------------------------------------------------ bad values: study (nothing written)
 @pytest.mark.parametrize("extra, match", [
-    (["--set", "train.batch_size=-5"], "invalid batch_size"),
-    (["--set", "train.lr=nan"], "invalid lr"),
-    (["--set", "mixture.n_tasks=1e9"], "invalid n_tasks"),
+    (["--set", "train.batch_size=-5"], "invalid train.batch_size"),
+    (["--set", "train.lr=nan"], "invalid train.lr"),
+    (["--set", "mixture.n_tasks=1e9"], "invalid mixture.n_tasks"),
     (["--set", "mixture.n_tasks=1000000000"], "K * d <="),
     (["--set", "nonsense"], "invalid set"),
     (["--set", "bogus=1"], "invalid set"),
