@@ -165,8 +165,7 @@ def gap_configs(sw: dict, corpus: str, out: str) -> list:
 def interference_configs(sw: dict, corpus: str, out: str) -> list:
     """Stage 2b: every size of ``interference.presets`` with n every G steps and the live monitor
     reading g_r afresh at each reading (``lm.interference_stage``)."""
-    from ..validate import build
-    from .interference_stage import InterferenceStage, run_name
+    from .interference_stage import run_name
 
     if not sw.get("interference"):
         return []
@@ -202,7 +201,10 @@ def seed_configs(sw: dict, corpus: str, out: str, chosen: dict[str, list[float]]
 
 def sweep_configs(name: str, corpus: str, out: str, overrides: list[str] | None = None) -> list:
     """The LMTrainConfig of every run known before training (grid, then gap runs), validated."""
-    sw = load_sweep(name, overrides)
+    return _planned_configs(load_sweep(name, overrides), corpus, out)
+
+
+def _planned_configs(sw: dict, corpus: str, out: str) -> list:
     return grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out) + interference_configs(sw, corpus, out)
 
 
@@ -235,7 +237,7 @@ def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: i
     if not peak_tflops > 0:
         raise ConfigError("peak_tflops", f"{peak_tflops}", "> 0")
     sw = load_sweep(name, overrides)
-    sweep_configs(name, "(dry run: no corpus)", out, overrides)  # every run's config, as a real run builds it
+    _planned_configs(sw, "(dry run: no corpus)", out)  # every run's config, as a real run builds it
     train = sw.get("train", {})
     steps, batch, seq = int(train.get("steps", 1000)), int(train.get("batch_size", 16)), int(train.get("seq_len", 128))
     tokens = steps * batch * seq
@@ -249,8 +251,7 @@ def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: i
                 if not (every == 1 and any(math.isclose(float(g["rate"]), float(r)) for r in sw["rates"])):
                     rows.append((f"{p}-{sw['task']}-every{every}-n{n}", p, f"{n} every {every}"))
     if sw.get("interference"):
-        from .interference_stage import InterferenceStage, run_name
-        from ..validate import build
+        from .interference_stage import run_name
 
         st = build(InterferenceStage, sw["interference"], "interference")
         rows += [(run_name(p, sw["task"], st), p, f"{st.n} every {st.every}, monitor K={st.monitor}")
@@ -369,7 +370,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
     check_corpus_vocab(sw, name, corpus)
-    configs = grid_configs(sw, corpus, out) + gap_configs(sw, corpus, out) + interference_configs(sw, corpus, out)
+    configs = _planned_configs(sw, corpus, out)
     folder = sweep_folder(out)
     folder.check()
     for cfg in configs:  # every run checked (reads only) before anything is written
