@@ -52,3 +52,26 @@ def test_bench_lm_cli_json_and_compile_never_crashes(small_corpus, tmp_path, cap
 def test_bench_lm_bad_input_is_a_config_error(small_corpus, capsys):
     assert main(["bench", "lm", "--corpus", str(small_corpus), "--steps", "0"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_bench_synthetic_labels_the_width_it_timed_alone(monkeypatch):
+    """--widths 16 64 times width 64 alone and says so (it said "width 512 alone"); the timers are
+    stubbed, the labelling and the result keys are what is checked."""
+    import io
+
+    from rich.console import Console
+
+    import raretask.bench as bench
+
+    timed = []
+    monkeypatch.setattr(bench, "matmul_peak", lambda: {512: 100.0})
+    monkeypatch.setattr(bench, "time_reference", lambda spec, cfg, widths, steps: {w: 0.1 for w in widths})
+    monkeypatch.setattr(bench, "time_engine", lambda spec, cfg, widths, steps: timed.append(list(widths)) or 0.01)
+    monkeypatch.setattr(bench, "time_metrics", lambda spec, grid: 0.0)
+    buf = io.StringIO()
+    r = bench.bench_synthetic([16, 64], steps=2, ref_steps=1, batch=64, paper_steps=10, record_points=1,
+                              console=Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert [64] in timed and [512] not in timed
+    assert "width 64 alone" in text and "512 alone" not in text and "width 64: fraction of peak" in text
+    assert r["widest"] == 64 and not any(k.startswith("width512") for k in r)

@@ -50,3 +50,19 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("raretask: error:")
     assert "Traceback" not in r.stderr
+
+
+def test_plan_explains_its_two_critical_widths(capsys):
+    """Theorem 3's N*_(r,1) minus Proposition 6's N*_r is the count of other non-frequent features
+    that outrank the rare task, and the printed line is derived from those counts."""
+    from raretask.report.console import two_widths_line
+
+    assert main(["plan", "--json", "--width", "16"]) == 0
+    rare = json.loads(capsys.readouterr().out)["rare"]
+    assert (rare["critical_width_theorem3"], rare["critical_width_prop6"]) == (159, 93)
+    assert rare["critical_width_theorem3"] == rare["critical_width_prop6"] + rare["outside_f_features_above"] == 159
+    assert main(["plan", "--width", "16"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Why two widths for task 32" in text and "The 66 feature(s)" in text
+    same = two_widths_line({**rare, "critical_width_theorem3": 93, "outside_f_features_above": 0}, [1, 2])
+    assert "agree on N = 93" in same and "Why two widths" not in same

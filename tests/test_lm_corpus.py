@@ -53,3 +53,19 @@ def test_bad_corpus_input(tmp_path):
         build_corpus(tmp_path / "x", pretokenized=[tmp_path / "f.csv"])
     with pytest.raises(ConfigError, match="invalid corpus"):
         Corpus(tmp_path / "nothing")
+
+
+def test_corpus_build_prints_a_short_summary_and_json_on_request(tmp_path, small_corpus, capsys):
+    """Three lines (tokens, documents, sources, tokenizer, digest) instead of the 30-line meta.json;
+    --json prints the whole meta.json, parseable."""
+    from raretask.cli import main
+
+    common = ["lm", "corpus", "build", "--source", str(small_corpus.parent / "text"),
+              "--tokenizer", str(small_corpus / "tokenizer.json")]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert len(out) == 3 and out[0] == f"corpus: {tmp_path / 'a'}"
+    assert f"{meta['tokens']['train']:,} train" in out[1] and meta["digest"][:12] in out[2]
+    assert main([*common, "--out", str(tmp_path / "b"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest"] == json.loads((tmp_path / "b" / "meta.json").read_text())["digest"]

@@ -138,3 +138,17 @@ def test_interference_monitor_logs_without_changing_training(tmp_path, small_cor
     assert mon[["cos_batch", "cos_task", "cos_nontask"]].abs().le(1).all().all()
     np.testing.assert_array_equal(read(tmp_path / "mon", "metrics")["loss"], read(tmp_path / "plain", "metrics")["loss"])
     assert 0 < s["monitor_share_of_step_time"] < 1
+
+
+def test_a_warm_up_covering_the_whole_run_is_one_warning_line(tmp_path, small_corpus):
+    """100-step run, default 100-step warm-up: trains, and says once that lr is never reached;
+    a warm-up shorter than the run says nothing."""
+    r = subprocess.run(cli("--out", str(tmp_path / "w"), "--corpus", str(small_corpus), "--steps", "6",
+                           *[a if a != "5" else "6" for a in ARGS]), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "warm-up" in ln]
+    assert lines == [ln for ln in lines if ln.startswith("raretask: warning: the warm-up (6 steps) covers the whole run "
+                                                        "(6 steps)")] and len(lines) == 1, r.stderr
+    r = subprocess.run(cli("--out", str(tmp_path / "ok"), "--corpus", str(small_corpus), "--steps", "6", *ARGS),
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr

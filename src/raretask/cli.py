@@ -264,6 +264,29 @@ def _signals_interrupt():
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """raretask's own warnings (``errors.RaretaskWarning``) become one line on stderr each; other
+    libraries' warnings are left to Python's defaults."""
+    import warnings
+
+    from .errors import RaretaskWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RaretaskWarning):
+            sys.stderr.write(f"raretask: warning: {message}\n")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every exception becomes one line ``raretask: error: ...`` with exit
     status 2 (bad input) or 1 (runtime); ``--debug`` or RARETASK_DEBUG=1 shows the traceback."""
@@ -278,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or DEBUG_VALUES[flag]
     argv = [a for a in argv if a != "--debug"]
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(), _one_line_warnings():
             from .plugins import load_plugins, take_plugin_flags
 
             plugins, argv = take_plugin_flags(argv)

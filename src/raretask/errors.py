@@ -50,3 +50,8 @@ def parse_assignment(item: str) -> tuple[list[str], object]:
     except json.JSONDecodeError:
         value = raw
     return key.split("."), value
+
+
+class RaretaskWarning(UserWarning):
+    """Something will run but probably not as meant (a warm-up longer than the run): the CLI
+    prints one line ``raretask: warning: ...`` on stderr and goes on."""

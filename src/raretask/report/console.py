@@ -51,6 +51,19 @@ def print_plan(plan: dict[str, Any], console: Console | None = None) -> None:
             f"Rare task {r['task']} (utility {r['utility']:.3g}): Proposition 6 critical width "
             f"N*_r = {r['critical_width_prop6']}, residual threshold delta*_r = {r['delta_star']:.4g}"
         )
+        console.print(two_widths_line(r, plan["frequent_set"]))
+
+
+def two_widths_line(rare: dict[str, Any], frequent_set: list[int]) -> str:
+    """Why the plan shows two critical widths for the rare task, from the plan's own counts."""
+    t3, p6, n = rare["critical_width_theorem3"], rare["critical_width_prop6"], rare["outside_f_features_above"]
+    if t3 == p6:
+        return (f"Theorem 3 and Proposition 6 agree on N = {t3} for task {rare['task']}: no feature of another task "
+                f"outside F outranks it.")
+    return (f"Why two widths for task {rare['task']}: Theorem 3's N*_(k,1) = {t3} counts every feature whose utility "
+            f"is at least task {rare['task']}'s; Proposition 6's N*_r = {p6} counts only the frequent set's "
+            f"(tasks {_ranges(frequent_set)}) and asks when the rare task can displace the weakest common direction. "
+            f"The {n} feature(s) of other tasks outside F that outrank it are why the full model needs the larger width.")
 
 
 def _ranges(ks: list[int]) -> str:
