@@ -159,3 +159,28 @@ def test_probe_refuses_a_non_finite_or_non_positive_tau(tmp_path, tau):
     assert r.returncode == 2 and "invalid tau" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     with pytest.raises(ConfigError):
         ProbeConfig(tau=float(tau))
+
+
+def test_a_second_probe_adds_its_section_and_keeps_the_first(tmp_path, small_corpus):
+    """Before: running one probe after another rewrote report.html and summary.json to hold only
+    the last one. Now each probe replaces its own section and keeps the others, with the settings
+    each was run with."""
+    import json
+
+    from raretask.cli import main
+    from raretask.lm import LMTrainConfig, train
+
+    train(LMTrainConfig(corpus=str(small_corpus), out=str(tmp_path / "r"), steps=4, batch_size=4, seq_len=32,
+                        checkpoint_every=4, warmup=1), progress=False)
+    run, out = str(tmp_path / "r"), tmp_path / "r" / "probes"
+    assert main(["lm", "probe", run, "--pca", "--no-init", "--no-progress"]) == 0
+    assert main(["lm", "probe", run, "--gradients", "--grad-steps", "2", "--no-init", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"pca", "gradients"} and summary["pca"] and summary["gradients"]
+    html = (out / "report.html").read_text()
+    assert "pca" in html.lower() and "gradient" in html.lower() and "probes: pca, gradients" in html
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["gradients"]["grad_steps"] == 2 and settings["pca"]["checkpoints"] == "last"
+    assert main(["lm", "probe", run, "--pca", "--pca-k", "2", "--no-init", "--no-progress"]) == 0  # replaces its own
+    assert set(json.loads((out / "summary.json").read_text())) == {"pca", "gradients"}
+    assert json.loads((out / "settings.json").read_text())["pca"]["pca_k"] == 2

@@ -25,3 +25,24 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
     ok, total = check_rendering(report, screenshot=shot)
     assert total >= 1 and ok == total
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_each_check_is_shown_once_with_a_tally(tmp_path):
+    """A check attached to a figure is shown under it only; the others in the summary table; the
+    tally counts them all; the render marker is hidden from the reader."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from raretask.report.html import Check, Figure, write_report
+
+    fig, ax = plt.subplots()
+    fig.savefig(tmp_path / "f.png")
+    plt.close(fig)
+    a, b, c = Check("alpha-check", 1, 1, True), Check("beta-check", 2, 1, False), Check.not_measurable("gamma-check", 1, "x")
+    html = write_report(tmp_path / "r.html", "t", "i", [a, b, c], [Figure(tmp_path / "f.png", "cap", [a])], {}, {}).read_text()
+    assert html.count("alpha-check") == 1 and html.count("beta-check") == 1 and html.count("gamma-check") == 1
+    assert html.index("beta-check") < html.index("<figure>") < html.index("alpha-check")
+    assert "Checks: 1 yes, 1 no, 1 n/a (each under its figure, the others below)." in html
+    assert "<p id='render-check' data-ok='false' hidden>" in html

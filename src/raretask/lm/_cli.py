@@ -141,7 +141,7 @@ def _cmd_probe(args) -> int:
     chosen = tuple(p.name for p in probes if getattr(args, p.name))
     settings = {s.name: getattr(args, s.name) for p in probes for s in p.settings}
     cfg = ProbeConfig(probes=chosen, checkpoints=args.checkpoints, init=not args.no_init, **settings)
-    res = probe_run(args.run, cfg)
+    res = probe_run(args.run, cfg, progress=not args.no_progress)
     for name, df in res["tables"].items():
         print(f"{name}: {len(df)} rows")
     print(f"report: {res['report']}")
@@ -323,6 +323,7 @@ def _add_probe(lsub, parser_class) -> None:
                         help=(probe.help + task).replace("%", "%%"))
     pr.add_argument("--checkpoints", default="last", help="last, all, or steps like 500,1000")
     pr.add_argument("--no-init", action="store_true", help="skip the untrained-model reference")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     seen = set()
     for probe in probes:
         for s in probe.settings:

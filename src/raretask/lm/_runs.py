@@ -32,7 +32,7 @@ TRAIN_FILES = ("run_config.json", "tasks.jsonl", "tokenizer.json", "checkpoints"
 ``lm train --restart`` deletes there."""
 
 EVAL_FILES = ("eval.parquet", "eval-summary.json", "summary.json", "report.html", "figures")
-PROBE_FILES = ("cache", "*.parquet", "figures", "report.html", "summary.json")
+PROBE_FILES = ("cache", "*.parquet", "figures", "report.html", "summary.json", "settings.json")
 SWEEP_FILES = ("report", "*-rate*", "*-every*", "scaling", "sweep.json")
 
 CKPT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt")

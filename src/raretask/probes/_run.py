@@ -141,14 +141,47 @@ def probe_run(run: str | Path, cfg: ProbeConfig, progress: bool = True) -> dict:
         frames = {p: pd.DataFrame(rows) for p, rows in tables.items()}
         for p, df in frames.items():
             atomic_parquet(df, out / f"{p}.parquet")
-        checks, figures = _report_parts(frames, out, cfg)
+        settings = _probe_settings(out, frames, cfg)
+        frames_all = _earlier_tables(out, settings, frames)  # the report keeps the probes run before
+        atomic_write(out / "settings.json", json.dumps(settings, indent=2, default=str))
+        checks, figures = _report_parts(frames_all, out, cfg)
         report = write_report(out / "report.html", f"raretask lm probe: {run.name} ({tasks.task})",
                               "Representations (SPEC B5) and gradient interference (SPEC B6) of the injected task, "
-                              "per checkpoint; 'init' is the untrained model with the run's preset and seed.",
-                              checks, figures, {"probe": cfg.to_dict(), "run": str(run)}, {"checkpoints": len(models)})
-        summary = {p: df.to_dict(orient="records") for p, df in frames.items()}
+                              "per checkpoint; 'init' is the untrained model with the run's preset and seed. Each "
+                              "probe's section is its latest run (settings per probe below).",
+                              checks, figures, {"probes": settings, "run": str(run)},
+                              {"probes": ", ".join(frames_all), "checkpoints this time": len(models)})
+        summary = {p: df.to_dict(orient="records") for p, df in frames_all.items()}
         atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return {"tables": frames, "report": str(report)}
+
+
+def _probe_settings(out: Path, frames: dict, cfg: ProbeConfig) -> dict:
+    """settings.json: for every probe with a table here, the settings of its latest run (this
+    run's for the probes it ran, the recorded ones for the others)."""
+    path = out / "settings.json"
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        kept = {}
+    kept = kept if isinstance(kept, dict) else {}
+    for p in frames:
+        kept[p] = {"checkpoints": cfg.checkpoints, "init": cfg.init,
+                   **{s.name: getattr(cfg, s.name) for s in get_probe(p).settings}}
+    return kept
+
+
+def _earlier_tables(out: Path, settings: dict, frames: dict) -> dict:
+    """This run's tables, then every registered probe's table left by an earlier run in ``out``,
+    in registry order."""
+    merged = {}
+    for probe in all_probes():
+        if probe.name in frames:
+            merged[probe.name] = frames[probe.name]
+        elif (out / f"{probe.name}.parquet").exists():
+            merged[probe.name] = pd.read_parquet(out / f"{probe.name}.parquet")
+            settings.setdefault(probe.name, {"checkpoints": "unrecorded (an earlier version)"})
+    return merged
 
 
 def _one(probe: str, model, ctx: ProbeContext, cfg: ProbeConfig) -> list[dict]:

@@ -109,6 +109,20 @@ window.addEventListener('load', function () {
 """
 
 
+def _summary_checks(checks: list[Check], figures: list[Figure]) -> list[str]:
+    """The verdict tally of every check, then the checks no figure shows: each check appears once,
+    under its figure when it has one."""
+    shown = {id(c) for f in figures for c in f.checks}
+    shown_eq = [c for f in figures for c in f.checks]
+    rest = [c for c in checks if id(c) not in shown and c not in shown_eq]
+    tally = {v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")}
+    if not any(tally.values()):
+        return ["<h2>Theory vs measurement</h2>", _checks_table(rest)] if rest else []
+    line = ", ".join(f"{n} {v}" for v, n in tally.items() if n)
+    where = " (each under its figure" + (", the others below)" if rest else ")") if len(rest) < len(checks) else ""
+    return ["<h2>Theory vs measurement</h2>", f"<p id='verdicts'>Checks: {line}{where}.</p>", _checks_table(rest)]
+
+
 def write_report(path: Path, title: str, intro: str, checks: list[Check], figures: list[Figure],
                  config: dict, meta: dict) -> Path:
     """Write ``report.html``: summary checks, then each figure beside its theory comparison."""
@@ -117,8 +131,9 @@ def write_report(path: Path, title: str, intro: str, checks: list[Check], figure
              f"<p>{intro}</p>",
              "<p><small>" + " · ".join(f"{html.escape(k)}: {html.escape(_fmt(v))}" for k, v in meta.items())
              + "</small></p>",
-             "<p id='render-check' data-ok='false'><small>figures rendered: (script not run)</small></p>",
-             "<h2>Theory vs measurement</h2>", _checks_table(checks)]
+             # for the headless-browser check (report.browser), not for the reader
+             "<p id='render-check' data-ok='false' hidden>figures rendered: (script not run)</p>",
+             *_summary_checks(checks, figures)]
     for i, fig in enumerate(figures, 1):
         data = base64.b64encode(Path(fig.path).read_bytes()).decode()
         parts.append(f"<h2>Figure {i}: {html.escape(Path(fig.path).stem)}</h2><figure>"
