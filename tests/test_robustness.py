@@ -236,11 +236,14 @@ def test_out_holds_another_kind_of_run(capsys, run_copy):
 def test_restart_deletes_only_raretask_files(capsys, run_copy):
     out = run_copy / "run"
     (out / "my-notes.txt").write_text("mine")
-    (out / "figures" / "mine.png").write_bytes(b"x")  # inside an owned folder: gone with it
+    (out / "figures" / "mine.png").write_bytes(b"x")  # inside an owned folder: kept (it went before)
+    theirs = sorted(p.name for p in (out / "figures").iterdir() if p.name != "mine.png")
     before = results(out)
-    rc, _ = run(capsys, PHASE + ["--restart", "--out", out])
+    rc, err = run(capsys, PHASE + ["--restart", "--out", out])
     assert rc == 0 and (out / "my-notes.txt").read_text() == "mine"
-    assert not (out / "figures" / "mine.png").exists()
+    assert (out / "figures" / "mine.png").read_bytes() == b"x"
+    assert "raretask: note: --restart kept 1 file(s)" in err and "figures/mine.png" in err
+    assert sorted(p.name for p in (out / "figures").iterdir() if p.name != "mine.png") == theirs  # rewritten
     pd.testing.assert_frame_equal(results(out), before)
 
 

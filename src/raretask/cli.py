@@ -270,21 +270,21 @@ def _one_line_warnings():
     libraries' warnings are left to Python's defaults."""
     import warnings
 
-    from .errors import RaretaskWarning
+    from .errors import RaretaskNote, RaretaskWarning
 
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, RaretaskWarning):
-            sys.stderr.write(f"raretask: warning: {message}\n")
+            kind = "note" if issubclass(category, RaretaskNote) else "warning"
+            sys.stderr.write(f"raretask: {kind}: {message}\n")
         else:
             default(message, category, filename, lineno, file, line)
 
-    warnings.showwarning = show
-    try:
+    with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+        warnings.simplefilter("always", RaretaskWarning)  # every time, not once per code location
+        warnings.showwarning = show
         yield
-    finally:
-        warnings.showwarning = default
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,3 +55,7 @@ def parse_assignment(item: str) -> tuple[list[str], object]:
 class RaretaskWarning(UserWarning):
     """Something will run but probably not as meant (a warm-up longer than the run): the CLI
     prints one line ``raretask: warning: ...`` on stderr and goes on."""
+
+
+class RaretaskNote(RaretaskWarning):
+    """Information the user should see once (files --restart kept): ``raretask: note: ...``."""

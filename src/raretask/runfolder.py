@@ -9,9 +9,18 @@ run, an evaluation or probe report, a sweep) is a ``RunFolder``::
     .lock.json           who holds it: pid, host, command, since
     ...                  the run's own files, written with ``atomic_write`` & co.
 
+    .raretask-files.json per-file record: {path relative to the folder: sha256} of every file
+                         raretask wrote there (``record``; ``atomic_write`` & co. record by
+                         themselves while this process holds the folder's lock)
+
 Rules: a folder that exists, is not empty and carries no marker is never written into or
-deleted; ``restart`` deletes only the entries the run's kind declares as its own (``owned``),
-never anything else a user put there; a second writer gets one line naming the holder.
+deleted; ``restart`` deletes only files raretask wrote, found under the entries the run's kind
+declares as its own (``owned``) and recorded with an unchanged checksum (in the folder's
+per-file record or a nested run's); any other file there (a user's figure, notes, a copied
+checkpoint, a recorded file edited since) is kept, and ``clear`` names it. A folder written
+before per-file records (marker, no record) is adopted when opened: the files under its owned
+entries are recorded as raretask's, as the name patterns alone assumed before. A second writer
+gets one line naming the holder.
 Writes go through ``atomic_write`` (temporary file in the same folder, fsync, rename), so a
 kill leaves either the old or the new file, never half of one. Part logs (``PartLog``)
 record name, rows and sha256 of every completed result part, so a missing or corrupt part is
@@ -36,6 +45,8 @@ from typing import Any, Callable, Iterable
 MARKER = ".raretask-run.json"
 LOCK = ".lock"
 LOCK_INFO = ".lock.json"
+FILES = ".raretask-files.json"
+_BOOKKEEPING = (MARKER, LOCK, LOCK_INFO, FILES)
 
 
 from .errors import RaretaskError
@@ -85,6 +96,7 @@ def atomic_path(path: str | Path, size: int | None = None):
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        record(path)
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -209,6 +221,73 @@ class PartLog:
         return cls(json.loads(text))
 
 
+# ------------------------------------------------------------------ per-file records
+_HELD: dict[str, "RunFolder"] = {}
+"""Run folders whose lock this process holds, by absolute (and real) path."""
+
+
+def _abs(p: str | Path) -> str:
+    return os.path.abspath(p)
+
+
+def _owner(path: str) -> "RunFolder | None":
+    """The innermost held run folder containing ``path``."""
+    for cand in (path, os.path.realpath(path)):
+        parent = os.path.dirname(cand)
+        while True:
+            if parent in _HELD:
+                return _HELD[parent]
+            up = os.path.dirname(parent)
+            if up == parent:
+                break
+            parent = up
+    return None
+
+
+def record(path: str | Path) -> None:
+    """Record a file raretask wrote (or every file under a folder it wrote) in the per-file
+    record of the held run folder that contains it; nothing when no held folder does. The
+    ``atomic_*`` writers call it; writers of their own (a tensorboard log) call it when done."""
+    if not _HELD:
+        return
+    path = _abs(path)
+    folder = _owner(path)
+    if folder is None or os.path.basename(path) in _BOOKKEEPING:
+        return
+    p = Path(path)
+    files = [p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()] if p.is_dir() else []
+    base = Path(_abs(folder.path))
+    for q in files:
+        rel = q.relative_to(base) if q.is_relative_to(base) else Path(os.path.realpath(q)).relative_to(
+            os.path.realpath(base))
+        folder._files[rel.as_posix()] = sha256_file(q)
+    if files:
+        folder._save_files()
+
+
+def record_move(src: str | Path, dst: str | Path) -> None:
+    """After ``os.replace(src, dst)`` of a folder raretask wrote: its recorded files move with it."""
+    src, dst = _abs(src), _abs(dst)
+    folder = _owner(dst)
+    if folder is None:
+        return
+    base = _abs(folder.path)
+    a, b = os.path.relpath(src, base) + "/", os.path.relpath(dst, base) + "/"
+    moved = {(b + k[len(a):] if k.startswith(a) else k): v for k, v in folder._files.items()
+             if not k.startswith(b)}
+    folder._files = moved
+    folder._save_files()
+
+
+def _read_files(folder: Path) -> dict[str, str] | None:
+    """A folder's per-file record; None when it has none (or an unreadable one)."""
+    try:
+        d = json.loads((folder / FILES).read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
 # ------------------------------------------------------------------ the folder
 def _holder(folder: Path) -> str:
     info = folder / LOCK_INFO
@@ -237,6 +316,9 @@ class RunFolder:
         self.wait = wait
         self.legacy = legacy
         self._lock = None
+        self._files: dict[str, str] = {}
+        self.kept: list[str] = []
+        """Files the last ``clear`` left in place (not raretask's, or edited since), relative."""
 
     # -- checks that write nothing
     def check(self, restart: bool = False) -> None:
@@ -252,7 +334,7 @@ class RunFolder:
                     raise RunFolderError(f"{p} holds a raretask {kind} run, not a {self.kind} run; choose another --out")
             elif self.legacy is not None and self.legacy(p):
                 pass  # a run of this kind from before markers: adopted by open()
-            elif any(e.name not in (LOCK, LOCK_INFO) for e in p.iterdir()):
+            elif any(e.name not in (LOCK, LOCK_INFO, FILES) for e in p.iterdir()):
                 what = "--restart would delete files that raretask did not write" if restart else \
                     "raretask only writes into new, empty or raretask run folders"
                 raise RunFolderError(f"{p} is not empty and not a raretask run folder ({what}); choose another --out")
@@ -271,6 +353,14 @@ class RunFolder:
         self.lock()
         if restart and self.is_run():
             self.clear()
+            if self.kept:
+                import warnings
+
+                from .errors import RaretaskNote
+
+                shown = ", ".join(self.kept[:5]) + (f" and {len(self.kept) - 5} more" if len(self.kept) > 5 else "")
+                warnings.warn(f"--restart kept {len(self.kept)} file(s) in {self.path} that raretask did not write "
+                              f"(or that changed since): {shown}", RaretaskNote, stacklevel=2)
         if not (self.path / MARKER).exists():
             from . import __version__
 
@@ -293,12 +383,22 @@ class RunFolder:
                                          "or stop it") from None
                 time.sleep(0.2)
         self._lock = lock
+        known = _read_files(self.path)
+        self._files = known if known is not None else {}
+        if known is None and self.is_run():
+            self._adopt()  # a run from before per-file records
+        for key in {_abs(self.path), os.path.realpath(self.path)}:
+            _HELD[key] = self
+        if known is None:
+            self._save_files()
         atomic_json(self.path / LOCK_INFO, {"pid": os.getpid(), "host": socket.gethostname(),
                                             "command": " ".join(sys.argv[:3]) or "python",
                                             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def release(self) -> None:
         if self._lock is not None:
+            for key in [k for k, v in _HELD.items() if v is self]:
+                del _HELD[key]
             with contextlib.suppress(OSError):
                 (self.path / LOCK_INFO).unlink()
             self._lock.release()
@@ -310,24 +410,84 @@ class RunFolder:
     def __exit__(self, *exc) -> None:
         self.release()
 
+    def _save_files(self) -> None:
+        atomic_json(self.path / FILES, dict(sorted(self._files.items())))
+
+    def _adopt(self) -> None:
+        """Record every file under this kind's owned entries as raretask's (a folder written
+        before per-file records: what its name patterns alone promised before)."""
+        for pattern in self.owned:
+            for e in self.path.glob(pattern):
+                for q in ([e] if e.is_file() else [q for q in e.rglob("*") if q.is_file()]):
+                    if q.name not in _BOOKKEEPING:
+                        self._files[q.relative_to(self.path).as_posix()] = sha256_file(q)
+
     def clear(self) -> list[str]:
-        """Delete this run's own entries (``owned``), keep everything else; returns what was
-        deleted. Only for a marked folder whose lock this process holds."""
+        """Delete the files raretask wrote under this run's own entries (``owned``): those in
+        the per-file record of this folder or of a run nested in it, with the checksum
+        recorded. Everything else stays (``self.kept`` lists it); folders left empty go.
+        Returns what was deleted (relative paths). Only for a marked folder whose lock this
+        process holds."""
         if not self.is_run():
             raise RunFolderError(f"{self.path} is not a raretask run folder; nothing deleted")
         if self._lock is None:
             raise RunFolderError(f"{self.path}: clearing needs the run's lock")
-        gone = []
+        root = self.path
+        gone, kept = [], []
         for pattern in self.owned:
-            for e in sorted(self.path.glob(pattern)):
-                if e.is_dir() and not e.is_symlink():
-                    shutil.rmtree(e)
-                else:
-                    e.unlink()
-                gone.append(e.name)
-        for e in self.path.glob(".*.tmp"):
+            for e in sorted(root.glob(pattern)):
+                if e.is_symlink() or e.is_file():
+                    self._clear_file(e, gone, kept)
+                elif e.is_dir():
+                    self._clear_tree(e, gone, kept)
+        for e in root.glob(".*.tmp"):
             e.unlink()
+        self._files = {k: v for k, v in self._files.items() if (root / k).exists()}
+        self._save_files()
+        self.kept = kept
         return gone
+
+    def _recorded(self, f: Path) -> str | None:
+        """The checksum some run's per-file record holds for ``f``: this folder's, or the
+        record of a run folder between ``f`` and this one."""
+        rel = f.relative_to(self.path).as_posix()
+        if rel in self._files:
+            return self._files[rel]
+        d = f.parent
+        while d != self.path:
+            if (d / MARKER).exists():
+                sub = _read_files(d)
+                if sub is not None and f.relative_to(d).as_posix() in sub:
+                    return sub[f.relative_to(d).as_posix()]
+            d = d.parent
+        return None
+
+    def _clear_file(self, f: Path, gone: list, kept: list) -> None:
+        rel = f.relative_to(self.path).as_posix()
+        if f.name in _BOOKKEEPING or (f.name.startswith(".") and f.name.endswith(".tmp")):
+            return  # a nested run's bookkeeping (removed with its folder) or a killed write's temporary
+        sha = self._recorded(f)
+        if sha is not None and not f.is_symlink() and sha256_file(f) == sha:
+            f.unlink()
+            gone.append(rel)
+        else:
+            kept.append(rel)
+
+    def _clear_tree(self, d: Path, gone: list, kept: list) -> None:
+        if (d / MARKER).exists() and _read_files(d) is None:
+            shutil.rmtree(d)  # a nested run from before per-file records: cleared whole, as before
+            gone.append(d.relative_to(self.path).as_posix() + "/")
+            return
+        for e in sorted(d.iterdir()):
+            if e.is_dir() and not e.is_symlink():
+                self._clear_tree(e, gone, kept)
+            elif e.name.startswith(".") and e.name.endswith(".tmp"):
+                e.unlink()
+            else:
+                self._clear_file(e, gone, kept)
+        rest = [e for e in d.iterdir() if e.name not in _BOOKKEEPING]
+        if not rest:  # nothing of anyone's left: the folder (and a nested run's bookkeeping) goes
+            shutil.rmtree(d)
 
 
 def _existing_parent(p: Path) -> Path:

@@ -42,6 +42,7 @@ def build_index(corpus, index_dir: str | Path) -> Path:
         _build(corpus, out)
         try:
             os.replace(out, final)
+            _record_in_corpus(final)
         except OSError:  # another process finished the same index first: use that one
             if not (final / "table.0").exists():
                 raise
@@ -50,6 +51,23 @@ def build_index(corpus, index_dir: str | Path) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return final
+
+
+def _record_in_corpus(index: Path) -> None:
+    """Enter a new index in its corpus folder's per-file record (under the corpus's lock), so
+    that ``lm corpus build --restart`` knows it for raretask's and removes it with the corpus."""
+    from ..runfolder import MARKER, record
+    from ._corpus import corpus_folder
+
+    if not (index.parent / MARKER).exists():
+        return
+    folder = corpus_folder(index.parent)
+    folder.wait = 60.0
+    folder.lock()
+    try:
+        record(index)
+    finally:
+        folder.release()
 
 
 def _alive(pid: str) -> bool:

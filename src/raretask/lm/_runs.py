@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..runfolder import (PartLog, RunFolder, RunFolderError, atomic_json, atomic_path, atomic_write, read_json,
-                         sha256_file)
+                         record_move, sha256_file)
 
 TRAIN_FILES = ("run_config.json", "tasks.jsonl", "tokenizer.json", "checkpoints", "metrics", "data_order",
                "interference", "tensorboard", "summary.json", "figures", "interference-report.html", "eval", "eval.parquet",
@@ -175,6 +175,7 @@ def write_checkpoint(d: Path, model_state: dict, optim_state: dict, hf_config, t
         if d.exists():  # the same step again (after a fallback): the new one is complete, replace it
             shutil.rmtree(d)
         os.replace(tmp, d)
+        record_move(tmp, d)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

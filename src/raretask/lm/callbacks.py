@@ -33,6 +33,7 @@ implements it, instead of silently doing without.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, RaretaskError
-from ..runfolder import PartLog, atomic_parquet
+from ..runfolder import PartLog, atomic_parquet, record
 
 if TYPE_CHECKING:
     from ._config import LMTrainConfig, TrainEnv
@@ -221,15 +222,26 @@ class Checkpointer(Callback):
                                  {"step": step, "parts": t.parts, "tokens": step * t.cfg.batch_size * t.cfg.seq_len,
                                   "part_log": t.part_log.entries})
             except BaseException:  # leave the folder as the last checkpoint left it
-                for path in written:
-                    path.unlink(missing_ok=True)
-                t.parts, t.part_log = before
+                if not _committed(t.out / "checkpoints" / f"step-{step:06d}", t.parts):
+                    for path in written:
+                        path.unlink(missing_ok=True)
+                    t.parts, t.part_log = before
                 raise
         t.last_saved = step
         for cb in t.callbacks:
             cb.post_checkpoint(t, step)
         if t.distributed:
             dist.barrier()
+
+
+def _committed(ck: Path, parts: int) -> bool:
+    """Whether checkpoint ``ck`` is in place with this save's part count: an interrupt that
+    arrives after its rename (while the per-file record or ``latest`` is written) must not
+    delete the log parts the new checkpoint names."""
+    try:
+        return json.loads((ck / "trainer_state.json").read_text()).get("parts") == parts
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class TensorBoard(Callback):
@@ -264,10 +276,12 @@ class TensorBoard(Callback):
     def post_checkpoint(self, trainer: Trainer, step: int) -> None:
         if self.writer is not None:
             self.writer.flush()
+            record(self.writer.log_dir)  # its event files are raretask's (--restart removes them)
 
     def close(self, trainer: Trainer) -> None:
         if self.writer is not None:
             self.writer.close()
+            record(self.writer.log_dir)
             self.writer = None
 
 

@@ -36,7 +36,7 @@ TOLERANCE = 0.05
 
 @strict
 class Settings:
-    """The one-neuron study's own settings (SPEC A5.6)."""
+    """The one-neuron study's own settings (SPEC A5.7)."""
 
     gaps: Annotated[list[PosInt], NonEmpty, Distinct] = field(default_factory=lambda: [1, 4, 16, 64, 256])
     """Steps G of the common task between two rare updates."""
