@@ -2,7 +2,10 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(SUM)
+# The demo needs only the base package (planner, JAX simulator, reports): no torch, ray or docs.
+BASE := $(VENV)/.base-$(SUM)
 
 .PHONY: demo test install clean docs
 
@@ -10,17 +13,24 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-* $(VENV)/.base-*
+	touch $(STAMP) $(BASE)
+
+$(BASE): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	rm -f $(VENV)/.base-*
+	touch $(BASE)
 
 install: $(STAMP)
 
-demo: install
+demo: $(BASE)
 	$(BIN)/raretask plan --width 16 --width 64 --width 256
 	$(BIN)/raretask study phase --preset quick --out runs/phase-quick
 	$(BIN)/raretask study retention --preset quick --out runs/retention-quick
 	@echo
-	@echo "Reports: runs/phase-quick/report.html  runs/retention-quick/report.html"
+	@echo "What was computed and what the verdicts mean:"
+	$(BIN)/raretask explain runs/phase-quick runs/retention-quick
 
 test: install
 	$(BIN)/python -m pytest

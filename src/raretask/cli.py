@@ -142,6 +142,15 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .report.explain import explain_run
+
+    blocks = [explain_run(r) for r in args.runs]  # every run read before anything is printed
+    for lines in blocks:
+        print("\n".join(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="raretask", description=__doc__.splitlines()[0])
     from . import __version__
@@ -193,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --executor ray: the cluster to join (e.g. auto or ray://host:10001); "
                          "default starts a local Ray instance")
     st.set_defaults(func=_cmd_study)
+
+    ex = sub.add_parser("explain", help="say in plain words what finished study runs computed and what their "
+                                        "verdicts mean")
+    ex.add_argument("runs", nargs="+", metavar="RUN", help="study run folders (the --out of raretask study)")
+    ex.set_defaults(func=_cmd_explain)
 
     from .bench import add_bench_parser
 
