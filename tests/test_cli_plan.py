@@ -66,3 +66,36 @@ def test_plan_explains_its_two_critical_widths(capsys):
     assert "Why two widths for task 32" in text and "The 66 feature(s)" in text
     same = two_widths_line({**rare, "critical_width_theorem3": 93, "outside_f_features_above": 0}, [1, 2])
     assert "agree on N = 93" in same and "Why two widths" not in same
+
+
+@pytest.mark.parametrize("args, both", [
+    (["--rank1", "--block-dim", "4"], ("--rank1", "--block-dim")),
+    (["--rank1", "--alpha", "2"], ("--rank1", "--alpha")),
+    (["--rank1", "--alpha-range", "0.5", "2"], ("--rank1", "--alpha-range")),
+    (["--tasks", "2", "--prior", "0.5", "0.5", "--beta", "2"], ("--prior", "--beta")),
+    (["FREQ", "--tasks", "5"], ("--frequencies", "--tasks")),
+    (["FREQ", "--prior", "0.5", "0.3", "0.2"], ("--frequencies", "--prior")),
+    (["FREQ", "--beta", "1.2"], ("--frequencies", "--beta")),
+    (["SPEC", "--block-dim", "4"], ("--frequencies", "--block-dim")),
+    (["SPEC", "--alpha", "2"], ("--frequencies", "--alpha")),
+])
+def test_conflicting_flags_are_one_line_naming_both(tmp_path, capsys, args, both):
+    """Before, one silently won (--rank1 --block-dim 4 planned d = 1; a CSV beat --tasks/--prior)."""
+    freq = tmp_path / "f.csv"
+    freq.write_text("task,frequency\n1,0.5\n2,0.3\n3,0.2\n")
+    spec = tmp_path / "s.csv"
+    spec.write_text("task,frequency,spectrum\n1,0.6,1;0.5\n2,0.4,1;0.25\n")
+    args = [a for x in args for a in (["--frequencies", str(freq)] if x == "FREQ" else
+                                      ["--frequencies", str(spec)] if x == "SPEC" else [x])]
+    assert main(["plan", "--width", "1", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("raretask: error:") and all(f in err[0] for f in both), err
+
+
+def test_each_flag_alone_still_plans(tmp_path, capsys):
+    spec = tmp_path / "s.csv"
+    spec.write_text("task,frequency,spectrum\n1,0.6,1;0.5\n2,0.4,1;0.25\n")
+    for args in (["--rank1"], ["--block-dim", "4"], ["--frequencies", str(spec)], ["--tasks", "2", "--prior", "0.5",
+                                                                                     "0.5"]):
+        assert main(["plan", "--width", "1", "--json", *args]) == 0, args
+        capsys.readouterr()

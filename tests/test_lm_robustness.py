@@ -122,9 +122,33 @@ def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path, small_corpus):
 @pytest.mark.parametrize("extra, match", [
     (["--heldout-windows", "0"], "invalid heldout_windows: 0"),
     (["--reference-prompts", "-3"], "invalid reference_prompts: -3"),
+    (["--heldout-windows", "1000000000"], "invalid heldout_windows: 1000000000 is more than the"),  # was capped
 ])
 def test_eval_bad_counts_write_nothing(capsys, work, extra, match):
     refused(capsys, ["lm", "eval", work] + extra, 2, match, keep=work)
+
+
+def test_eval_records_the_heldout_windows_it_used(capsys, work):
+    """The default uses up to 64 windows and records the number used (it recorded what was asked)."""
+    from raretask.lm._corpus import Corpus
+    from raretask.lm._runs import training_run
+
+    cfg = training_run(work)[1]
+    avail = Corpus(cfg.corpus).n_windows(cfg.seq_len, "heldout")
+    assert run(capsys, ["lm", "eval", work, "--reference-prompts", "2"])[0] == 0
+    used = json.loads((work / "eval-summary.json").read_text())["heldout_windows"]
+    assert used == {str(work): min(64, avail)}
+
+
+@pytest.mark.parametrize("k, ok", [(100000, False), (65, False), (64, True)])
+def test_probe_pca_k_above_the_width_is_refused_not_capped(capsys, work, k, ok):
+    """Before: --pca-k 100000 on a width-64 model ran with fewer components and recorded 100000."""
+    args = ["lm", "probe", work, "--pca", "--no-init", "--no-progress", "--pca-k", str(k)]
+    if ok:
+        assert run(capsys, args)[0] == 0
+    else:
+        line = refused(capsys, args, 2, f"invalid pca_k: {k} principal components of a width-64 model", keep=work)
+        assert "allowed: 1..64" in line
 
 
 def test_corpus_sources_that_are_not_text_are_one_line_and_write_nothing(capsys, tmp_path, small_corpus):

@@ -207,6 +207,13 @@ def test_unreachable_ray_cluster_fails_fast(capsys, tmp_path):
             "invalid ray_address")
 
 
+def test_a_ray_address_without_the_ray_executor_is_refused(capsys, tmp_path):
+    """Before: --executor local --ray-address auto ran locally and ignored the address."""
+    line = refused(capsys, PHASE + ["--executor", "local", "--ray-address", "auto", "--out", tmp_path / "r"], 2,
+                   "invalid ray_address")
+    assert "--executor local" in line and "--ray-address auto" in line and not (tmp_path / "r").exists()
+
+
 # ------------------------------------------------------------------ folders that are not runs
 def test_restart_never_deletes_a_folder_that_is_not_a_run(capsys, tmp_path):
     notes = tmp_path / "notes"

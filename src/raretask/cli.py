@@ -26,13 +26,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_mixture_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mixture (SPEC A1)")
-    g.add_argument("--tasks", type=int, default=32, help="K, number of tasks (default 32)")
-    g.add_argument("--block-dim", type=int, default=16, help="d, dimension of each task block (default 16)")
-    g.add_argument("--beta", type=float, default=1.5, help="prior exponent, pi_k ~ k^-beta (default 1.5)")
+    g.add_argument("--tasks", type=int, default=None, help="K, number of tasks (default 32)")
+    g.add_argument("--block-dim", type=int, default=None, help="d, dimension of each task block (default 16)")
+    g.add_argument("--beta", type=float, default=None, help="prior exponent, pi_k ~ k^-beta (default 1.5)")
     g.add_argument("--prior", type=float, nargs="+", default=None, metavar="P",
-                   help="explicit prior, K numbers summing to 1 (overrides --beta)")
+                   help="explicit prior, K numbers summing to 1 (instead of --beta)")
     a = g.add_mutually_exclusive_group()
-    a.add_argument("--alpha", type=float, default=1.0, help="spectral decay lambda_j = j^-alpha (default 1)")
+    a.add_argument("--alpha", type=float, default=None, help="spectral decay lambda_j = j^-alpha (default 1)")
     a.add_argument("--alpha-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="complexity sweep: alpha_k linear over [LO, HI], task 1 gets HI")
     g.add_argument("--frequencies", type=str, default=None, metavar="CSV",
@@ -45,24 +45,49 @@ def _add_mixture_args(p: argparse.ArgumentParser) -> None:
                    help="alignment above which a feature counts as learned (default 0.5)")
 
 
+def _refuse_conflicts(args: argparse.Namespace, spectrum_from_csv: bool) -> None:
+    """Two flags that set the same thing are refused with one line naming both (one of them
+    used to win silently: --rank1 --block-dim 4 planned d = 1)."""
+    given = {f: getattr(args, f.lstrip("-").replace("-", "_")) for f in
+             ("--tasks", "--block-dim", "--beta", "--prior", "--alpha", "--alpha-range", "--frequencies")}
+    given = {f: v for f, v in given.items() if v is not None}
+    if args.rank1:
+        given["--rank1"] = True
+    pairs = [("--rank1", "--block-dim", "rank-1 fixes d = 1"), ("--rank1", "--alpha", "rank-1 has one lambda = 1"),
+             ("--rank1", "--alpha-range", "rank-1 has one lambda = 1"), ("--prior", "--beta", "both set the prior"),
+             ("--frequencies", "--tasks", "the CSV's rows are the tasks"),
+             ("--frequencies", "--prior", "the CSV's frequencies are the prior"),
+             ("--frequencies", "--beta", "the CSV's frequencies are the prior")]
+    if spectrum_from_csv:
+        pairs += [("--frequencies", "--block-dim", "the CSV's spectrum sets d"),
+                  ("--frequencies", "--alpha", "the CSV's spectrum sets the lambdas"),
+                  ("--frequencies", "--alpha-range", "the CSV's spectrum sets the lambdas"),
+                  ("--frequencies", "--rank1", "the CSV's spectrum sets the lambdas")]
+    for a, b, why in pairs:
+        if a in given and b in given:
+            field = a.lstrip("-").replace("-", "_")
+            raise ConfigError(field, f"{a} and {b} together ({why})", f"one of {a} and {b}")
+
+
 def _spec_from_args(args: argparse.Namespace):
     from .mixture import MixtureSpec
 
-    n_tasks, block_dim, prior, spectrum = args.tasks, 1 if args.rank1 else args.block_dim, args.prior, None
+    prior, spectrum = args.prior, None
     if args.frequencies:
         from .mixture.frequencies import read_frequencies
 
         prior, spectrum = read_frequencies(args.frequencies)
-        n_tasks = len(prior)
-        if spectrum is not None:
-            block_dim = len(spectrum[0])
+    _refuse_conflicts(args, spectrum is not None)
+    n_tasks = len(prior) if args.frequencies else (args.tasks if args.tasks is not None else 32)
+    block_dim = (1 if args.rank1 else len(spectrum[0]) if spectrum is not None
+                 else args.block_dim if args.block_dim is not None else 16)
     return MixtureSpec(
         n_tasks=n_tasks,
         block_dim=block_dim,
-        beta=args.beta,
+        beta=args.beta if args.beta is not None else 1.5,
         prior=tuple(prior) if prior else None,
         spectrum=spectrum,
-        alpha=args.alpha,
+        alpha=args.alpha if args.alpha is not None else 1.0,
         alpha_range=tuple(args.alpha_range) if args.alpha_range else None,
         rank1=args.rank1,
         noise=args.noise,
@@ -122,6 +147,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         overrides.append("widths=" + json.dumps(args.widths))
     if args.seeds:
         overrides.append("seeds=" + json.dumps(args.seeds))
+    if args.ray_address is not None and args.executor != "ray":
+        raise ConfigError("ray_address", f"--ray-address {args.ray_address} with --executor {args.executor}",
+                          "--executor ray with --ray-address, or no --ray-address")
     cfg = build_config(args.name, args.preset, overrides)
     out = args.out or f"runs/{args.name}-{args.preset}"
     console = Console(stderr=True)

@@ -273,7 +273,8 @@ def _add_eval_sweep(lsub, parser_class) -> None:
     ev = lsub.add_parser("eval", help="evaluate every checkpoint of one or more runs; figures and report")
     ev.add_argument("runs", nargs="+", help="run directories")
     ev.add_argument("--out", default=None, help="report directory (default: the run, or eval-report beside them)")
-    ev.add_argument("--heldout-windows", type=int, default=64, help="held-out windows for the LM loss")
+    ev.add_argument("--heldout-windows", type=int, default=None,
+                    help="held-out windows for the LM loss (default up to 64; more than the corpus holds is refused)")
     ev.add_argument("--reference-prompts", type=int, default=200, help="prompts per reference task")
     ev.set_defaults(func=_cmd_eval)
 

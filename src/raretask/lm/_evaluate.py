@@ -64,7 +64,7 @@ def _continuation_loss(model, tok, pairs, torch) -> float:
     return float(np.mean(losses))
 
 
-def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64, n_prompts: int = 200,
+def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int | None = None, n_prompts: int = 200,
                         env=None, state: dict | None = None) -> dict:
     """Metrics of one checkpoint (see the module docstring). ``env``: ``setup(cfg)``, when
     the caller has it already; ``state``: its trainer_state from ``verify_checkpoint``, when the
@@ -73,6 +73,7 @@ def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64,
     from transformers.utils import logging as hf_logging
 
     _check_counts(heldout_windows, n_prompts)
+    heldout_windows = heldout_count(cfg, heldout_windows)
     hf_logging.disable_progress_bar()
     env = env or setup(cfg)
     corpus, tok, tasks = env.corpus, env.tokenizer, env.tasks
@@ -95,7 +96,7 @@ def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int = 64,
                    train_accuracy=float((pred[tr] == lab[tr]).mean()),
                    test_accuracy=float((pred[te] == lab[te]).mean()),
                    test_accuracy_full_vocab=float((pred_full[te] == lab[te]).mean()))
-        n_held = min(heldout_windows, corpus.n_windows(cfg.seq_len, "heldout"))
+        n_held = heldout_windows  # heldout_count: never more than the split holds
         if n_held:
             w = torch.as_tensor(corpus.windows(np.arange(n_held), cfg.seq_len, "heldout"))
             hl = [float(torch.nn.functional.cross_entropy(
@@ -183,10 +184,31 @@ def frequency_checks(freqs: dict) -> list[Check]:
     return checks
 
 
-def _check_counts(heldout_windows: int, n_prompts: int) -> None:
+DEFAULT_HELDOUT_WINDOWS = 64
+"""Held-out windows for the LM loss when none are asked for (all of them when the split has fewer)."""
+
+
+def _check_counts(heldout_windows: int | None, n_prompts: int) -> None:
     for name, v in (("heldout_windows", heldout_windows), ("reference_prompts", n_prompts)):
+        if v is None and name == "heldout_windows":
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(name, f"{v!r}", "integer >= 1")
+
+
+def heldout_count(cfg: LMTrainConfig, asked: int | None) -> int:
+    """The held-out windows an evaluation of a run uses: ``asked``, which the corpus's held-out
+    split must hold (more is refused, never silently capped), or by default up to
+    ``DEFAULT_HELDOUT_WINDOWS``."""
+    from ._corpus import Corpus
+
+    avail = Corpus(cfg.corpus).n_windows(cfg.seq_len, "heldout")
+    if asked is None:
+        return min(DEFAULT_HELDOUT_WINDOWS, avail)
+    if asked > avail:
+        raise ConfigError("heldout_windows", f"{asked} is more than the {avail} held-out windows of {cfg.seq_len} "
+                          f"tokens in the corpus {cfg.corpus}", f"1..{avail}" if avail else "a corpus with a held-out split")
+    return asked
 
 
 def cache_key(state: dict, heldout_windows: int, n_prompts: int) -> dict:
@@ -204,13 +226,15 @@ def verified_checkpoints(run: Path) -> dict[Path, dict]:
     return {ck: verify_checkpoint(ck) for ck in cks}
 
 
-def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 200, progress=None,
+def evaluate_run(run: str | Path, heldout_windows: int | None = None, n_prompts: int = 200, progress=None,
                  verified: dict[Path, dict] | None = None) -> pd.DataFrame:
     """Evaluate every checkpoint of a run (cached); rows by step. The caller holds the run's lock
-    (``evaluate_runs`` does); ``verified``: ``verified_checkpoints(run)``, when it has them."""
+    (``evaluate_runs`` does); ``verified``: ``verified_checkpoints(run)``, when it has them;
+    ``heldout_windows``: see ``heldout_count``."""
     _check_counts(heldout_windows, n_prompts)
     run = Path(run)
     _, cfg = training_run(run)
+    heldout_windows = heldout_count(cfg, heldout_windows)
     verified = verified if verified is not None else verified_checkpoints(run)
     env = setup(cfg)
     schedule = env.schedule
@@ -232,10 +256,10 @@ def evaluate_run(run: str | Path, heldout_windows: int = 64, n_prompts: int = 20
     sched = schedule.describe()
     label = f"rate {sched['rate']:g}/batch" if "rate" in sched else f"{sched['n']} every {sched['every']}"
     return df.assign(run=str(run), preset=cfg.preset, task=cfg.task, schedule=label,
-                     per_token_frequency=schedule.per_token_frequency(cfg.seq_len))
+                     per_token_frequency=schedule.per_token_frequency(cfg.seq_len), heldout_windows=heldout_windows)
 
 
-def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout_windows: int = 64,
+def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout_windows: int | None = None,
                   reference_prompts: int = 200, progress: bool = True) -> dict:
     """Evaluate runs, write ``eval.parquet``, ``eval-summary.json``, figures and ``report.html``
     into ``out`` (default: the run itself, or ``eval-report`` beside several). Everything is
@@ -249,6 +273,8 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
     if len({r.resolve() for r in runs}) != len(runs):
         raise ConfigError("runs", "a run is named twice", "distinct run directories")
     configs = [training_run(r)[1] for r in runs]
+    for c in configs:  # a count the corpus cannot honour is refused before anything is written
+        heldout_count(c, heldout_windows)
     verified = {r: verified_checkpoints(r) for r in runs}
     out = Path(out) if out else (runs[0] if len(runs) == 1 else runs[0].parent / "eval-report")
     separate = out.resolve() not in {r.resolve() for r in runs}
@@ -275,7 +301,8 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
                         round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
         checks += frequency_checks(freqs)
         summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
-                   "reference_frequencies": freqs, "heldout_windows": heldout_windows,
+                   "reference_frequencies": freqs,
+                   "heldout_windows": {r: int(n) for r, n in df.groupby("run")["heldout_windows"].first().items()},
                    "reference_prompts": reference_prompts}
         atomic_write(out / "eval-summary.json", json.dumps(summary, indent=2, default=str))
         report = write_report(out / "report.html", "raretask lm eval: injected-task learning",

@@ -51,5 +51,16 @@ def report(d, out, cfg):
     return checks, figures
 
 
+def check(cfg, preset) -> None:
+    """k components need k <= the model's width and k < the 100 value tokens (the fit would
+    otherwise use fewer than asked while the table recorded k)."""
+    from ..errors import ConfigError
+
+    most = min(preset.hidden, 99)
+    if cfg.pca_k > most:
+        raise ConfigError("pca_k", f"{cfg.pca_k} principal components of a width-{preset.hidden} model's residual "
+                          "over 100 value tokens", f"1..{most}")
+
+
 register_probe(Probe("pca", "PCA regression of v(token)", measure, report, tasks=("cmp",), settings=(
-    Setting("pca_k", int, 8, "principal components for the PCA regression"),)))
+    Setting("pca_k", int, 8, "principal components for the PCA regression"),), check=check))

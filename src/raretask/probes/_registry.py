@@ -95,6 +95,9 @@ class Probe:
     tasks: tuple[str, ...] | None = None
     """The injected tasks it applies to ("cmp", "add"); None: every task."""
     settings: tuple[Setting, ...] = ()
+    check: Callable[[Any, Any], None] | None = None
+    """``check(cfg, preset)``: refuse (``ConfigError``) settings this probe cannot honour on a
+    model of that ``lm`` preset (``ModelPreset``), before anything is written; None: no check."""
 
     def applies_to(self, task: str) -> bool:
         """Whether the probe is defined for a run whose injected task is ``task``."""

@@ -104,10 +104,14 @@ def probe_run(run: str | Path, cfg: ProbeConfig, progress: bool = True) -> dict:
     env = setup(tcfg)
     tok, tasks = env.tokenizer, env.tasks
     probes = cfg.probes or tuple(p.name for p in all_probes() if p.applies_to(tasks.task))
+    from ..lm._models import preset as model_preset
+
     for name in probes:
         if not get_probe(name).applies_to(tasks.task):
             raise ConfigError("probe", f"{name} needs the {' or '.join(get_probe(name).tasks)} task",
                               " / ".join(p.name for p in all_probes() if p.applies_to(tasks.task)))
+        if get_probe(name).check is not None:  # refused, not silently capped, before anything is written
+            get_probe(name).check(cfg, model_preset(tcfg.preset))
     models: list[tuple[str, int, str | None, object]] = []
     if cfg.init:
         models.append(("init", 0, None, lambda: build_model(tcfg.preset, tok.vocab_size, tcfg.seq_len, tok.eos_id,
