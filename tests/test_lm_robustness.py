@@ -151,6 +151,40 @@ def test_probe_pca_k_above_the_width_is_refused_not_capped(capsys, work, k, ok):
         assert "allowed: 1..64" in line
 
 
+def test_a_latin1_source_is_refused_unless_its_encoding_is_given(capsys, tmp_path, small_corpus):
+    """Before: decoded with U+FFFD replacement characters and no word."""
+    text = (small_corpus.parent / "text").iterdir().__next__().read_text()
+    src = tmp_path / "latin.txt"
+    src.write_bytes(("Caf\u00e9 cr\u00e8me. " * 50 + text * 3).encode("latin-1", errors="ignore"))
+    args = ["lm", "corpus", "build", "--out", tmp_path / "c", "--source", src, "--tokenizer",
+            small_corpus / "tokenizer.json"]
+    line = refused(capsys, args, 2, "latin.txt is not valid utf-8 (byte 0xe9 at offset 3)")
+    assert "--encoding" in line and not (tmp_path / "c").exists()
+    refused(capsys, args + ["--encoding", "klingon"], 2, "invalid encoding: 'klingon'")
+    rc, err = run(capsys, args + ["--encoding", "latin-1"])
+    assert rc == 0, err
+    from raretask.lm._corpus import Corpus
+    from raretask.lm._tokenizer import load_tokenizer
+
+    c, tok = Corpus(tmp_path / "c"), load_tokenizer(tmp_path / "c")
+    decoded = tok.decode([int(i) for i in c.train]) + tok.decode([int(i) for i in c.heldout])
+    assert "\ufffd" not in decoded and "Caf\u00e9 cr\u00e8me." in decoded
+
+
+def test_a_vocabulary_the_text_cannot_reach_is_named_by_its_real_size(capsys, tmp_path):
+    """Before: a tokenizer named bpe-512 had 271 entries. Now the name and meta.json carry the
+    real size, the requested one is recorded, and a warning line says so."""
+    src = tmp_path / "tiny.txt"
+    src.write_text("the cat sat on the mat. " * 200 + "\n\n" + "a dog ran. " * 400)  # 2+ documents
+    rc, err = run(capsys, ["lm", "corpus", "build", "--out", tmp_path / "c", "--source", src, "--vocab-size", "512"])
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    size = meta["tokenizer"]["vocab_size"]
+    assert size < 512 and meta["tokenizer"]["name"] == f"bpe-{size}"
+    assert json.loads((tmp_path / "c" / "tokenizer_info.json").read_text())["requested_vocab_size"] == 512
+    assert f"raretask: warning: the text supports a vocabulary of {size:,} entries, not the 512 asked for" in err
+
+
 def test_corpus_sources_that_are_not_text_are_one_line_and_write_nothing(capsys, tmp_path, small_corpus):
     cases = {"bad.jsonl": ('{"text": "a b c"}\n{not json\n', "bad.jsonl:2 is not JSON"),
              "num.jsonl": ('{"text": 123}\n{"text": "x"}\n', 'num.jsonl:1: "text" is int, not a string'),

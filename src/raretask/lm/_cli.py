@@ -23,7 +23,7 @@ def _cmd_corpus(args) -> int:
 
     meta = build_corpus(args.out, sources=args.source, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
                         heldout_fraction=args.heldout_fraction, seed=args.seed, pretokenized=args.pretokenized,
-                        olmo_wheel_dir=args.wheel_dir, restart=args.restart)
+                        olmo_wheel_dir=args.wheel_dir, restart=args.restart, encoding=args.encoding)
     print(json.dumps(meta, indent=2) if args.json else corpus_summary(meta, args.out))
     return 0
 
@@ -222,6 +222,8 @@ def _add_corpus(lsub, parser_class) -> None:
     b.add_argument("--restart", action="store_true",
                    help="rebuild over an existing corpus (runs trained on it then refuse the new one by its digest)")
     b.add_argument("--json", action="store_true", help="print the corpus's whole meta.json instead of a summary")
+    b.add_argument("--encoding", default="utf-8",
+                   help="encoding of the text sources (default utf-8; decoded strictly: a byte it cannot read is refused)")
     b.set_defaults(func=_cmd_corpus)
 
 

