@@ -99,3 +99,28 @@ def test_each_flag_alone_still_plans(tmp_path, capsys):
                                                                                      "0.5"]):
         assert main(["plan", "--width", "1", "--json", *args]) == 0, args
         capsys.readouterr()
+
+
+def test_a_broken_pipe_is_quiet_and_a_closed_or_full_stdout_is_one_line(tmp_path):
+    """`raretask plan | head -1`: silent, exit 141 (as a tool killed by SIGPIPE); stdout closed
+    (`>&-`): one line, exit 1 (it exited 0 having written nothing); /dev/full: one line naming
+    standard output (it blamed "the output folder")."""
+    import os
+
+    plan = [sys.executable, "-m", "raretask.cli", "plan", "--width", "16"]
+    # `true` exits at once, long before the planner's first line (its reader is gone: EPIPE)
+    r = subprocess.run(["bash", "-c", " ".join(plan) + " | true; echo \" rc=${PIPESTATUS[0]}\""],
+                       capture_output=True, text=True)
+    assert r.stdout.endswith(" rc=141\n") and r.stderr == "", (r.stdout, r.stderr)
+    r = subprocess.run(plan, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        "raretask: error: standard output is closed; give the command somewhere to write (e.g. > out.txt or > "
+        "/dev/null)"]
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(plan, stdout=full, stderr=subprocess.PIPE, text=True)
+        assert r.returncode == 1 and r.stderr.splitlines() == [
+            "raretask: error: cannot write to standard output: no space left on device"]
+    r = subprocess.run(plan, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "" and "Rare task 32" in " ".join(r.stdout.split())

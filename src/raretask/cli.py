@@ -329,6 +329,50 @@ def _one_line_warnings():
         yield
 
 
+class StdoutError(Exception):
+    """Standard output could not be written (a closed pipe, a full device, a closed descriptor)."""
+
+    def __init__(self, err: OSError):
+        super().__init__(err.strerror or str(err))
+        self.errno = err.errno
+        self.strerror = err.strerror or str(err)
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: a failed write or flush becomes ``StdoutError``, so the
+    boundary can tell the output stream from the run's files."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data):
+        try:
+            return self._stream.write(data)
+        except OSError as e:
+            raise StdoutError(e) from e
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except OSError as e:
+            raise StdoutError(e) from e
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: nothing more reaches it, and the interpreter's last flush is quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every exception becomes one line ``raretask: error: ...`` with exit
     status 2 (bad input) or 1 (runtime); ``--debug`` or RARETASK_DEBUG=1 shows the traceback."""
@@ -342,6 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = "--debug" in argv or DEBUG_VALUES[flag]
     argv = [a for a in argv if a != "--debug"]
+    if sys.stdout is None:  # started with descriptor 1 closed: Python would drop every line silently
+        sys.stderr.write("raretask: error: standard output is closed; give the command somewhere to write "
+                         "(e.g. > out.txt or > /dev/null)\n")
+        return 1
+    real_stdout = sys.stdout
+    sys.stdout = _GuardedStdout(real_stdout)
     try:
         with _signals_interrupt(), _one_line_warnings():
             from .plugins import load_plugins, take_plugin_flags
@@ -350,7 +400,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_plugins(plugins)  # before the parser: what plugins register are the commands' choices
             parser = build_parser()
             args = parser.parse_args(argv)
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a full device or closed pipe is this command's error, not the shutdown's
+            return code
+    except StdoutError as e:
+        import errno
+
+        if e.errno == errno.EPIPE:  # `| head`: the reader has what it wanted; quiet, as Unix tools are
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+        sys.stderr.write(f"raretask: error: cannot write to standard output: {e.strerror.lower()}\n")
+        return 1
+    except SystemExit as e:  # argparse (--help, usage errors) may have written to a broken stdout
+        try:
+            sys.stdout.flush()
+        except StdoutError:
+            _silence_stdout()
+        raise e
     except KeyboardInterrupt as e:
         import signal
 
@@ -358,8 +424,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         sys.stderr.write(f"raretask: interrupted{name}; re-run the same command to resume\n")
         return 128 + int(signum)
-    except SystemExit:
-        raise
     except BaseException as e:  # noqa: BLE001  (the one error boundary)
         if debug:
             import traceback
@@ -368,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, code = error_line(e)
         sys.stderr.write(f"raretask: error: {line}\n")
         return code
+    finally:
+        if isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = real_stdout
 
 
 def entry() -> None:
