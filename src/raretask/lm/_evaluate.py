@@ -28,8 +28,9 @@ from ..runfolder import atomic_parquet, atomic_write, read_cached, write_cached
 from ._runs import eval_folder, load_model, model_sha256, train_folder, training_run, verify_checkpoint
 from ._train import LMTrainConfig, list_checkpoints, setup
 
-EVAL_FORMAT = 2
-"""Bump when the evaluation's numbers change, so cached results are not reused."""
+EVAL_FORMAT = 3
+"""Bump when the evaluation's numbers change, so cached results are not reused (3: reference prompts
+in padded batches, the same numbers to float rounding)."""
 
 REFERENCE_TASKS = {
     "increase": "it has increased from {x} to",
@@ -50,17 +51,31 @@ def reference_prompts(n: int, seed: int = 0) -> dict[str, list[tuple[str, str]]]
     return {"increase": inc, "addition": add}
 
 
-def _continuation_loss(model, tok, pairs, torch) -> float:
-    """Mean over pairs of the mean cross-entropy of the continuation's tokens."""
-    losses = []
+def _continuation_loss(model, tok, pairs, torch, batch: int = 256) -> float:
+    """Mean over pairs of the mean cross-entropy of the continuation's tokens.
+
+    The pairs go through the model in right-padded batches: a causal model's logits at a
+    position depend only on the tokens before it, so the padding after a sequence changes
+    nothing that is read (the same numbers as one pair at a time, to float rounding)."""
+    seqs, starts = [], []
     for prompt, cont in pairs:
         p = tok.encode(prompt)
         full = tok.encode(prompt + cont)
         if full[:len(p)] != p or len(full) == len(p):  # tokenisation merged across the boundary
             full = p + tok.encode(cont)
-        ids = torch.as_tensor([full])
-        logits = model(input_ids=ids).logits[0, len(p) - 1:-1]
-        losses.append(float(torch.nn.functional.cross_entropy(logits, ids[0, len(p):])))
+        seqs.append(full)
+        starts.append(len(p))
+    losses = []
+    for i in range(0, len(seqs), batch):
+        chunk, st = seqs[i:i + batch], starts[i:i + batch]
+        width = max(len(s) for s in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
+        for j, s in enumerate(chunk):
+            ids[j, :len(s)] = torch.as_tensor(s)
+        logits = model(input_ids=ids).logits
+        for j, s in enumerate(chunk):
+            losses.append(float(torch.nn.functional.cross_entropy(logits[j, st[j] - 1:len(s) - 1],
+                                                                  ids[j, st[j]:len(s)])))
     return float(np.mean(losses))
 
 
