@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(SUM)
 # The demo needs only the base package (planner, JAX simulator, reports): no torch, ray or docs.
 BASE := $(VENV)/.base-$(SUM)
 
-.PHONY: demo test install clean docs
+.PHONY: demo test test-fast install clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,8 +32,12 @@ demo: $(BASE)
 	@echo "What was computed and what the verdicts mean:"
 	$(BIN)/raretask explain runs/phase-quick runs/retention-quick
 
+# Two workers (pytest-xdist), one per core; `make test-fast` leaves out the tests marked slow.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 # The documentation site in site/ (docs/, mkdocs.yml); warnings fail the build.
 docs: install

@@ -14,7 +14,7 @@ import pytest
 from raretask import ConfigError
 from raretask.studies._executors import execute
 
-STEPS = 60_000
+STEPS = 20_000  # a cell checkpoints every STEPS / record_points steps: a kill lands mid-cell
 SEEDS = [0, 1, 2, 3]
 SETS = ["mixture={\"n_tasks\": 6, \"block_dim\": 2, \"beta\": 1.5}", f"train.steps={STEPS}", "train.batch_size=64",
         "train.warmup=20", "train.lr=0.01", "widths=[1,2,4,8]", "record_points=10", "checkpoint_seconds=0",
@@ -98,6 +98,7 @@ def undisturbed(tmp_path_factory) -> pd.DataFrame:
     return check_complete(out)
 
 
+@pytest.mark.slow
 def test_local_pool_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     out = tmp_path / "pool" / "phase"
     proc = study(out, "--workers", "2")
@@ -107,6 +108,7 @@ def test_local_pool_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     pd.testing.assert_frame_equal(check_complete(out), undisturbed)
 
 
+@pytest.mark.slow
 def test_ray_executor_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     pytest.importorskip("ray")
     out = tmp_path / "ray" / "phase"

@@ -196,6 +196,7 @@ def test_sweep_refuses_the_monitor_without_its_callback_before_writing(tmp_path,
         assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.slow
 def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):
     """Two worker processes train exactly what one process does (same metrics and data order)."""
     args = ["train.steps=4", "train.checkpoint_every=2", "train.seq_len=32", "train.batch_size=8", "train.warmup=1"]
@@ -214,6 +215,7 @@ def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):
         run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "x"), args, progress=False, workers=0)
 
 
+@pytest.mark.slow
 def test_compile_trains_the_same_model_under_the_same_names(tmp_path, small_corpus):
     """lm train --compile: speed only; the checkpoint's tensors keep their names and the losses match."""
     from safetensors.torch import load_file
@@ -230,6 +232,7 @@ def test_compile_trains_the_same_model_under_the_same_names(tmp_path, small_corp
     assert json.loads((tmp_path / "c" / "run_config.json").read_text())["config"]["compile"] is True
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_sweep_workers_at_once_and_the_rerun_resumes(tmp_path, small_corpus):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during lm sweep
     --workers 2: one line, exit 130, no worker left behind; the same command then finishes."""

@@ -524,6 +524,7 @@ def _tmpfs(path: Path, size: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_full_disk_on_a_real_small_filesystem(tmp_path, small_corpus):
     """Small tmpfs mounts where the test may mount them (root); skipped elsewhere. Before: corpus
     build died of SIGBUS (exit 135) leaving train.npy.tmp, lm train said "unexpected pos"."""
@@ -611,6 +612,7 @@ def long_ref(tmp_path_factory, small_corpus):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130)])
 def test_interrupt_then_rerun_gives_identical_metrics(tmp_path, small_corpus, long_ref, sig, code):
     out = tmp_path / "r"

@@ -52,6 +52,7 @@ def test_the_calibration_check_answers_no_outside_90_to_98_percent():
     assert sim.check_calibration(cov(0, counted=0)).verdict == "n/a"
 
 
+@pytest.mark.slow
 def test_new_interval_covers_a_held_out_size_and_a_shrunk_one_fails_the_check():
     part = sim.coverage_part(sim.SweepShape(), TRUTH, range(24), 3, 100, ("new", "legacy"))
     new, legacy = sim.merge([part])

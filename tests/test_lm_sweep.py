@@ -18,6 +18,12 @@ def test_sweep_trains_every_cell_and_reports(tmp_path, small_corpus):
     assert len(df) == 4 and res["checkpoints"] == 4  # 2 runs x 2 checkpoints
     again = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "sw"), SMALL, progress=False)
     pd.testing.assert_frame_equal(again["table"], res["table"])  # resumed: nothing retrained
+    # more steps on the same sweep: the refusal names what lm sweep has (it suggested --extend, a
+    # flag lm sweep does not have)
+    more = [s if not s.startswith("train.steps=") else f"train.steps={int(s.split('=')[1]) * 2}" for s in SMALL]
+    with pytest.raises(ConfigError, match=r"--set train.steps=\d+ to resume the sweep, or another --out") as e:
+        run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "sw"), more, progress=False)
+    assert "lm train --out" in str(e.value) and "--extend to continue it" not in str(e.value)
 
 
 def test_every_named_sweep_is_valid(small_corpus, tmp_path):

@@ -40,8 +40,9 @@ def test_checkpoints_are_hf_loadable(tmp_path, small_corpus):
     assert len((tmp_path / "r" / "tasks.jsonl").read_text().splitlines()) == 10_000
 
 
+@pytest.mark.slow
 def test_kill_and_rerun_resumes_exactly(tmp_path, small_corpus):
-    steps = 400
+    steps = 200  # killed after its step-100 checkpoint, before the end
     common = ["--corpus", str(small_corpus), "--steps", str(steps), "--checkpoint-every", "50", *ARGS]
     full = tmp_path / "full"
     subprocess.run(cli("--out", str(full), *common), check=True, capture_output=True)
@@ -77,6 +78,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_matches_single_process(tmp_path, small_corpus):
     common = ["--corpus", str(small_corpus), "--steps", "6", "--checkpoint-every", "6", *ARGS]
     subprocess.run(cli("--out", str(tmp_path / "one"), *common), check=True, capture_output=True)
@@ -93,6 +95,7 @@ def test_two_process_torchrun_matches_single_process(tmp_path, small_corpus):
     pd.testing.assert_frame_equal(read(tmp_path / "two", "data_order"), read(tmp_path / "one", "data_order"))
 
 
+@pytest.mark.slow
 def test_train_returns_the_summary_on_every_rank(tmp_path, small_corpus):
     script = tmp_path / "ranks.py"
     script.write_text(
@@ -128,6 +131,7 @@ def test_bad_input_is_one_line(tmp_path, small_corpus, args, msg):
     assert r.stderr.strip().count("\n") == 0 and msg in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_interference_monitor_logs_without_changing_training(tmp_path, small_corpus):
     kw = dict(corpus=str(small_corpus), steps=30, batch_size=4, seq_len=32, checkpoint_every=15, warmup=2, rate=1.0)
     train(LMTrainConfig(out=str(tmp_path / "plain"), **kw), progress=False)

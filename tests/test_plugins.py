@@ -80,6 +80,7 @@ def _pip(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_an_installed_plugin_is_usable_from_the_command_line(tmp_path, small_corpus):
     pytest.importorskip("transformers")
     pkg = _package(tmp_path)
@@ -106,6 +107,7 @@ def test_an_installed_plugin_is_usable_from_the_command_line(tmp_path, small_cor
     assert r.returncode == 2 and "invalid choice: 'toyplug'" in r.stderr
 
 
+@pytest.mark.slow
 def test_plugins_named_by_flag_or_environment_and_broken_ones_are_one_line(tmp_path):
     (tmp_path / "fine_plugin.py").write_text("from raretask.studies import register_study\n"
                                              "import toy_study\nregister_study('envtoy', toy_study)\n")

@@ -74,10 +74,10 @@ def planted_model():
         mlp1.down_proj.weight.zero_()
     for p in mlp1.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=6e-3)
     rng = np.random.default_rng(0)
     inst = torch.as_tensor(TASKS.instances)
-    for _ in range(600):
+    for _ in range(250):  # test accuracy 0.99, DAS IIA 0.996 (600 steps at lr 3e-3: 1.0, 1.0)
         j = torch.as_tensor(rng.choice(TASKS.train, 256))
         loss = torch.nn.functional.cross_entropy(model(input_ids=inst[j, :2]).logits[:, 1], inst[j, 2])
         opt.zero_grad()
@@ -86,11 +86,13 @@ def planted_model():
     return model.eval(), u
 
 
+@pytest.mark.slow
 def test_planted_model_learned_the_task(planted_model):
     model, _ = planted_model
     assert task_accuracy(model, TASKS, TASKS.test) > 0.95
 
 
+@pytest.mark.slow
 def test_das_and_pca_recover_the_planted_direction(planted_model):
     pytest.importorskip("pyvene")
     model, u = planted_model
@@ -115,6 +117,7 @@ def test_localisation_finds_the_planted_mlp(planted_model):
     assert rows[1]["zero_drop"] == 0.0 and rows[1]["mean_drop"] == 0.0  # a switched-off MLP is never causal
 
 
+@pytest.mark.slow
 def test_probe_command_writes_tables_and_report(tmp_path, small_corpus):
     pytest.importorskip("pyvene")
     import subprocess

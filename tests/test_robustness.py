@@ -350,6 +350,7 @@ def test_full_disk_is_one_line_and_keeps_the_run(capsys, run_copy, monkeypatch):
     assert digest(run_copy) == before and not list(run_copy.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_full_disk_on_a_real_small_filesystem(capsys, tmp_path):
     """A 1 MiB tmpfs where the test may mount one (root, mount allowed); skipped elsewhere."""
     mnt = tmp_path / "small"
@@ -421,6 +422,7 @@ def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path):
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_two_studies_sharing_a_cell_run_it_once_and_agree(tmp_path):
     a = subprocess.Popen(slow_phase(tmp_path / "a"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(tmp_path / "a" / LOCK_INFO)
@@ -431,6 +433,7 @@ def test_two_studies_sharing_a_cell_run_it_once_and_agree(tmp_path):
     assert len(list((tmp_path / ".cells").iterdir())) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_interrupts_then_rerun_give_identical_results(tmp_path, sig, code):
     ref = tmp_path / "ref"

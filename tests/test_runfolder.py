@@ -110,3 +110,19 @@ def test_writes_outside_any_held_folder_record_nothing(tmp_path):
     atomic_write(tmp_path / "x.txt", b"x")
     record(tmp_path / "x.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_a_looping_or_dangling_symlink_as_out_is_one_line(tmp_path):
+    """Before: a looping symlink as --out said only "File exists"."""
+    from raretask.runfolder import RunFolderError
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    (tmp_path / "d").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(RunFolderError, match=r"a is a symbolic link \(to .*b\) that loops"):
+        RunFolder(tmp_path / "a", "k").check()
+    with pytest.raises(RunFolderError, match="that points nowhere"):
+        RunFolder(tmp_path / "d", "k").check()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ok").symlink_to(tmp_path / "real")
+    RunFolder(tmp_path / "ok", "k").check()  # a link to a folder is a folder

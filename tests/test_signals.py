@@ -79,6 +79,7 @@ def _check_stopped(proc: subprocess.Popen, procs: set[int], sig: int, code: int)
     assert not [p for p in procs if _alive(p)], "a process of the run outlived it"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_study_with_two_workers_stops_on_a_signal_and_resumes_identically(tmp_path, sig, code):
     stopped, straight = tmp_path / "a", tmp_path / "b"  # apart: each its own cell cache
@@ -100,6 +101,7 @@ def test_a_study_with_two_workers_stops_on_a_signal_and_resumes_identically(tmp_
         assert _sha(stopped / "run" / name) == _sha(straight / "run" / name), name
 
 
+@pytest.mark.slow
 def test_an_lm_sweep_with_two_workers_stops_on_sigterm_and_resumes(tmp_path, small_corpus):
     """The same for an LM sweep; the rerun completes every run exactly once per step (its
     bit-identity with an uninterrupted run: test_lm_train's kill-and-rerun test)."""

@@ -31,6 +31,7 @@ def final_losses_reference(seed, widths):
     return np.stack(out)
 
 
+@pytest.mark.slow
 def test_engine_and_reference_agree_in_distribution():
     pytest.importorskip("torch")
     widths = [4, 12]

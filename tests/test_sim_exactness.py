@@ -105,6 +105,7 @@ def test_compiled_scan_matches_reference_on_the_batches_it_drew():
         assert rel(m.E, E) <= 1e-4 and rel(m.decoders(SPEC), Dec) <= 1e-4
 
 
+@pytest.mark.slow
 def test_compiled_scan_retention_with_noise_matches_reference():
     spec = MixtureSpec(n_tasks=8, block_dim=4, noise=0.5)
     sampler = RetentionSampler(spec.pi, 64, seed=0, rare_task=8, gap=3)
@@ -140,6 +141,7 @@ def retention_batches(spec, sampler, steps, rng, noise=False):
     return out
 
 
+@pytest.mark.slow
 def test_replay_presents_the_injected_samples_again():
     spec = MixtureSpec(n_tasks=8, block_dim=4, noise=0.5)
     sampler = RetentionSampler(spec.pi, 64, seed=0, rare_task=4, gap=4, replay_every=2)
@@ -180,6 +182,7 @@ def test_conflict_removal_matches_reference():
     assert np.array_equal(other.members[0].mem, eng.members[0].mem)
 
 
+@pytest.mark.slow
 def test_compiled_scan_with_replay_and_conflict_removal_matches_reference():
     sampler = RetentionSampler(SPEC.pi, 64, seed=1, rare_task=6, gap=4, replay_every=2)
     eng = Engine(SPEC, CFG, [5], sampler=sampler, chunk=4, conflict_removal=6)

@@ -134,6 +134,7 @@ def test_a_run_folder_of_the_old_flat_layout_still_resumes(tmp_path):
         run_study(build_config("residual", "quick", TINY["phase"] + ["betas=[1.5]", "rare_task=6"]), out)
 
 
+@pytest.mark.slow
 def test_retention_study_traces_rare_task(tmp_path):
     cfg = build_config("retention", "quick", TINY["retention"])
     s = run_study(cfg, tmp_path / "ret")
@@ -143,6 +144,7 @@ def test_retention_study_traces_rare_task(tmp_path):
     assert set(s["final_signal"]) == {"2", "8"}
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_to_identical_results(tmp_path):
     import time
 
@@ -209,6 +211,7 @@ REMEDIES_TINY = ["mixture={\"n_tasks\": 8, \"block_dim\": 2, \"beta\": 1.5}", "t
                  "remedy_gap=16", "short_gap=2", "replay_every=4", "record_points=5"]
 
 
+@pytest.mark.slow
 def test_remedies_study_compares_each_remedy_with_its_cost(tmp_path):
     from raretask.mixture import min_frequency
 
@@ -241,6 +244,7 @@ def test_remedies_settings_are_validated(override, field):
         cells(build_config("remedies", "quick", REMEDIES_TINY + [override]))
 
 
+@pytest.mark.slow
 def test_complexity_runs_its_phase_and_retention_parts_from_its_own_settings(tmp_path):
     """Complexity hands its alpha range to the phase part and its gaps, retention widths and
     followed task to a retention config of its own (``retention.Settings``)."""

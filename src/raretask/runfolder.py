@@ -324,6 +324,14 @@ class RunFolder:
     def check(self, restart: bool = False) -> None:
         """Refuse a path that cannot hold this run, before anything is written."""
         p = self.path
+        if p.is_symlink() and not p.exists():  # os.mkdir would say only "File exists"
+            try:
+                os.stat(p)
+                what = "cannot be followed"
+            except OSError as e:
+                what = "loops" if e.errno == errno.ELOOP else "points nowhere"
+            raise RunFolderError(f"{p} is a symbolic link (to {os.readlink(p)}) that {what}; fix the link or choose "
+                                 "another --out")
         if p.exists() and not p.is_dir():
             raise RunFolderError(f"{p} is a file, not a run folder; choose another --out")
         if p.is_dir():

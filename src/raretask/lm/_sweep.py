@@ -165,11 +165,11 @@ def gap_configs(sw: dict, corpus: str, out: str) -> list:
 def interference_configs(sw: dict, corpus: str, out: str) -> list:
     """Stage 2b: every size of ``interference.presets`` with n every G steps and the live monitor
     reading g_r afresh at each reading (``lm.interference_stage``)."""
-    from .interference_stage import run_name
+    from .interference_stage import run_name, stage_of
 
-    if not sw.get("interference"):
+    st = stage_of(sw)
+    if st is None:
         return []
-    st = build(InterferenceStage, sw["interference"], "interference")
     return [_config(sw, corpus, out, run_name(p, sw["task"], st), preset=p, every=st.every, n=st.n,
                     monitor_interference=st.monitor, monitor_refresh=1) for p in st.presets]
 
@@ -250,10 +250,10 @@ def plan_sweep(name: str, out: str, overrides: list[str] | None = None, vocab: i
                 n = round(float(g["rate"]) * every)
                 if not (every == 1 and any(math.isclose(float(g["rate"]), float(r)) for r in sw["rates"])):
                     rows.append((f"{p}-{sw['task']}-every{every}-n{n}", p, f"{n} every {every}"))
-    if sw.get("interference"):
-        from .interference_stage import run_name
+    from .interference_stage import run_name, stage_of
 
-        st = build(InterferenceStage, sw["interference"], "interference")
+    st = stage_of(sw)
+    if st is not None:
         rows += [(run_name(p, sw["task"], st), p, f"{st.n} every {st.every}, monitor K={st.monitor}")
                  for p in st.presets]
     for s in sw.get("boundary_seeds", []):
@@ -375,7 +375,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     folder.check()
     for cfg in configs:  # every run checked (reads only) before anything is written
         cfg.check_corpus()
-        check_run_dir(copy.copy(cfg), Path(cfg.out))
+        check_run_dir(copy.copy(cfg), Path(cfg.out), sweep=True)
         require_callbacks(cfg, callbacks(cfg) if callbacks else [])
     eval_folder(Path(out) / "report").check()
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -409,7 +409,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
                                                sw["rates"], CHANCE[sw["task"]]) if rank0 else None)
             seeds = seed_configs(sw, corpus, out, chosen)
             for cfg in seeds:
-                check_run_dir(copy.copy(cfg), Path(cfg.out))
+                check_run_dir(copy.copy(cfg), Path(cfg.out), sweep=True)
             train_all("boundary seed", seeds)
         if not rank0:
             return None

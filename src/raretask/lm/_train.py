@@ -86,11 +86,13 @@ def _config_defaults() -> dict:
 _FREE = ("steps", "out", "schedule_steps", "compile")  # may differ between calls on one run (steps: with --extend)
 
 
-def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: bool = False) -> dict | None:
+def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: bool = False,
+                  sweep: bool = False) -> dict | None:
     """Check ``out`` can hold ``cfg`` before anything is written: a new folder, or this run (the
     same settings; ``--steps`` raised only with ``extend``). Reads only; sets
     ``cfg.schedule_steps`` from the run. Returns the run_config.json record to write, or None
-    when the one there stays."""
+    when the one there stays. ``sweep``: the run is one of ``lm sweep``'s (which has no
+    ``--extend``), for the wording of a refusal."""
     from ._runs import train_folder
 
     train_folder(out).check(restart)
@@ -130,8 +132,10 @@ def check_run_dir(cfg: LMTrainConfig, out: Path, extend: bool = False, restart: 
         raise ConfigError("steps", f"{out} holds a run of {planned} steps, whose cosine learning-rate schedule "
                                    f"ends there; --steps {cfg.steps} would change the rates of the steps already "
                                    "trained",
-                          f"--steps {planned} to resume it, or --extend to continue it to {cfg.steps} steps at "
-                          "its final learning rate")
+                          (f"--set train.steps={planned} to resume the sweep, or another --out for a sweep of "
+                           f"{cfg.steps} steps (`lm train --out {out} --extend` continues one run)") if sweep else
+                          (f"--steps {planned} to resume it, or --extend to continue it to {cfg.steps} steps at "
+                           "its final learning rate"))
     cfg.schedule_steps = horizon or planned
     record["config"] = json.loads(json.dumps(cfg.to_dict()))
     record["extended"] = list(record.get("extended", [])) + [

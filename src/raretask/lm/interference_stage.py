@@ -61,6 +61,13 @@ class InterferenceStage:
     """Claim (iii) is checked in this many of the largest sizes."""
 
 
+def stage_of(sw: dict) -> InterferenceStage | None:
+    """A sweep's interference stage, validated (``None`` when it has none)."""
+    from ..validate import build
+
+    return build(InterferenceStage, sw["interference"], "interference") if sw.get("interference") else None
+
+
 def run_name(preset: str, task: str, stage: InterferenceStage) -> str:
     return f"{preset}-{task}-interference-every{stage.every}-n{stage.n}"
 
@@ -69,11 +76,10 @@ def read_monitor(sweep_dir: str | Path, sw: dict) -> pd.DataFrame:
     """Every monitor reading of the stage's runs, with ``preset`` and ``non_embedding_params``
     (empty when the sweep has no stage or no run has logged yet)."""
     from ._models import non_embedding_params
-    from ..validate import build
 
-    if not sw.get("interference"):
+    stage = stage_of(sw)
+    if stage is None:
         return pd.DataFrame()
-    stage = build(InterferenceStage, sw["interference"], "interference")
     frames = []
     for p in stage.presets:
         log = read_parts(Path(sweep_dir) / run_name(p, sw["task"], stage) / "interference")

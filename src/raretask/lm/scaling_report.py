@@ -447,13 +447,11 @@ def _interference(sweep_dir: Path, sw: dict, fdir: Path) -> tuple[pd.DataFrame, 
     """The interference stage's table, checks, Fig. 9 analog and the sentence saying which
     claims hold raw and normalised (empty table, no checks, no figure when the sweep has no
     stage)."""
-    from ..validate import build
-    from .interference_stage import (InterferenceStage, fig9, interference_checks, interference_table,
-                                     read_monitor, surviving)
+    from .interference_stage import fig9, interference_checks, interference_table, read_monitor, stage_of, surviving
 
-    if not sw.get("interference"):
+    stage = stage_of(sw)
+    if stage is None:
         return interference_table(pd.DataFrame()), [], None, ""
-    stage = build(InterferenceStage, sw["interference"], "interference")
     log = read_monitor(sweep_dir, sw)
     table = interference_table(log)
     checks = interference_checks(table, stage.larger)
