@@ -14,7 +14,7 @@ import pytest
 from raretask import ConfigError
 from raretask.studies._executors import execute
 
-STEPS = 20_000  # a cell checkpoints every STEPS / record_points steps: a kill lands mid-cell
+STEPS = 60_000
 SEEDS = [0, 1, 2, 3]
 SETS = ["mixture={\"n_tasks\": 6, \"block_dim\": 2, \"beta\": 1.5}", f"train.steps={STEPS}", "train.batch_size=64",
         "train.warmup=20", "train.lr=0.01", "widths=[1,2,4,8]", "record_points=10", "checkpoint_seconds=0",
