@@ -101,3 +101,16 @@ def test_task_numbers_round_trip_between_results_and_theory(tmp_path):
         with pytest.raises(ConfigError, match="task number"):
             proposition6(spec, bad)
 
+
+
+def test_the_default_frontier_is_bounded_and_keeps_its_ends():
+    """plan --tasks 20000 --tradeoff was quadratic (every width up to N*, one sort each; killed at
+    120 s). The default frontier now has at most MAX_ROUTES widths, log-spaced, with both ends."""
+    from raretask.mixture._inverse import MAX_ROUTES, route_widths
+
+    assert route_widths(1, 50) == list(range(1, 51))
+    g = route_widths(1, 320_000)
+    assert len(g) <= MAX_ROUTES and g[0] == 1 and g[-1] == 320_000 and g == sorted(set(g))
+    spec = MixtureSpec(n_tasks=20000, block_dim=1, beta=1.1, rank1=True)
+    routes = tradeoff(spec, 20000, 16, 1)
+    assert len(routes) <= MAX_ROUTES and routes[-1].width == int(feature_ranks(spec)[19999, 0])

@@ -123,6 +123,7 @@ def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path, small_corpus):
     (["--heldout-windows", "0"], "invalid heldout_windows: 0"),
     (["--reference-prompts", "-3"], "invalid reference_prompts: -3"),
     (["--heldout-windows", "1000000000"], "invalid heldout_windows: 1000000000 is more than the"),  # was capped
+    (["--reference-prompts", "1000000000"], "invalid reference_prompts: 1,000,000,000 (there are 10,000 distinct"),
 ])
 def test_eval_bad_counts_write_nothing(capsys, work, extra, match):
     refused(capsys, ["lm", "eval", work] + extra, 2, match, keep=work)

@@ -35,11 +35,12 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
     widths = validate_widths(spec, widths)
     crit = critical_widths(spec)
     m90 = spec.complexity_m90()
+    pi, alphas = spec.pi, spec.alphas  # computed properties: once, not once per task
     tasks = [
         {
             "task": k + 1,
-            "prior": float(spec.pi[k]),
-            "alpha": float(spec.alphas[k]) if not spec.rank1 else None,
+            "prior": float(pi[k]),
+            "alpha": float(alphas[k]) if not spec.rank1 else None,
             "complexity_m90": int(m90[k]),
             "critical_width": int(crit[k, 0]),
             "critical_width_all": int(crit[k, -1]),
@@ -62,7 +63,8 @@ def build_plan(spec: MixtureSpec, widths: Sequence[int]) -> dict[str, Any]:
     rare = None
     if p6 is not None:
         r = p6.task - 1
-        outside = [k for k in range(spec.K) if k not in set(spec.frequent_set.tolist())]
+        in_f = set(spec.frequent_set.tolist())
+        outside = [k for k in range(spec.K) if k not in in_f]
         # features of tasks outside F that rank at or above u_r (task r's own first one excluded):
         # Theorem 3 counts them as competitors for width, Proposition 6 does not
         rivals = int(count_at_least(spec.utilities[outside], p6.utility)) - 1

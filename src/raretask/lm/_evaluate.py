@@ -203,12 +203,20 @@ DEFAULT_HELDOUT_WINDOWS = 64
 """Held-out windows for the LM loss when none are asked for (all of them when the split has fewer)."""
 
 
+MAX_REFERENCE_PROMPTS = 10_000
+"""There are 10,000 distinct addition prompts (x, y < 100): more prompts only repeat them, and
+the list is built in memory (10^9 asked for was built in a Python loop until memory ran out)."""
+
+
 def _check_counts(heldout_windows: int | None, n_prompts: int) -> None:
     for name, v in (("heldout_windows", heldout_windows), ("reference_prompts", n_prompts)):
         if v is None and name == "heldout_windows":
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(name, f"{v!r}", "integer >= 1")
+    if n_prompts > MAX_REFERENCE_PROMPTS:
+        raise ConfigError("reference_prompts", f"{n_prompts:,} (there are {MAX_REFERENCE_PROMPTS:,} distinct addition "
+                          "prompts; more would only repeat them)", f"1..{MAX_REFERENCE_PROMPTS:,}")
 
 
 def heldout_count(cfg: LMTrainConfig, asked: int | None) -> int:

@@ -86,18 +86,32 @@ def _other_loss(spec: MixtureSpec, base: MixtureSpec, k: int, width: int) -> flo
     return float(w @ np.delete(predicted_task_loss(spec, width), k))
 
 
+MAX_ROUTES = 200
+"""The default frontier has at most this many widths: every width up to the critical one when
+that is few enough, else this many spaced evenly in log width (endpoints kept). Each route costs
+one sort of the K*d utilities, so the whole frontier stays near linear in K*d."""
+
+
+def route_widths(lo: int, hi: int, most: int = MAX_ROUTES) -> list[int]:
+    """Widths lo..hi, all of them or ``most`` log-spaced ones with both ends."""
+    if hi - lo + 1 <= most:
+        return list(range(lo, hi + 1))
+    return [int(w) for w in np.unique(np.round(np.geomspace(lo, hi, most)).astype(int))]
+
+
 def tradeoff(spec: MixtureSpec, task: int, width: int, features: int = 1,
              widths: list[int] | None = None) -> list[Route]:
     """The frontier of (width, frequency) pairs that learn the first ``features`` features
     of ``task`` (1-based), from the frequency needed at each width down to the width needed at the
     original frequency. ``width`` is the reference for ``params_ratio``.
 
-    Returns one Route per width in ``widths`` (default: every width from ``features`` to the
-    critical width N*_{k,m}), skipping widths where no frequency suffices."""
+    Returns one Route per width in ``widths`` (default: ``route_widths`` from ``features`` to
+    the critical width N*_{k,m}, at most ``MAX_ROUTES``), skipping widths where no frequency
+    suffices."""
     k = _check_target(spec, task, features)
     N0 = spec.check_width(width)
     n_star = int(feature_ranks(spec)[k, features - 1])
-    grid = widths if widths is not None else list(range(max(1, features), n_star + 1))
+    grid = widths if widths is not None else route_widths(max(1, features), n_star)
     out = []
     for N in grid:
         N = spec.check_width(N)

@@ -187,7 +187,8 @@ def proposition6(spec: MixtureSpec, task: int | None = None) -> RareTaskThreshol
         outside = [k for k in range(spec.K) if k not in F]
         if not outside:
             return None
-        k = min(outside, key=lambda j: (spec.pi[j], -j))
+        pi = spec.pi
+        k = min(outside, key=lambda j: (pi[j], -j))
     else:
         k = spec.task_index(task)
     if k in F:
