@@ -84,3 +84,19 @@ def test_from_dict_rejects_unknown_option():
         MixtureSpec.from_dict({"n_tasks": 4, "gamma": 2})
     s = MixtureSpec(n_tasks=3, block_dim=2, prior=(0.5, 0.3, 0.2))
     assert MixtureSpec.from_dict(s.to_dict()) == s
+
+
+def test_typed_takes_numpy_values_as_plain_ones_and_refuses_objects():
+    """numpy scalars and arrays are checked like the plain values they stand for (they used to
+    bypass the JSON-strict check); anything else is one ConfigError naming the table."""
+    import numpy as np
+
+    from raretask.validate import typed
+
+    spec = typed(MixtureSpec, {"n_tasks": np.int64(4), "block_dim": 2, "beta": np.float32(1.5),
+                               "prior": np.array([0.4, 0.3, 0.2, 0.1])}, "mixture")
+    assert spec.K == 4 and spec.pi.tolist() == [0.4, 0.3, 0.2, 0.1]
+    with pytest.raises(ConfigError, match="invalid mixture.n_tasks"):
+        typed(MixtureSpec, {"n_tasks": np.bool_(True)}, "mixture")  # a boolean is not a count
+    with pytest.raises(ConfigError, match="invalid mixture: a value that is not plain data"):
+        typed(MixtureSpec, {"n_tasks": object()}, "mixture")
