@@ -105,7 +105,9 @@ def atomic_path(path: str | Path, size: int | None = None):
         raise
 
 
-def _json_default(o: Any):
+def json_default(o: Any):
+    """numpy scalars and arrays, and paths, as the plain JSON values they stand for (the ``default``
+    of ``json.dumps`` here and in ``validate.typed``)."""
     import numpy as np
 
     if isinstance(o, np.bool_):
@@ -122,7 +124,7 @@ def _json_default(o: Any):
 
 
 def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=_json_default)
+    return json.dumps(obj, indent=2, default=json_default)
 
 
 def atomic_json(path: str | Path, obj: Any) -> None:
@@ -254,8 +256,7 @@ def record(path: str | Path) -> None:
     folder = _owner(path)
     if folder is None or os.path.basename(path) in _BOOKKEEPING:
         return
-    p = Path(path)
-    files = [p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()] if p.is_dir() else []
+    files = _files_under(Path(path))
     base = Path(_abs(folder.path))
     for q in files:
         rel = q.relative_to(base) if q.is_relative_to(base) else Path(os.path.realpath(q)).relative_to(
@@ -277,6 +278,13 @@ def record_move(src: str | Path, dst: str | Path) -> None:
              if not k.startswith(b)}
     folder._files = moved
     folder._save_files()
+
+
+def _files_under(p: Path) -> list[Path]:
+    """``p`` itself when it is a file, else every file below it."""
+    if p.is_file():
+        return [p]
+    return [q for q in p.rglob("*") if q.is_file()] if p.is_dir() else []
 
 
 def _read_files(folder: Path) -> dict[str, str] | None:
@@ -426,7 +434,7 @@ class RunFolder:
         before per-file records: what its name patterns alone promised before)."""
         for pattern in self.owned:
             for e in self.path.glob(pattern):
-                for q in ([e] if e.is_file() else [q for q in e.rglob("*") if q.is_file()]):
+                for q in _files_under(e):
                     if q.name not in _BOOKKEEPING:
                         self._files[q.relative_to(self.path).as_posix()] = sha256_file(q)
 
@@ -442,12 +450,13 @@ class RunFolder:
             raise RunFolderError(f"{self.path}: clearing needs the run's lock")
         root = self.path
         gone, kept = [], []
+        known = self._all_records()
         for pattern in self.owned:
             for e in sorted(root.glob(pattern)):
                 if e.is_symlink() or e.is_file():
-                    self._clear_file(e, gone, kept)
+                    self._clear_file(e, known, gone, kept)
                 elif e.is_dir():
-                    self._clear_tree(e, gone, kept)
+                    self._clear_tree(e, known, gone, kept)
         for e in root.glob(".*.tmp"):
             e.unlink()
         self._files = {k: v for k, v in self._files.items() if (root / k).exists()}
@@ -455,44 +464,42 @@ class RunFolder:
         self.kept = kept
         return gone
 
-    def _recorded(self, f: Path) -> str | None:
-        """The checksum some run's per-file record holds for ``f``: this folder's, or the
-        record of a run folder between ``f`` and this one."""
-        rel = f.relative_to(self.path).as_posix()
-        if rel in self._files:
-            return self._files[rel]
-        d = f.parent
-        while d != self.path:
-            if (d / MARKER).exists():
-                sub = _read_files(d)
-                if sub is not None and f.relative_to(d).as_posix() in sub:
-                    return sub[f.relative_to(d).as_posix()]
-            d = d.parent
-        return None
+    def _all_records(self) -> dict[str, str]:
+        """{path relative to this folder: sha256} from this folder's per-file record and those
+        of the runs nested in it, read once (the innermost record names a file; this folder's
+        own wins)."""
+        known: dict[str, str] = {}
+        for m in sorted(self.path.rglob(MARKER), key=lambda q: -len(q.parts)):
+            if m.parent != self.path:
+                pre = m.parent.relative_to(self.path).as_posix() + "/"
+                for k, v in (_read_files(m.parent) or {}).items():
+                    known.setdefault(pre + k, v)
+        known.update(self._files)
+        return known
 
-    def _clear_file(self, f: Path, gone: list, kept: list) -> None:
+    def _clear_file(self, f: Path, known: dict[str, str], gone: list, kept: list) -> None:
         rel = f.relative_to(self.path).as_posix()
         if f.name in _BOOKKEEPING or (f.name.startswith(".") and f.name.endswith(".tmp")):
             return  # a nested run's bookkeeping (removed with its folder) or a killed write's temporary
-        sha = self._recorded(f)
+        sha = known.get(rel)
         if sha is not None and not f.is_symlink() and sha256_file(f) == sha:
             f.unlink()
             gone.append(rel)
         else:
             kept.append(rel)
 
-    def _clear_tree(self, d: Path, gone: list, kept: list) -> None:
+    def _clear_tree(self, d: Path, known: dict[str, str], gone: list, kept: list) -> None:
         if (d / MARKER).exists() and _read_files(d) is None:
             shutil.rmtree(d)  # a nested run from before per-file records: cleared whole, as before
             gone.append(d.relative_to(self.path).as_posix() + "/")
             return
         for e in sorted(d.iterdir()):
             if e.is_dir() and not e.is_symlink():
-                self._clear_tree(e, gone, kept)
+                self._clear_tree(e, known, gone, kept)
             elif e.name.startswith(".") and e.name.endswith(".tmp"):
                 e.unlink()
             else:
-                self._clear_file(e, gone, kept)
+                self._clear_file(e, known, gone, kept)
         rest = [e for e in d.iterdir() if e.name not in _BOOKKEEPING]
         if not rest:  # nothing of anyone's left: the folder (and a nested run's bookkeeping) goes
             shutil.rmtree(d)

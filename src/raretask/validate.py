@@ -31,6 +31,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from .errors import ConfigError
+from .runfolder import json_default
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
@@ -132,25 +133,6 @@ def _adapter(cls: type) -> TypeAdapter:
     return TypeAdapter(cls)
 
 
-def _plain(o: Any) -> Any:
-    """numpy scalars and arrays, and paths, as the plain values they stand for (so they are
-    validated like any other value, not passed around the check)."""
-    import numpy as np
-    from pathlib import PurePath
-
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, PurePath):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} {o!r}")
-
-
 def typed(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """An instance of dataclass ``cls`` (declared ``@with_config(STRICT)``) from a table of plain
     JSON values, every field checked strictly against its annotation first (a JSON array is
@@ -159,7 +141,7 @@ def typed(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     if not isinstance(values, dict):
         raise ConfigError(prefix or cls.__name__, f"{values!r}", "a table of options")
     try:
-        text = json.dumps(values, default=_plain)
+        text = json.dumps(values, default=json_default)  # numpy values and paths as plain ones
     except (TypeError, ValueError) as e:
         raise ConfigError(prefix or cls.__name__, f"a value that is not plain data ({e})",
                           "numbers, strings, booleans, lists and tables") from None

@@ -88,9 +88,9 @@ def evaluate_checkpoint(ck: Path, cfg: LMTrainConfig, heldout_windows: int | Non
     from transformers.utils import logging as hf_logging
 
     _check_counts(heldout_windows, n_prompts)
-    heldout_windows = heldout_count(cfg, heldout_windows)
     hf_logging.disable_progress_bar()
     env = env or setup(cfg)
+    heldout_windows = heldout_count(cfg, heldout_windows, env.corpus)
     corpus, tok, tasks = env.corpus, env.tokenizer, env.tasks
     state = state if state is not None else verify_checkpoint(ck)
     model = load_model(ck)
@@ -219,13 +219,13 @@ def _check_counts(heldout_windows: int | None, n_prompts: int) -> None:
                           "prompts; more would only repeat them)", f"1..{MAX_REFERENCE_PROMPTS:,}")
 
 
-def heldout_count(cfg: LMTrainConfig, asked: int | None) -> int:
+def heldout_count(cfg: LMTrainConfig, asked: int | None, corpus=None) -> int:
     """The held-out windows an evaluation of a run uses: ``asked``, which the corpus's held-out
     split must hold (more is refused, never silently capped), or by default up to
-    ``DEFAULT_HELDOUT_WINDOWS``."""
+    ``DEFAULT_HELDOUT_WINDOWS``. ``corpus``: the run's corpus when the caller has it open."""
     from ._corpus import Corpus
 
-    avail = Corpus(cfg.corpus).n_windows(cfg.seq_len, "heldout")
+    avail = (corpus or Corpus(cfg.corpus)).n_windows(cfg.seq_len, "heldout")
     if asked is None:
         return min(DEFAULT_HELDOUT_WINDOWS, avail)
     if asked > avail:
@@ -257,9 +257,9 @@ def evaluate_run(run: str | Path, heldout_windows: int | None = None, n_prompts:
     _check_counts(heldout_windows, n_prompts)
     run = Path(run)
     _, cfg = training_run(run)
-    heldout_windows = heldout_count(cfg, heldout_windows)
     verified = verified if verified is not None else verified_checkpoints(run)
     env = setup(cfg)
+    heldout_windows = heldout_count(cfg, heldout_windows, env.corpus)
     schedule = env.schedule
     (run / "eval").mkdir(exist_ok=True)
     for t in (run / "eval").glob(".*.tmp"):  # what a kill during a cache write left (we hold the lock)
