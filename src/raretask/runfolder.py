@@ -49,6 +49,7 @@ FILES = ".raretask-files.json"
 _BOOKKEEPING = (MARKER, LOCK, LOCK_INFO, FILES)
 
 
+from ._json import json_default  # noqa: F401  (re-exported: runfolder.json_default)
 from .errors import RaretaskError
 
 
@@ -103,24 +104,6 @@ def atomic_path(path: str | Path, size: int | None = None):
         if isinstance(e, OSError) and (e.filename is None or str(e.filename) == str(tmp)):  # name the file
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
-
-
-def json_default(o: Any):
-    """numpy scalars and arrays, and paths, as the plain JSON values they stand for (the ``default``
-    of ``json.dumps`` here and in ``validate.typed``)."""
-    import numpy as np
-
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def to_json(obj: Any) -> str:

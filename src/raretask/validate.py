@@ -31,7 +31,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from .errors import ConfigError
-from .runfolder import json_default
+from ._json import json_default
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 

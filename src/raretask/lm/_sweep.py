@@ -1,8 +1,8 @@
 """``raretask lm sweep NAME``: a named grid of training runs (model presets x injection
 rates), then one evaluation report over all of them. Sweeps live in
 ``presets/sweeps.json``; any value can be overridden with ``--set key=value``
-(``train.<field>`` reaches the training options, ``gaps.<key>`` and ``probe.<key>`` the
-scaling sweep's stages). Every run resumes, and evaluation is cached per checkpoint, so
+(``train.<field>`` reaches the training options, ``gaps.<key>``, ``probe.<key>`` and
+``interference.<key>`` the scaling sweep's stages, and ``gaps=null`` etc. leaves a stage out). Every run resumes, and evaluation is cached per checkpoint, so
 re-running the command continues where it stopped. Under ``torchrun`` every run is trained
 on all ranks; rank 0 evaluates. The sweep's folder is a ``RunFolder`` of kind "lm-sweep"
 (locked while the sweep runs) holding one "lm-train" run folder per cell and the "lm-eval"
@@ -46,6 +46,8 @@ from .interference_stage import InterferenceStage
 
 _TOP = ("presets", "task", "rates", "boundary_seeds", "final_checkpoints", "corpus_vocab")
 _NESTED = ("train", "gaps", "probe", "interference")
+_STAGES = ("gaps", "probe", "interference")
+"""The stages a ``--set STAGE=null`` leaves out of a sweep."""
 
 
 @strict
@@ -108,9 +110,16 @@ def load_sweep(name: str, overrides: list[str] | None = None) -> dict:
     for item in overrides or []:
         parts, value = parse_assignment(item)
         nested = parts[0] in _NESTED
+        if nested and len(parts) == 1 and parts[0] in _STAGES:
+            if value is not None:
+                raise ConfigError("set", f"{parts[0]}={value!r}",
+                                  f"{parts[0]}=null (no {parts[0]} stage) or {parts[0]}.<key>=VALUE")
+            sweep[parts[0]] = None
+            continue
         if not ((parts[0] in _TOP and len(parts) == 1) or (nested and len(parts) == 2)):
             raise ConfigError("set", f"unknown option {'.'.join(parts)!r}",
-                              ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>, interference.<key>")
+                              ", ".join(_TOP) + ", train.<field>, gaps.<key>, probe.<key>, interference.<key>, "
+                              + ", ".join(f"{s}=null" for s in _STAGES))
         if len(parts) == 2 and not isinstance(sweep.get(parts[0]), dict):
             sweep[parts[0]] = {}  # a stage the preset leaves out (null) is set key by key
         (sweep if len(parts) == 1 else sweep[parts[0]])[parts[-1]] = value

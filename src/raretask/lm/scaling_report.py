@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._json import json_default
 from ..errors import ConfigError, RaretaskError
 from ..report.html import Check, Figure, write_report
 from ..runfolder import atomic_parquet, atomic_write
@@ -374,7 +375,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                "checks": [c.to_dict() for c in checks],
                "checks_count": {**{v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")},
                                 "informative": sum(c.verdict == "" for c in checks)}}
-    atomic_write(out / "scaling-summary.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write(out / "scaling-summary.json", json.dumps(summary, indent=2, default=json_default))
     report = write_report(out / "report.html", "raretask lm: larger models learn rarer tasks?",
                           _intro(sw, crit, law, roll) + _claims_html(claims), checks, figures, sw,
                           {"runs": int(df["run"].nunique()), "sizes": int(crit.shape[0])})
@@ -486,16 +487,6 @@ def fig5_seeds_caption(rated: pd.DataFrame) -> str:
         text += (f"; crosses: seed{'s' if len(extra) > 1 else ''} {', '.join(map(str, extra))} at the rates nearest "
                  "each size's learned level")
     return text
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return str(o)
 
 
 def _intro(sw: dict, crit: pd.DataFrame, law, roll: pd.DataFrame) -> str:
