@@ -3,6 +3,8 @@ stop their workers, release their locks, print one line and exit 128 + the signa
 of the run is left; the same command then resumes (a study: to the result an uninterrupted run gives)."""
 
 import hashlib
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -101,24 +103,63 @@ def test_a_study_with_two_workers_stops_on_a_signal_and_resumes_identically(tmp_
         assert _sha(stopped / "run" / name) == _sha(straight / "run" / name), name
 
 
+def _group_left(pgid: int) -> list[str]:
+    """The processes still in process group ``pgid`` (a sweep's workers, multiprocessing's
+    resource tracker), by command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) == pgid:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-120:])
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            pass
+    return found
+
+
 @pytest.mark.slow
-def test_an_lm_sweep_with_two_workers_stops_on_sigterm_and_resumes(tmp_path, small_corpus):
-    """The same for an LM sweep; the rerun completes every run exactly once per step (its
-    bit-identity with an uninterrupted run: test_lm_train's kill-and-rerun test)."""
+def test_an_lm_sweep_with_two_workers_stops_on_ctrl_c_and_on_sigterm_and_resumes(tmp_path, small_corpus):
+    """One LM sweep with 2 workers, stopped twice and finished by the third command:
+    Ctrl-C (SIGINT to the whole process group, as a terminal sends it) gives one line, exit 130
+    and no process of the group left; SIGTERM to the parent alone stops its workers too (exit
+    143); the last rerun completes every run exactly once per step, resumed from its checkpoints
+    (bit-identity with an uninterrupted run: test_lm_train's kill-and-rerun test)."""
     pytest.importorskip("transformers")
     import pandas as pd
 
-    args = ["lm", "sweep", "cpu-rates-quick", "--corpus", str(small_corpus), "--workers", "2", "--no-progress",
-            "--set", "train.steps=120", "--set", "train.checkpoint_every=40", "--set", "train.warmup=10"]
-    proc = _run([*args, "--out", "sw"], tmp_path)
-    first = tmp_path / "sw"
-    procs = _stop_when(proc, lambda: len(list(first.glob("*/checkpoints/step-*"))) >= 1, signal.SIGTERM)
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "raretask.cli", "lm", "sweep", "cpu-rates-quick", "--corpus", str(small_corpus),
+            "--out", str(out), "--workers", "2", "--no-progress", "--set", "train.steps=120",
+            "--set", "train.checkpoint_every=20", "--set", "train.seq_len=32", "--set", "train.batch_size=8",
+            "--set", "train.warmup=10"]
+    # 1. Ctrl-C: SIGINT to the group (its own session, so the test's pytest is not in it)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    t0 = time.time()
+    while not list(out.glob("*/checkpoints/step-000020")):
+        assert p.poll() is None and time.time() - t0 < 240, "no worker reached step 20"
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["raretask: interrupted; re-run the same command to resume"]
+    t0 = time.time()
+    while _group_left(p.pid) and time.time() - t0 < 10:
+        time.sleep(0.1)
+    assert not _group_left(p.pid), _group_left(p.pid)
+    assert not list(out.rglob(".lock.json"))
+    # 2. SIGTERM to the parent only, once a run has passed step 40
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = _stop_when(proc, lambda: len(list(out.glob("*/checkpoints/step-000040"))) >= 1, signal.SIGTERM)
     _check_stopped(proc, procs, signal.SIGTERM, 143)
-    assert not list(first.rglob(".lock.json"))
-    runs = sorted(p for p in first.iterdir() if (p / "run_config.json").exists())
+    assert not list(out.rglob(".lock.json"))
+    runs = sorted(p for p in out.iterdir() if (p / "run_config.json").exists())
     assert len(runs) == 2 and not all((r / "summary.json").exists() for r in runs)  # stopped before the end
-    again = _run([*args, "--out", "sw"], tmp_path)
-    assert again.wait(timeout=900) == 0, again.communicate()
+    # 3. the same command finishes
+    r = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    assert all(s["steps"] == 120 for s in summaries)
+    assert max(s["resumed_from"] for s in summaries) >= 40  # resumed from a checkpoint, not trained again
     for run in runs:
         m = pd.concat(pd.read_parquet(p) for p in sorted((run / "metrics").glob("part-*.parquet")))
         assert sorted(m["step"]) == list(range(1, 121)), run.name  # every step once (1-based, steps done): resumed, not repeated

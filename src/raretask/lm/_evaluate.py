@@ -345,15 +345,19 @@ def _per_token(v: dict) -> str:
 
 def _template_label(name: str, v: dict) -> str:
     """Legend text of a reference template's corpus frequency."""
-    return f"{name}: '{v['template']}' in the corpus: {_per_token(v)} (template count, a lower bound)"
+    n = v["corpus_tokens"]
+    rate = f"{v['per_token']:.1e}/token" if v["count"] else f"< {1 / n:.1e}/token"
+    return f"{name}: {rate} in the corpus ({v['count']:,} in {n / 1e6:.2g}M tokens)"
 
 
 def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Figure]:
     from matplotlib.lines import Line2D
 
     from ..report.plots import new_figure, save
+    from ..report.style import reference_line
+    from ._tasks import CHANCE
 
-    fig, axes = new_figure(2, 2, size=(12.0, 9.0))
+    fig, axes = new_figure(2, 2, height=2.5)
     runs = list(dict.fromkeys(df["run"]))
     for i, run in enumerate(runs):
         r = df[df["run"] == run].sort_values("step")
@@ -365,20 +369,22 @@ def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Fig
             axes[1, 0].plot(r["heldout_loss"], r["task_train_loss"], **kw)
         axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 10}", ls="-", label=lab)
         axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 10}", ls="--")
-    axes[0, 0].set(xlabel="training tokens", ylabel="injected task: test accuracy", title="test accuracy")
-    axes[0, 1].set(xlabel="training tokens", ylabel="injected task: LABEL loss (train split)", title="task loss")
-    axes[1, 0].set(xlabel="held-out LM loss", ylabel="injected task: LABEL loss", title="task loss vs LM loss")
+    for task in dict.fromkeys(df["task"]) if "task" in df else []:
+        if task in CHANCE:  # accuracy on a 0-1 axis with chance marked: noise around chance looks like noise
+            reference_line(axes[0, 0], CHANCE[task], f"chance ({task})")
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    axes[0, 0].set(xlabel="training tokens", ylabel="test accuracy", title="injected task: test accuracy")
+    axes[0, 1].set(xlabel="training tokens", ylabel="LABEL loss (train split)", title="injected task: loss")
+    axes[1, 0].set(xlabel="held-out LM loss", ylabel="LABEL loss", title="task loss vs LM loss")
     axes[1, 0].invert_xaxis()
-    axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss",
-                   title="reference tasks (line style) vs injected task (colour): per-token frequencies")
-    for ax in axes.ravel()[:3]:
-        ax.legend(fontsize=7)
-    handles, labels = axes[1, 1].get_legend_handles_labels()
+    axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss", title="reference tasks (line style)")
+    axes[0, 0].legend()  # run colours: one legend serves the three panels that share them
+    handles, labels = [], []
     for name, ls in (("increase", "-"), ("addition", "--")):
         v = (freqs or {}).get(name)
         handles.append(Line2D([], [], color="0.4", ls=ls))
         labels.append(_template_label(name, v) if v else f"{name} (corpus frequency not counted)")
-    axes[1, 1].legend(handles, labels, fontsize=7)
+    axes[1, 1].legend(handles, labels)
     path = save(fig, out / "figures" / "lm-eval.png")
     return [Figure(path, "Injected task over training, one line per run (colour: run; its injected per-token "
                          "frequency in the legend). Top: test accuracy and LABEL loss vs tokens; bottom left: task "

@@ -217,7 +217,7 @@ def fig9(log: pd.DataFrame, t: pd.DataFrame, path: Path) -> Path:
     from ..report.plots import new_figure, save
 
     sizes = list(t["preset"])
-    fig, axes = new_figure(max(len(sizes), 1), 2, size=(3.4, 2.8))
+    fig, axes = new_figure(max(len(sizes), 1), 2, height=2.0)
     for j, p in enumerate(sizes):
         g = log[log["preset"] == p].sort_values("step")
         inj = g["injection"].fillna(False).astype(bool).to_numpy()
@@ -246,6 +246,6 @@ def fig9(log: pd.DataFrame, t: pd.DataFrame, path: Path) -> Path:
     axes[0, 0].set_ylabel("cosine with g_r")
     axes[1, 0].set_ylabel("cosine with g_r (median, IQR)")
     if sizes:
-        axes[0, 0].legend(fontsize=7)
-        axes[1, 0].legend(fontsize=7)
+        axes[0, 0].legend()
+        axes[1, 0].legend()
     return save(fig, path)

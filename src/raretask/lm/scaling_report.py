@@ -531,9 +531,10 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
 
 def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
     from ..report.plots import new_figure, save
+    from ..report.style import reference_line
 
     rated = final[final["kind"].isin(("grid", "seed"))]
-    fig, axes = new_figure(2, 1, size=(12, 4.6))
+    fig, axes = new_figure(2, 1, height=2.6)
     for p in sizes:
         g = rated[rated["preset"] == p]
         s0 = g[g["kind"] == "grid"].sort_values("per_token_frequency")
@@ -541,23 +542,25 @@ def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
         axes[0, 0].plot(s0["per_token_frequency"], s0["test_accuracy"], "-o", color=col[p], label=lab)
         axes[0, 1].plot(s0["per_token_frequency"], s0["task_test_loss"], "-o", color=col[p], label=lab)
         s1 = g[g["kind"] == "seed"]
-        axes[0, 0].plot(s1["per_token_frequency"], s1["test_accuracy"], "x", color=col[p], ms=8)
-        axes[0, 1].plot(s1["per_token_frequency"], s1["task_test_loss"], "x", color=col[p], ms=8)
-    axes[0, 0].axhline(learned_level(chance), color="k", lw=0.6, ls=":", label="learned level")
+        axes[0, 0].plot(s1["per_token_frequency"], s1["test_accuracy"], "x", color=col[p], ms=6)
+        axes[0, 1].plot(s1["per_token_frequency"], s1["task_test_loss"], "x", color=col[p], ms=6)
+    axes[0, 0].axhline(learned_level(chance), color="k", lw=0.8, ls="--", label="learned level")
+    reference_line(axes[0, 0], chance, "chance")
+    axes[0, 0].set_ylim(min(chance, rated["test_accuracy"].min()) - 0.03, 1.02)
     axes[0, 0].set(xscale="log", xlabel="injected instances per token", ylabel="final test accuracy",
                    title="Fig. 5 analog: accuracy")
     axes[0, 1].set(xscale="log", yscale="log", xlabel="injected instances per token",
                    ylabel="final LABEL loss (test)", title="Fig. 5 analog: task loss")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     return Figure(save(fig, fdir / "fig5-accuracy-loss.png"),
                   "Final test accuracy and LABEL loss against the injected per-token frequency, one curve per "
-                  f"size ({fig5_seeds_caption(rated)}); dotted: the learned level.")
+                  f"size ({fig5_seeds_caption(rated)}); dashed: the learned level; dotted grey: chance.")
 
 
 def _fig_critical(crit, law, theory, fdir: Path) -> Figure:
     from ..report.plots import new_figure, save
 
-    fig, axes = new_figure(2, 1, size=(12, 4.6))
+    fig, axes = new_figure(2, 1, height=2.6)
     ax = axes[0, 0]
     c = crit[np.isfinite(crit["f_star"])]
     ax.errorbar(c["non_embedding_params"], c["f_star"],
@@ -577,7 +580,7 @@ def _fig_critical(crit, law, theory, fdir: Path) -> Figure:
         ax.fill_between(P, 10**plo, 10**phi, color="C1", alpha=0.12, label="95% prediction (a new size)")
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters", ylabel="critical frequency f* (per token)",
            title="f*(size)")
-    ax.legend(fontsize=7)
+    ax.legend()
     tw, tp, tslope = theory
     ax = axes[0, 1]
     ok = np.isfinite(tp) & (tp > 0)
@@ -590,7 +593,7 @@ def _fig_critical(crit, law, theory, fdir: Path) -> Figure:
                 label=f"LM f*: width^{2 * law.exponent:+.2f}")
     ax.set(xscale="log", yscale="log", xlabel="width / smallest width", ylabel="critical frequency / smallest's",
            title="LM exponent vs the synthetic theory's")
-    ax.legend(fontsize=7)
+    ax.legend()
     return Figure(save(fig, fdir / "critical-frequency.png"),
                   "Left: critical frequency f* per size with its 95% interval (runs redrawn with the sweep's "
                   "seed noise), censored sizes as bounds, and the law fitted to the measured sizes with its "
@@ -609,7 +612,7 @@ def _fig6a(steps, sizes, col, fdir: Path) -> Figure:
         ax.plot(g["per_token_frequency"], g["learned_step"], "-o", color=col[p], label=p)
     ax.set(xscale="log", xlabel="injected instances per token", ylabel="first checkpoint at the learned level",
            title="Fig. 6a analog: when the task is learned")
-    ax.legend(fontsize=7)
+    ax.legend()
     return Figure(save(fig, fdir / "fig6a-learned-step.png"),
                   "The step at which each rate's task is learned, per size (missing: not learned in the run). "
                   "The reference templates ('it has increased from {x} to', '{x} + {y} =') were counted in the "
@@ -631,7 +634,7 @@ def _fig6b(final, col, fdir: Path) -> Figure | None:
         ax.plot(pts["every"], pts["task_test_loss"], "-o", color=col.get(p, "k"), label=f"{p} ({f:.1e}/token)")
     ax.set(xscale="log", xlabel="gap G (batches between injections)", ylabel="final LABEL loss (test)",
            title="Fig. 6b analog: matched frequency, growing gap")
-    ax.legend(fontsize=7)
+    ax.legend()
     return Figure(save(fig, fdir / "fig6b-gap.png"),
                   "Task loss at one total frequency delivered as n instances every G batches (G = 1 is the "
                   "grid's run at that rate), smallest and largest size.")
@@ -640,7 +643,7 @@ def _fig6b(final, col, fdir: Path) -> Figure | None:
 def _fig22_23(df, sizes, col, fdir: Path) -> Figure:
     from ..report.plots import new_figure, save
 
-    fig, axes = new_figure(2, 1, size=(12, 4.6))
+    fig, axes = new_figure(2, 1, height=2.6)
     grid = df[df["kind"] == "grid"]
     for p in sizes:
         for j, (f, g) in enumerate(grid[grid["preset"] == p].groupby("per_token_frequency")):
@@ -653,7 +656,7 @@ def _fig22_23(df, sizes, col, fdir: Path) -> Figure:
                    title="Fig. 22 analog: task loss vs LM loss")
     axes[0, 1].set(xscale="log", yscale="log", xlabel="compute 6 N D (FLOPs)", ylabel="LABEL loss (test)",
                    title="Fig. 23 analog: task loss vs compute")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     return Figure(save(fig, fdir / "fig22-23-equal-budget.png"),
                   "Injected-task loss along training against held-out LM loss and against compute, per size "
                   "(colour) and rate (line width grows with frequency).")
@@ -665,7 +668,7 @@ def _fig_probes(probes, fdir: Path) -> Figure | None:
     if probes.empty:
         return None
     metrics = [m for m in ("das_iia", "pca_r2", "localize_max_drop", "cos_nontask_median") if m in probes]
-    fig, axes = new_figure(len(metrics), 1, size=(4.2 * len(metrics), 4.2))
+    fig, axes = new_figure(len(metrics), 1, height=2.4)
     for ax, m in zip(axes.ravel(), metrics):
         for j, (f, g) in enumerate(probes.groupby("per_token_frequency")):
             for trained, ls in ((True, "-o"), (False, "--s")):
@@ -673,7 +676,7 @@ def _fig_probes(probes, fdir: Path) -> Figure | None:
                 ax.plot(s["non_embedding_params"], s[m], ls, color=f"C{j}",
                         label=f"{f:.1e}/token, {'trained' if trained else 'untrained'}")
         ax.set(xscale="log", xlabel="non-embedding parameters", title=m)
-    axes.ravel()[0].legend(fontsize=6)
+    axes.ravel()[0].legend()
     return Figure(save(fig, fdir / "probes-across-sizes.png"),
                   "Inside the models (Sec. 4.3, 4.4): best DAS interchange accuracy, best PCA R^2, the largest "
                   "MLP zero-ablation drop and the median cosine of g_r with the non-task gradient, per size; "

@@ -132,7 +132,7 @@ def report(d, out, cfg):
             ax.plot(s["layer"], s["iia"], ls, marker="o", color=f"C{i}", label=f"{ck}, position {pos}")
     ax.axhline(float(d["chance"].mean()), color="k", lw=0.8, label="chance")
     ax.set(xlabel="residual-stream layer (0 = embeddings)", ylabel="held-out IIA", ylim=(0, 1.02))
-    ax.legend(fontsize=7)
+    ax.legend()
     return checks, [Figure(save(fig, out / "figures" / "das.png"),
                            "DAS: interchange-intervention accuracy of a 1-D subspace per layer and position.")]
 

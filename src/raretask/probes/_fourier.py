@@ -85,7 +85,7 @@ def report(d, out, cfg):
         checks.append(Check(f"Fourier {ck}: modes summed over layers", int(g["n_modes"].sum()),
                             f"tau = {cfg.tau}", None))
     axes[0, 0].set(xlabel="layer", ylabel="Fourier modes")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     return checks, [Figure(save(fig, out / "figures" / "fourier.png"), "Fourier modes of (a + b) mod 100.")]
 
 

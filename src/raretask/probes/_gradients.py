@@ -239,7 +239,7 @@ def monitor_figure(log, path):
     latest injection), median and IQR over injections; right, the cosines over training."""
     from ..report.plots import new_figure, save
 
-    fig, axes = new_figure(2, 1, size=(6.6, 4.8))
+    fig, axes = new_figure(2, 1, height=2.6)
     ax, bx = axes[0, 0], axes[0, 1]
     g = log[log["offset"].notna()] if "offset" in log else log.iloc[:0]
     periods = sorted(set(int(p) for p in g["period"].dropna())) if len(g) else []
@@ -274,7 +274,7 @@ def monitor_figure(log, path):
                                                                  if periods else "no injection read")
     ax.set(xlabel="steps since the latest injection" + (" (evenly spaced)" if categorical else ""),
            ylabel="cosine with g_r", title=f"across the gap ({span})")
-    ax.legend(fontsize=7)
+    ax.legend()
     if len(log):
         s = log.sort_values("step")
         si = _injection_rows(s)
@@ -287,7 +287,7 @@ def monitor_figure(log, path):
                 bx.axvline(x, color="C3", lw=0.6, alpha=0.4)
     bx.axhline(0, color="k", lw=0.6)
     bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (red lines: injection steps)")
-    bx.legend(fontsize=7)
+    bx.legend()
     return save(fig, path)
 
 
@@ -310,7 +310,7 @@ def report(d, out, cfg):
     from ..report.plots import new_figure, save
 
     checks = []
-    fig, axes = new_figure(1, 1, size=(9, 4.6))
+    fig, axes = new_figure(1, 1, height=2.6)
     ax = axes[0, 0]
     for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
         ax.plot(g["batch_step"] - g["step"], g["cos_nontask"], color=f"C{i}", lw=0.8, label=f"{ck} non-task")
@@ -319,7 +319,7 @@ def report(d, out, cfg):
                             round(float(g["cos_nontask"].median()), 4), "interference < 0", None))
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="steps after the checkpoint", ylabel="cosine with g_r")
-    ax.legend(fontsize=7)
+    ax.legend()
     return checks, [Figure(save(fig, out / "figures" / "gradients.png"),
                            "Cosine of the task reference gradient g_r (task neurons of MLP 0) with the batch "
                            "gradient's task-token part (dots, steps with an instance) and other-token part.")]

@@ -71,7 +71,7 @@ def report(d, out, cfg):
         checks.append(Check(f"localisation {ck}: most causal MLP layer (zero-ablation drop)",
                             f"layer {int(top['layer'])}: {top['zero_drop']:+.3f}", "informative", None))
     axes[0, 0].set(xlabel="MLP layer", ylabel="drop in task accuracy")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     return checks, [Figure(save(fig, out / "figures" / "localize.png"), "MLP ablations: drop in test accuracy.")]
 
 

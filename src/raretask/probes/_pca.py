@@ -44,7 +44,7 @@ def report(d, out, cfg):
         axes[0, 0].plot(g["layer"], g["r2"], marker="o", color=f"C{i}", label=ck)
     axes[0, 0].axhline(cfg.pca_k / 100, color="k", lw=0.8, label=f"chance (k / N = {cfg.pca_k / 100:.2f})")
     axes[0, 0].set(xlabel="layer", ylabel=f"R^2 of v(token) on top-{cfg.pca_k} PCs", ylim=(0, 1.02))
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend()
     figures = [Figure(save(fig, out / "figures" / "pca.png"), "PCA regression of the value v(token).")]
     checks = [Check(f"PCA {ck}: best R^2 over layers", round(float(g["r2"].max()), 3),
                     f"chance about {cfg.pca_k / 100:.2f}", None) for ck, g in d.groupby("checkpoint", sort=False)]

@@ -16,7 +16,7 @@ def plot_tradeoff(target: dict, path: str | Path) -> Path:
 
         raise ConfigError("plot", "needs --tradeoff", "--tradeoff --plot FILE.png")
     N = [r["width"] for r in routes]
-    fig, axes = new_figure(2, 1, size=(5.2, 4.0))
+    fig, axes = new_figure(2, 1, height=2.6)
     ax = axes[0, 0]
     ax.plot(N, [max(r["frequency"], 1e-12) for r in routes], "-", color="C0", label="frequency needed (Theorem 3)")
     ax.axhline(target["frequency"], color="k", ls="--", label=f"current frequency {target['frequency']:.3g}")
@@ -26,13 +26,13 @@ def plot_tradeoff(target: dict, path: str | Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel(f"frequency of task {target['task']}")
-    ax.legend(fontsize=7)
-    ax.set_title(f"learning task {target['task']} (first {target['features']} feature(s))", fontsize=9)
+    ax.legend()
+    ax.set_title(f"learning task {target['task']} (first {target['features']} feature(s))")
     ax = axes[0, 1]
     ax.plot(N, [r["other_loss"] for r in routes], "-", color="C0", label="other tasks, up-weighted route")
     ax.plot(N, [r["other_loss_at_original"] for r in routes], "--", color="0.5", label="other tasks, no up-weighting")
     ax.set_xscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel("predicted loss of the other tasks")
-    ax.legend(fontsize=7)
+    ax.legend()
     return save(fig, Path(path))

@@ -1,7 +1,9 @@
-"""Matplotlib helpers shared by the studies (Agg backend, PNG output)."""
+"""Matplotlib helpers shared by the studies and the LM reports (Agg backend). Every figure is
+drawn at its print width in the one style of ``report.style`` and saved as PNG with a PDF beside it."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -11,20 +13,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..runfolder import atomic_figure  # noqa: E402
+from . import style  # noqa: E402
+
+style.apply()
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, size=(6.4, 4.6), **kw):
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, **kw)
+def new_figure(ncols: int = 1, nrows: int = 1, height: float = 2.4, page: bool = False, **kw):
+    """A figure of ``nrows`` x ``ncols`` panels at its print width (a column for one panel
+    across, the page for more or when ``page``; ``style.print_width``), each panel ``height``
+    inches tall. Returns (fig, axes) with axes indexed ``axes[row][col]``."""
+    width = style.PAGE_IN if (page or ncols > 1) else style.COLUMN_IN
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, **kw)
+    fig._raretask_print_width = width
     return fig, axes
 
 
-def save(fig, path: Path) -> Path:
+def save(fig, path: Path, pdf: bool = True) -> Path:
+    """Lay ``fig`` out and write it as PNG at ``path`` (and a PDF beside it), atomically; a
+    ``style.FigureRuleWarning`` names every rule it breaks."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     try:
-        atomic_figure(fig, path, dpi=110)
+        fig.canvas.draw()  # lay out at screen resolution, where the rules measure positions
+        broken = style.violations(fig)
+        atomic_figure(fig, path, dpi=style.DPI)
+        if pdf and path.suffix.lower() == ".png":
+            atomic_figure(fig, path.with_suffix(".pdf"))
     finally:
         plt.close(fig)
+    if broken:
+        warnings.warn(style.FigureRuleWarning(f"figure {path.name}: " + "; ".join(broken)), stacklevel=2)
     return path
 
 
@@ -47,14 +66,15 @@ def heatmap_with_staircase(ax, matrix: np.ndarray, grid, staircase: dict[str, np
     ax.set_xticklabels([str(g) for g in grid], rotation=45)
     ax.set_xlabel("width N")
     ax.set_ylabel("task k (1 = most frequent)")
-    styles = ["w-", "r--", "c:"]
-    for (label, crit), st in zip(staircase.items(), styles):
+    styles = [("white", "-"), (style.OKABE_ITO["vermillion"], "--"), (style.OKABE_ITO["sky blue"], ":")]
+    for (label, crit), (colour, ls) in zip(staircase.items(), styles):
         x = grid_position(grid, crit) - 0.5  # the boundary just before the critical width
         ks = np.arange(1, K + 1)
-        ax.step(np.repeat(x, 2)[:], np.column_stack([ks - 0.5, ks + 0.5]).reshape(-1), st, lw=2, label=label,
-                where="post")
+        ax.step(np.repeat(x, 2)[:], np.column_stack([ks - 0.5, ks + 0.5]).reshape(-1), color=colour, ls=ls, lw=1.6,
+                label=label, where="post")
     ax.set_xlim(-0.5, len(grid) - 0.5)  # staircases below the first grid width would widen the axis
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    # a mid-grey legend: the white staircase shows on it (on white it would be invisible)
+    ax.legend(loc="lower left", facecolor="0.55", framealpha=0.9, labelcolor="white")
     ax.set_title(title)
     if fig is not None:
         fig.colorbar(im, ax=ax, label=cbar_label)

@@ -19,7 +19,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     spec = cfg.spec()
     crit = critical_widths(spec)[:, 0]
     widths = sorted(cfg.widths)
-    fig, axes = new_figure(len(widths), 1, size=(5.0, 3.8))
+    fig, axes = new_figure(len(widths), 1, height=2.2)
     checks, summary = [], {"widths": {}}
     steps = int(results["step"].max())
     for ax, w in zip(axes[0], widths):
@@ -35,7 +35,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         ax.set_xscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("corrected signal s~_k")
-        ax.set_title(f"N = {w}: blue within capacity ({len(below)}), red above ({len(above)})", fontsize=9)
+        ax.set_title(f"N = {w}: blue within capacity ({len(below)}), red above ({len(above)})")
         if not above:
             continue
         final = r.loc[steps, above]

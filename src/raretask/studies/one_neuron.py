@@ -142,7 +142,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     lam1, lam2 = cfg.settings.lambdas
     eta = cfg.settings.eta
     checks, detail = one_neuron_checks(cfg, results)
-    fig, axes = new_figure(2, 1, size=(5.6, 4.2))
+    fig, axes = new_figure(2, 1, height=2.5)
     shrink, law = [], []
     for i, gap in enumerate(sorted(cfg.settings.gaps)):
         r = results[results["gap"] == gap].sort_values("step")
@@ -154,9 +154,8 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         law.append(float(np.tan(one_neuron_flow(th[1], eta, lam1, gap)) / np.tan(th[1])))
     axes[0, 0].set_xlabel("step")
     axes[0, 0].set_ylabel("theta (rad)")
-    axes[0, 0].set_title(f"theta, rare step every G steps (eta={eta}, lambda=({lam1}, {lam2})); dotted: closed form",
-                         fontsize=8)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_title(f"theta, rare step every G steps (eta={eta}, lambda=({lam1}, {lam2})); dotted: closed form")
+    axes[0, 0].legend()
     g = np.asarray(sorted(cfg.settings.gaps), float)
     gg = np.geomspace(g.min(), g.max(), 200)
     axes[0, 1].plot(gg, one_neuron_decay(eta, lam1, gg), "k-", label="exp(-2 eta lambda_1 G) (small angle)")
@@ -166,7 +165,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     axes[0, 1].set_yscale("log")
     axes[0, 1].set_xlabel("gap G")
     axes[0, 1].set_ylabel("shrink factor")
-    axes[0, 1].legend(fontsize=7)
+    axes[0, 1].legend()
     path = save(fig, out / "figures" / "one-neuron.png")
     fig_ = Figure(path, f"Left: theta over {CYCLES} cycles of one rare-task step and G common steps, simulated by "
                   "gradient descent (autodiff) and, dotted, the closed-form gradient flow. Right: the shrink of theta "

@@ -106,7 +106,7 @@ def agreement_checks(spec, grid, res, label: str) -> tuple[list[Check], dict]:
 
 def plot_phase(spec, grid, res, title: str, path: Path, theory: dict) -> Path:
     norm = final_table(res, "norm_loss", grid, spec.K)
-    fig, axes = new_figure(2, 1, size=(6.6, 5.4))
+    fig, axes = new_figure(2, 1, height=3.0)
     crit = critical_widths(spec)
     stair = {"Theorem 3: N*(k,1)": crit[:, 0], "Theorem 3: N*(k,d)": crit[:, -1]}
     heatmap_with_staircase(axes[0, 0], norm, grid, stair, f"measured normalised loss ({title})",

@@ -61,7 +61,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     # "learned iff N >= k": every (task, width) cell classified, compared with theory
     theory_learned = np.asarray(grid)[None, :] >= crit[:, None]
     cell_agree = float((learned == theory_learned).mean())
-    fig, axes = new_figure(1, 1, size=(7.0, 5.6))
+    fig, axes = new_figure(1, 1, height=2.9)
     heatmap_with_staircase(axes[0, 0], align, grid, {"Theorem 3: N*_k = k": crit},
                            "alignment ||P_E e_k||^2 after training", "alignment", fig=fig)
     path = save(fig, out / "figures" / "rank1-staircase.png")

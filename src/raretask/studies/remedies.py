@@ -224,7 +224,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
 
 
 def _outcome_figure(cfg, t, out, r, checks) -> Figure:
-    fig, axes = new_figure(2, 1, size=(11.0, 4.6))
+    fig, axes = new_figure(2, 1, height=2.6)
     a, b = axes[0, 0], axes[0, 1]
     for i, N in enumerate(sorted(cfg.widths)):
         sub = t[t["small_width"] == N]
@@ -251,7 +251,7 @@ def _outcome_figure(cfg, t, out, r, checks) -> Figure:
 
 
 def _trace_figure(cfg, trace, out, r) -> Figure:
-    fig, axes = new_figure(len(cfg.widths), 1, size=(6.4 * len(cfg.widths), 4.6))
+    fig, axes = new_figure(len(cfg.widths), 1, height=2.4)
     for j, N in enumerate(sorted(cfg.widths)):
         ax = axes[0, j]
         tr = labelled(trace[trace["small_width"] == N])
@@ -263,6 +263,6 @@ def _trace_figure(cfg, trace, out, r) -> Figure:
         ax.set_xlabel("step")
         ax.set_ylabel(f"corrected signal of task {r + 1}")
         ax.set_title(f"small width N = {N}")
-        ax.legend(fontsize=7)
+        ax.legend()
     path = save(fig, out / "figures" / "remedies-dynamics.png")
     return Figure(path, f"Task {r + 1}'s corrected signal during training, per remedy (seed mean).", [])

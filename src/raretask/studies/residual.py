@@ -76,7 +76,7 @@ def residual_checks(row: pd.DataFrame, threshold: float, r: int, title: str) -> 
 
 def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analysis:
     sets = mixture_settings(cfg)
-    fig, axes = new_figure(len(sets), 1, size=(5.2, 4.2))
+    fig, axes = new_figure(len(sets), 1, height=2.4)
     checks, summary = [], {"settings": {}}
     for ax, (sid, override, labels) in zip(axes[0], sets):
         spec = cfg.spec(**override)
@@ -102,7 +102,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         ax.set_ylabel("corrected signal s~ (final)")
         title = ", ".join(f"{k}={v:g}" for k, v in labels.items())
         ax.set_title(title)
-        ax.legend(fontsize=7)
+        ax.legend()
         tol = 1e-9 * float(spec.utilities[sorted(F)].sum())  # delta_F at float rounding counts as 0
         checks += residual_checks(row[row["width"] < spec.D], p6.delta_star + tol, r, title)
         summary["settings"][sid] = {

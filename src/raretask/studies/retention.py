@@ -331,7 +331,8 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace: pd.DataFrame, out: P
                 "schedule keeps at 1.", checks1)
     f2 = Figure(_dynamics_figure(m, trace, cfg.seeds[0], out),
                 f"Per-step corrected signal of the rare task at G = {m.g_show} (the largest gap the wide model still "
-                "learns at): over the whole run (top) and zoomed on six injection cycles per width. "
+                "learns at): over the whole run (top) and zoomed on six injection cycles per width, where the "
+                "wide model's signal rises fastest, both zooms with one y span so that neither is stretched. "
                 + dynamics_caption(checks2, small, large), checks2)
     f3 = Figure(_kept_figure(m.kept_all, m.widths, m.multi, out),
                 "Retained share of each injection's gain, (s~ before the next injection - s~ before this one) / "
@@ -368,16 +369,16 @@ def _vs_gap_figure(m: _Measured, out: Path) -> Path:
         ax.axhline(m.floor[w], color=f"C{i}", ls=":", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(m.gaps, [f"{g}\n(f/pi_r {m.ratio[g]:.3f})" for g in m.gaps], fontsize=7)
-    ax.set_xlabel("gap G between injections (steps); realised rare frequency / pi_r under each")
+    ax.set_xlabel("gap G (steps); under it: realised frequency / pi_r")
     ax.set_ylabel(f"final corrected signal of task {m.rare + 1}")
-    ax.set_title(f"matched-frequency retention (pi_r = {m.spec.pi[m.rare]:.3g}, B = {m.batch})")
-    ax.legend(title="dotted: noise floor", fontsize=8)
+    ax.set_title(f"matched-frequency retention\n(pi_r = {m.spec.pi[m.rare]:.3g}, B = {m.batch})")
+    ax.legend(title="dotted: noise floor")
     return save(fig, out / "figures" / "retention-vs-gap.png")
 
 
 def _dynamics_figure(m: _Measured, trace: pd.DataFrame, seed: int, out: Path) -> Path:
     small, large, g_show, s = m.widths[0], m.widths[-1], m.g_show, m.shown
-    fig, axes = new_figure(1, 3, size=(10.0, 2.9))
+    fig, axes = new_figure(1, 3, height=1.7)
     for i, w in enumerate((small, large)):
         tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == seed)]
         axes[0, 0].plot(tr["step"], tr["corrected_signal"], "-", color=f"C{i}", lw=0.8, label=f"N = {w}")
@@ -385,19 +386,27 @@ def _dynamics_figure(m: _Measured, trace: pd.DataFrame, seed: int, out: Path) ->
     roll = s.rolling(6 * g_show, min_periods=1).mean().diff(6 * g_show)
     centre = int(roll.idxmax()) if roll.notna().any() else int(s.index[len(s) // 2])
     lo = max(1, centre - 3 * g_show)
+    segs = []
     for i, w in enumerate((small, large)):
         tr = trace[(trace["gap"] == g_show) & (trace["width"] == w) & (trace["seed"] == seed)]
-        seg = tr[(tr["step"] >= lo) & (tr["step"] <= lo + 6 * g_show)]
+        segs.append(tr[(tr["step"] >= lo) & (tr["step"] <= lo + 6 * g_show)])
+    # one y span for both zooms (each centred on its own signal): the narrow model's noise must
+    # not be stretched into cycles the wide one's scale would not show
+    spans = [float(g["corrected_signal"].max() - g["corrected_signal"].min()) for g in segs if len(g)]
+    half = 0.55 * max(spans + [1e-9])
+    for i, (w, seg) in enumerate(zip((small, large), segs)):
         ax = axes[1 + i, 0]
         ax.plot(seg["step"], seg["corrected_signal"], "-", color=f"C{i}", lw=1)
         for k in range(lo // g_show, (lo + 6 * g_show) // g_show + 1):
             ax.axvline(k * g_show, color="0.75", lw=0.6, zorder=0)
+        if len(seg):
+            mid = 0.5 * float(seg["corrected_signal"].max() + seg["corrected_signal"].min())
+            ax.set_ylim(mid - half, mid + half)
         ax.set_ylabel("s~_r")
-        ax.set_title(f"N = {w}: six injection cycles (grey lines) where the N = {large} signal rises fastest",
-                     fontsize=9)
+        ax.set_title(f"N = {w}: six cycles (grey: injections)")
     axes[0, 0].set_ylabel("s~_r")
-    axes[0, 0].set_title(f"G = {g_show}: per-step rare-task signal over the run", fontsize=9)
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].set_title(f"G = {g_show}: rare-task signal over the run")
+    axes[0, 0].legend()
     axes[-1, 0].set_xlabel("step")
     return save(fig, out / "figures" / "retention-dynamics.png")
 
@@ -422,7 +431,7 @@ def _summary(m: _Measured, gh: dict) -> dict:
 
 
 def _kept_figure(kept_all: dict, widths: list[int], gaps: list[int], out: Path) -> Path:
-    fig, axes = new_figure(1, 1, size=(max(6.4, 1.3 * len(gaps) * len(widths)), 4.2))
+    fig, axes = new_figure(1, 1, height=2.6, page=len(gaps) * len(widths) > 4)
     ax = axes[0, 0]
     n = len(widths)
     for j, g in enumerate(gaps):
@@ -442,5 +451,5 @@ def _kept_figure(kept_all: dict, widths: list[int], gaps: list[int], out: Path) 
     ax.axhline(1.0, color="0.5", lw=0.6, ls="--")
     ax.axhline(0.0, color="0.5", lw=0.6)
     ax.set_ylabel("retained share of an injection's gain")
-    ax.legend(fontsize=8)
+    ax.legend()
     return save(fig, out / "figures" / "retention-kept-share.png")

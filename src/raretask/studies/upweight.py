@@ -92,7 +92,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     ax.set_xscale("log")
     ax.set_xlabel("frequency of the target task / planned minimum p*(N)")
     ax.set_ylabel(f"final corrected signal of task {k}")
-    ax.legend(fontsize=8)
+    ax.legend()
     path = save(fig, out / "figures" / "upweight.png")
     f = Figure(path, f"Task {k} trained at multiples of the planner's minimal frequency p*(N) (others scaled down "
                      "in proportion). Theory (Theorem 3): learned above 1, not below.", checks)
