@@ -17,6 +17,8 @@ The optimiser is AdamW with PyTorch's update order; clipping matches
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import NamedTuple, Sequence
 
@@ -233,6 +235,14 @@ def _step_rows(key, stepno, stream: int, base_rows: int, extra_rows: int, cols: 
             lambda: normal(derive_key(key, jnp.maximum(src, 0), stream + 4), (replay_rows, cols)),
             lambda: jnp.zeros((replay_rows, cols), jnp.float32)))
     return jnp.concatenate(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _step_rows_jit():
+    """``_step_rows`` compiled once per shape (its ints static), for ``Engine.batch_at``: called
+    op by op, each ``lax.cond`` inside would be compiled again at every call (96 compilations,
+    about 50 s, for 9 steps)."""
+    return _jax().jit(_step_rows, static_argnums=(2, 3, 4, 5, 8))
 
 
 def _traced_signal(E, idx, lam, N, D):
@@ -491,8 +501,8 @@ class Engine:
         take = np.concatenate([gather[offsets[k]:offsets[k] + counts[0, k]] for k in range(self.spec.K)])
 
         def rows(stream: int, cols: int) -> np.ndarray:
-            r = _step_rows(self._key, jnp.int32(step), stream, base, extra, cols, b, jnp.int32(src),
-                           self._replay_rows)
+            r = _step_rows_jit()(self._key, jnp.int32(step), stream, base, extra, cols, jnp.int32(b), jnp.int32(src),
+                                 self._replay_rows)
             return np.array(r)[take]
 
         t = np.repeat(np.arange(self.spec.K), counts[0])
