@@ -16,7 +16,8 @@ def _laid_out(fig):
     return fig
 
 
-def test_a_figure_in_the_house_style_meets_every_rule(tmp_path):
+def test_a_figure_in_the_house_style_meets_every_rule(tmp_path, monkeypatch):
+    monkeypatch.delenv(style.FORMATS_ENV)  # the default: PNG and PDF
     fig, axes = plots.new_figure(1, 1)
     ax = axes[0, 0]
     ax.plot([0, 1, 2, 3], [0.2, 0.5, 0.7, 0.9], "o-", label="accuracy")
@@ -99,3 +100,17 @@ def test_a_title_wider_than_the_figure_is_a_violation():
     assert found and found[0].startswith("text cut off at the figure's edge: 'N = 24: six injection"), found
     axes[0, 0].set_title("N = 24: six cycles")
     assert style.violations(_laid_out(fig)) == []
+
+
+def test_figure_formats_are_checked(tmp_path, monkeypatch):
+    from raretask import ConfigError
+
+    monkeypatch.setenv(style.FORMATS_ENV, "png,svg")
+    fig, axes = plots.new_figure(1, 1)
+    axes[0, 0].plot([0.5, 1.5], [1.1, 2.2])
+    plots.save(fig, tmp_path / "h.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "h.svg"]
+    for bad, why in (("png,jpg", "jpg unknown"), ("pdf", "no png")):
+        monkeypatch.setenv(style.FORMATS_ENV, bad)
+        with pytest.raises(ConfigError, match=why):
+            style.figure_formats()

@@ -400,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_plugins(plugins)  # before the parser: what plugins register are the commands' choices
             parser = build_parser()
             args = parser.parse_args(argv)
+            from .runfolder import figure_formats
+
+            figure_formats()  # RARETASK_FIGURE_FORMATS checked before anything is computed or written
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a full device or closed pipe is this command's error, not the shutdown's
             return code

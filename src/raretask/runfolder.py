@@ -132,6 +132,26 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 """Formats ``atomic_figure`` writes, named by the path's suffix."""
 
 
+FORMATS_ENV = "RARETASK_FIGURE_FORMATS"
+"""Environment variable: the formats each figure is saved in, comma-separated (default
+``png,pdf``; PNG always, since reports embed it; ``svg`` may be added). The test suite sets
+``png``: a PDF costs more than the PNG and the rules are checked on the drawn figure either way."""
+
+
+def figure_formats() -> tuple[str, ...]:
+    """The formats of ``FORMATS_ENV``, checked: a ConfigError names an unknown one or a list
+    without png."""
+    from .errors import ConfigError
+
+    raw = os.environ.get(FORMATS_ENV, "png,pdf")
+    fmts = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in raw.split(",") if f.strip()))
+    bad = [f for f in fmts if f not in FIGURE_FORMATS]
+    if bad or "png" not in fmts:
+        raise ConfigError(FORMATS_ENV, f"{raw!r}" + (f" ({', '.join(bad)} unknown)" if bad else " (no png)"),
+                          "a comma-separated list of " + ", ".join(FIGURE_FORMATS) + " that includes png")
+    return fmts
+
+
 def atomic_figure(fig, path: str | Path, **kw) -> None:
     """Save a matplotlib figure in the format its suffix names (.png, .pdf, .svg; PNG when the
     path has no suffix). Another suffix is a ValueError: its bytes would not be what it says."""

@@ -28,18 +28,21 @@ def new_figure(ncols: int = 1, nrows: int = 1, height: float = 2.4, page: bool =
     return fig, axes
 
 
-def save(fig, path: Path, pdf: bool = True) -> Path:
-    """Lay ``fig`` out and write it as PNG at ``path`` (and a PDF beside it), atomically; a
-    ``style.FigureRuleWarning`` names every rule it breaks."""
+def save(fig, path: Path) -> Path:
+    """Lay ``fig`` out and write it at ``path`` (a .png), atomically, and beside it in every
+    other format of ``style.figure_formats`` (a PDF by default); a ``style.FigureRuleWarning``
+    names every rule it breaks."""
     path = Path(path)
+    formats = style.figure_formats()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     try:
         fig.canvas.draw()  # lay out at screen resolution, where the rules measure positions
         broken = style.violations(fig)
         atomic_figure(fig, path, dpi=style.DPI)
-        if pdf and path.suffix.lower() == ".png":
-            atomic_figure(fig, path.with_suffix(".pdf"))
+        if path.suffix.lower() == ".png":
+            for fmt in formats[1:] if formats[0] == "png" else [f for f in formats if f != "png"]:
+                atomic_figure(fig, path.with_suffix(f".{fmt}"), dpi=style.DPI)
     finally:
         plt.close(fig)
     if broken:

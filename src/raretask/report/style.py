@@ -58,6 +58,9 @@ RC = {
 """matplotlib settings of every figure (TrueType fonts in PDF so journals accept them)."""
 
 
+from ..runfolder import FORMATS_ENV, figure_formats  # noqa: E402,F401  (re-exported)
+
+
 class FigureRuleWarning(RaretaskWarning):
     """A figure breaks one of the rules above (``violations`` says which)."""
 
