@@ -114,3 +114,30 @@ def test_figure_formats_are_checked(tmp_path, monkeypatch):
         monkeypatch.setenv(style.FORMATS_ENV, bad)
         with pytest.raises(ConfigError, match=why):
             style.figure_formats()
+
+
+def test_a_legend_larger_than_its_panel_is_a_violation():
+    fig, axes = plots.new_figure(2, 1)
+    ax = axes[0, 1]
+    ax.plot([0.5, 1.5], [1.1, 2.2], label="increase: < 1.6e-05/token in the corpus (0 in 0.061M tokens)")
+    ax.set_title("reference tasks")
+    ax.legend()
+    assert "reference tasks: its legend is larger than the panel" in style.violations(_laid_out(fig))
+    ax.lines[0].set_label("increase: < 1.6e-05/token")
+    ax.legend()
+    assert style.violations(_laid_out(fig)) == []
+
+
+def test_text_drawn_over_a_label_is_a_violation():
+    fig, axes = plots.new_figure(1, 1)
+    ax = axes[0, 0]
+    ax.plot([0.5, 1.5], [1.1, 2.2])
+    ax.set_xlabel("held-out LM loss")
+    fig.legend(["a long legend entry for a run"], loc="lower center")  # over the x label
+    found = style.violations(_laid_out(fig))
+    assert found and "'held-out LM loss' and a legend" in found[0], found
+    fig.legends.clear()
+    ax.text(1.0, 1.6, "note")
+    ax.text(1.0, 1.6, "note too")  # two annotations on one spot
+    found = style.violations(_laid_out(fig))
+    assert found == ["text drawn over other text: 'note' and 'note too'"], found

@@ -16,6 +16,7 @@ A run being evaluated is locked (eval writes its cache there); a report over sev
 
 from __future__ import annotations
 
+
 import json
 from pathlib import Path
 
@@ -347,28 +348,34 @@ def _template_label(name: str, v: dict) -> str:
     """Legend text of a reference template's corpus frequency."""
     n = v["corpus_tokens"]
     rate = f"{v['per_token']:.1e}/token" if v["count"] else f"< {1 / n:.1e}/token"
-    return f"{name}: {rate} in the corpus ({v['count']:,} in {n / 1e6:.2g}M tokens)"
+    return f"{name}: {rate} in the corpus"
+
+
+MAX_PANEL_LEGEND = 6
+"""Runs whose legend fits inside the accuracy panel; more get a legend row below the panels."""
 
 
 def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Figure]:
     from matplotlib.lines import Line2D
 
-    from ..report.plots import new_figure, save
+    from ..report.plots import legend_below, new_figure, save
     from ..report.style import reference_line
     from ._tasks import CHANCE
 
-    fig, axes = new_figure(2, 2, height=2.5)
     runs = list(dict.fromkeys(df["run"]))
+    many = len(runs) > MAX_PANEL_LEGEND
+    fig, axes = new_figure(2, 2, height=2.5)
     for i, run in enumerate(runs):
         r = df[df["run"] == run].sort_values("step")
         lab = f"{r['preset'].iloc[0]}, {r['schedule'].iloc[0]} (injected {r['per_token_frequency'].iloc[0]:.1e}/token)"
-        kw = dict(color=f"C{i % 10}", marker="o", ms=3, label=lab)
+        # eight colours: past them, the marker tells runs of one colour apart
+        kw = dict(color=f"C{i % 8}", marker="os^Dv"[i // 8 % 5], ms=3, label=lab)
         axes[0, 0].plot(r["tokens"], r["test_accuracy"], **kw)
         axes[0, 1].plot(r["tokens"], r["task_train_loss"], **kw)
         if "heldout_loss" in r:
             axes[1, 0].plot(r["heldout_loss"], r["task_train_loss"], **kw)
-        axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 10}", ls="-", label=lab)
-        axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 10}", ls="--")
+        axes[1, 1].plot(r["tokens"], r["ref_increase_loss"], color=f"C{i % 8}", ls="-", label=lab)
+        axes[1, 1].plot(r["tokens"], r["ref_addition_loss"], color=f"C{i % 8}", ls="--")
     for task in dict.fromkeys(df["task"]) if "task" in df else []:
         if task in CHANCE:  # accuracy on a 0-1 axis with chance marked: noise around chance looks like noise
             reference_line(axes[0, 0], CHANCE[task], f"chance ({task})")
@@ -378,7 +385,10 @@ def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Fig
     axes[1, 0].set(xlabel="held-out LM loss", ylabel="LABEL loss", title="task loss vs LM loss")
     axes[1, 0].invert_xaxis()
     axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss", title="reference tasks (line style)")
-    axes[0, 0].legend()  # run colours: one legend serves the three panels that share them
+    if many:  # run colours: one legend serves the three panels that share them; many runs: below them
+        legend_below(fig, axes[0, 0])
+    else:
+        axes[0, 0].legend()
     handles, labels = [], []
     for name, ls in (("increase", "-"), ("addition", "--")):
         v = (freqs or {}).get(name)

@@ -3,6 +3,7 @@ drawn at its print width in the one style of ``report.style`` and saved as PNG w
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def save(fig, path: Path) -> Path:
     path = Path(path)
     formats = style.figure_formats()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=getattr(fig, "_raretask_rect", None))
     try:
         fig.canvas.draw()  # lay out at screen resolution, where the rules measure positions
         broken = style.violations(fig)
@@ -48,6 +49,18 @@ def save(fig, path: Path) -> Path:
     if broken:
         warnings.warn(style.FigureRuleWarning(f"figure {path.name}: " + "; ".join(broken)), stacklevel=2)
     return path
+
+
+def legend_below(fig, ax, ncol: int = 2, line_in: float = 0.16) -> None:
+    """One legend for the whole figure (``ax``'s entries) in a band below the panels: the figure
+    grows by the band, and ``save`` lays the panels out above it. For more entries than fit
+    inside a panel (``style.violations`` refuses a legend larger than its panel)."""
+    handles, labels = ax.get_legend_handles_labels()
+    band = line_in * math.ceil(len(labels) / ncol) + 0.15
+    h = fig.get_figheight()
+    fig.set_figheight(h + band)
+    fig._raretask_rect = (0, band / (h + band), 1, 1)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
 
 
 def grid_position(grid: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ names each broken one; the test suite turns it into an error, so every figure th
 studies and the quick sweeps draw meets them):
 
 1. no text under ``MIN_PT`` = 7 pt once the figure is scaled to its print width;
-2. no text cut off at the figure's edge (a title wider than its panel);
+2. no text cut off at the figure's edge (a title wider than its panel), none drawn over other
+   text or over a legend it is not part of (a hidden axis label), no legend larger than its panel;
 3. no legend entry the colour of the legend's background (an invisible swatch);
 4. an x axis whose plotted values are all whole numbers (layers, widths, steps) has no
    fractional tick label.
@@ -172,6 +173,30 @@ def _integer_axis_problems(ax, which: str) -> list[str]:
     return []
 
 
+def _overlaps(fig, renderer) -> list[str]:
+    """Texts drawn over one another, or over a legend they are not part of (a hidden axis label)."""
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    legends = [leg for leg in legends if leg.get_visible()]
+    owned = {id(t): i for i, leg in enumerate(legends) for t in [*leg.get_texts(), leg.get_title()]}
+    boxes = []
+    for t in _texts(fig):
+        try:
+            boxes.append((t, t.get_window_extent(renderer).shrunk(0.9, 0.8)))  # glyph boxes have air around them
+        except (RuntimeError, ValueError):
+            continue
+    found = []
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            if id(a) in owned and owned.get(id(a)) == owned.get(id(b)):
+                continue
+            if ba.overlaps(bb):
+                found.append(f"{a.get_text().strip()[:25]!r} and {b.get_text().strip()[:25]!r}")
+        for j, leg in enumerate(legends):
+            if owned.get(id(a)) != j and ba.overlaps(leg.get_window_extent(renderer)):
+                found.append(f"{a.get_text().strip()[:25]!r} and a legend")
+    return ["text drawn over other text: " + "; ".join(found[:3])] if found else []
+
+
 def violations(fig) -> list[str]:
     """The rules ``fig`` breaks, one line each (empty: it meets them all). Call after the figure
     is laid out (``plots.save`` calls it after drawing)."""
@@ -200,6 +225,14 @@ def violations(fig) -> list[str]:
     if cut:
         out.append("text cut off at the figure's edge: " + ", ".join(map(repr, cut[:3])))
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    out += _overlaps(fig, renderer)
+    for ax in fig.axes:
+        leg = ax.get_legend()
+        if leg is None or not leg.get_visible() or leg._bbox_to_anchor is not None:
+            continue  # a legend anchored elsewhere on purpose is placed by its author
+        lb, ab = leg.get_window_extent(renderer), ax.get_window_extent(renderer)
+        if lb.width > ab.width + 1 or lb.height > ab.height + 1:
+            out.append(f"{ax.get_title() or 'a panel'}: its legend is larger than the panel")
     for leg in legends:
         if not leg.get_visible():
             continue
