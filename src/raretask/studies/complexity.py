@@ -101,11 +101,11 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         ax.plot(spec.complexity_m90(), critical_widths(spec)[:, -1], "o", color=f"C{i}",
                 label=f"alpha in [{lo:g}, {hi:g}]")
     ax.set_xlabel("complexity m_k(0.9)")
-    ax.set_ylabel("Theorem 3: width to retain all features, N*_(k,d)")
+    ax.set_ylabel("width for all features, N*_(k,d)")
     ax.legend()
     figures.append(Figure(save(fig, out / "figures" / "complexity-vs-width.png"),
                           "Task complexity m_k(0.9) against the width Theorem 3 needs to retain all of the task's "
-                          "features."))
+                          "features, N*_(k,d)."))
     intro = ("Complexity sweep (SPEC A5.5): phase diagrams over alpha ranges (complex tasks need more "
              "width) and retention of a complex rare task.")
     if cfg.settings.gaps_enabled and trace is not None:

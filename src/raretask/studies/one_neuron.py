@@ -154,7 +154,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         law.append(float(np.tan(one_neuron_flow(th[1], eta, lam1, gap)) / np.tan(th[1])))
     axes[0, 0].set_xlabel("step")
     axes[0, 0].set_ylabel("theta (rad)")
-    axes[0, 0].set_title(f"theta, rare step every G steps (eta={eta}, lambda=({lam1}, {lam2})); dotted: closed form")
+    axes[0, 0].set_title(f"theta (eta {eta}, lambda ({lam1}, {lam2}))")
     axes[0, 0].legend()
     g = np.asarray(sorted(cfg.settings.gaps), float)
     gg = np.geomspace(g.min(), g.max(), 200)
@@ -168,7 +168,8 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
     axes[0, 1].legend()
     path = save(fig, out / "figures" / "one-neuron.png")
     fig_ = Figure(path, f"Left: theta over {CYCLES} cycles of one rare-task step and G common steps, simulated by "
-                  "gradient descent (autodiff) and, dotted, the closed-form gradient flow. Right: the shrink of theta "
+                  "gradient descent (autodiff), with a rare-task step every G steps, and, dotted, the closed-form gradient "
+                  "flow. Right: the shrink of theta "
                   "over the G common steps against the small-angle law exp(-2 eta lambda_1 G).", checks)
     summary = {**detail, "measured_shrink": shrink, "small_angle_law": one_neuron_decay(eta, lam1, g).tolist()}
     return Analysis("One neuron, two orthogonal rank-one tasks (SPEC A4 Example 7).", [], [fig_], summary)

@@ -224,30 +224,38 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
 
 
 def _outcome_figure(cfg, t, out, r, checks) -> Figure:
-    fig, axes = new_figure(2, 1, height=2.6)
+    fig, axes = new_figure(2, 1, height=3.4)  # room for the remedies' names under the bars
     a, b = axes[0, 0], axes[0, 1]
+    markers = dict(zip(dict.fromkeys(t["remedy"]), "osD^vP*X<>"))
+    ticks, names = [], []
     for i, N in enumerate(sorted(cfg.widths)):
         sub = t[t["small_width"] == N]
         x = np.arange(len(sub)) + i * (len(sub) + 1)
         colors = ["C2" if v else "C3" for v in sub["learned"]]
         a.bar(x, sub["rare_signal"], yerr=sub["rare_signal_sem"].fillna(0), color=colors)
-        a.set_xticks(x, [f"{n}\n(N={w})" for n, w in zip(sub["remedy"], sub["width"])], fontsize=7)
-        for k, row in enumerate(sub.itertuples()):
-            b.scatter(row.compute_ratio, 100 * row.common_loss_change, color="C2" if row.learned else "C3", s=40)
-            # staggered offsets: remedies that cost nothing sit on top of each other
-            b.annotate(f"{row.remedy} (N={N})", (row.compute_ratio, 100 * row.common_loss_change), fontsize=7,
-                       xytext=(6, 10 - 9 * (k % 4)), textcoords="offset points")
+        ticks += list(x)
+        names += [f"{n} (N={w})" for n, w in zip(sub["remedy"], sub["width"])]
+        for row in sub.itertuples():
+            # a marker per remedy (named in the legend), hollow for the second width: remedies that
+            # cost nothing sit on top of each other, where names written beside them would collide
+            b.scatter(row.compute_ratio, 100 * row.common_loss_change, marker=markers[row.remedy], s=30,
+                      facecolors=("C2" if row.learned else "C3") if i == 0 else "none",
+                      edgecolors="C2" if row.learned else "C3")
+    a.set_xticks(ticks, names, rotation=90)  # every width's bars (set once: a second call replaces the first)
     a.axhline(0, color="k", lw=0.5)
-    a.set_ylabel(f"final corrected signal of task {r + 1}")
     a.set_title("rare task: green = learned (>= %d feature)" % cfg.settings.features)
+    a.set_ylabel(f"final signal of task {r + 1}")
     b.axhline(0, color="k", lw=0.5)
     b.set_xlabel("compute vs baseline (model FLOPs ratio)")
-    b.set_ylabel("common-task loss change vs baseline (%)")
+    b.set_ylabel("common-task loss change (%)")
     b.set_title("cost of each remedy")
+    for name, m in markers.items():
+        b.scatter([], [], marker=m, color="0.4", s=30, label=name)
+    b.legend(title="filled: first width" if len(cfg.widths) > 1 else None)
     path = save(fig, out / "figures" / "remedies.png")
     return Figure(path, f"Left: task {r + 1}'s final corrected signal per remedy (seed mean +- s.e.). Right: what "
                         "each remedy costs: common-task loss (other tasks, original prior weights) and compute, "
-                        "both relative to the baseline small model.", checks)
+                        "both relative to the baseline small model; green: the rare task learned, orange: not.", checks)
 
 
 def _trace_figure(cfg, trace, out, r) -> Figure:

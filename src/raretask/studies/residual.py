@@ -17,6 +17,7 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from ..mixture import proposition6
 from ..report.html import Check, Figure
@@ -98,6 +99,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
                         xytext=(3, 3), textcoords="offset points")
         ax.axvline(p6.delta_star, color="k", ls="--", label=f"delta*_r = {p6.delta_star:.3g} (Prop. 6)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3, 3x10^-3, ... collide in a narrow panel
         ax.set_xlabel("frequent-set residual delta_F (final)")
         ax.set_ylabel("corrected signal s~ (final)")
         title = ", ".join(f"{k}={v:g}" for k, v in labels.items())

@@ -90,7 +90,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
                                 "learned" if want else "not learned", got == want))
     ax.axvline(1.0, color="k", ls="--", label="planned minimal frequency")
     ax.set_xscale("log")
-    ax.set_xlabel("frequency of the target task / planned minimum p*(N)")
+    ax.set_xlabel("target frequency / planned minimum p*(N)")
     ax.set_ylabel(f"final corrected signal of task {k}")
     ax.legend()
     path = save(fig, out / "figures" / "upweight.png")
