@@ -214,7 +214,7 @@ def fig9(log: pd.DataFrame, t: pd.DataFrame, path: Path) -> Path:
     """Paper Fig. 9 analog, one column per size (smallest left): top, cos(g_r, g_batch) and
     cos(g_r, g_nontask) at each reading against the training step, injection readings marked;
     bottom, their median and IQR against the offset in the gap, with +-baseline dotted."""
-    from ..report.plots import new_figure, save
+    from ..report.plots import legend_below, new_figure, save
 
     sizes = list(t["preset"])
     fig, axes = new_figure(max(len(sizes), 1), 2, height=2.0)
@@ -224,12 +224,12 @@ def fig9(log: pd.DataFrame, t: pd.DataFrame, path: Path) -> Path:
         base = float(t.loc[t["preset"] == p, "baseline"].iloc[0])
         top, bot = axes[0, j], axes[1, j]
         top.plot(g["step"], g["cos_nontask"], ".", ms=3, color="C0", label="cos(g_r, g_nontask)")
-        top.plot(g["step"][inj], g["cos_batch"][inj], "v", ms=4, color="C3", label="cos(g_r, g_batch), injection")
-        top.plot(g["step"][~inj], g["cos_batch"][~inj], ".", ms=3, color="C7", label="cos(g_r, g_batch), in the gap")
+        top.plot(g["step"][inj], g["cos_batch"][inj], "v", ms=4, color="C1", label="cos(g_r, g_batch), injection")
+        top.plot(g["step"][~inj], g["cos_batch"][~inj], ".", ms=3, color="0.45", label="cos(g_r, g_batch), in the gap")
         top.set(title=f"{p} ({int(t.loc[t['preset'] == p, 'non_embedding_params'].iloc[0]):,} params)",
                 xlabel="training step")
         read = g[g["offset"].notna()]
-        for col, color in (("cos_batch", "C3"), ("cos_nontask", "C0")):
+        for col, color in (("cos_batch", "C1"), ("cos_nontask", "C0")):
             q = read.groupby(read["offset"].astype(int))[col].quantile([0.25, 0.5, 0.75]).unstack()
             if q.empty:
                 continue
@@ -245,7 +245,11 @@ def fig9(log: pd.DataFrame, t: pd.DataFrame, path: Path) -> Path:
             ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0, 0].set_ylabel("cosine with g_r")
     axes[1, 0].set_ylabel("cosine with g_r (median, IQR)")
-    if sizes:
-        axes[0, 0].legend()
-        axes[1, 0].legend()
+    if sizes:  # one legend for every panel, below them (the bottom row's medians share the colours)
+        h, lab = axes[0, 0].get_legend_handles_labels()
+        h2, lab2 = axes[1, 0].get_legend_handles_labels()
+        axes[0, 0].plot([], [], " ", label=" ")  # keeps the two groups in their own columns
+        for hh, ll in zip(h2, lab2):
+            axes[0, 0].plot([], [], "o-", ms=3, color=hh.get_color(), label=ll + ", IQR band")
+        legend_below(fig, axes[0, 0], ncol=2)
     return save(fig, path)

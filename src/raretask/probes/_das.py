@@ -117,6 +117,7 @@ def report(d, out, cfg):
     """Per checkpoint the best held-out IIA (a check row) and the IIA over layers (a figure)."""
     from ..report.html import Check, Figure
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     checks = []
     best = d.loc[d.groupby("checkpoint")["iia"].idxmax()]
@@ -132,6 +133,7 @@ def report(d, out, cfg):
             ax.plot(s["layer"], s["iia"], ls, marker="o", color=f"C{i}", label=f"{ck}, position {pos}")
     ax.axhline(float(d["chance"].mean()), color="k", lw=0.8, label="chance")
     ax.set(xlabel="residual-stream layer (0 = embeddings)", ylabel="held-out IIA", ylim=(0, 1.02))
+    integer_axis(ax, "x")  # layers are whole numbers
     ax.legend()
     return checks, [Figure(save(fig, out / "figures" / "das.png"),
                            "DAS: interchange-intervention accuracy of a 1-D subspace per layer and position.")]

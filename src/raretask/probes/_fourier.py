@@ -77,6 +77,7 @@ def report(d, out, cfg):
     """Modes over layers per checkpoint (a figure) and their sum per checkpoint (check rows)."""
     from ..report.html import Check, Figure
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     checks = []
     fig, axes = new_figure(1, 1)
@@ -85,6 +86,7 @@ def report(d, out, cfg):
         checks.append(Check(f"Fourier {ck}: modes summed over layers", int(g["n_modes"].sum()),
                             f"tau = {cfg.tau}", None))
     axes[0, 0].set(xlabel="layer", ylabel="Fourier modes")
+    integer_axis(axes[0, 0], "x")  # layers are whole numbers
     axes[0, 0].legend()
     return checks, [Figure(save(fig, out / "figures" / "fourier.png"), "Fourier modes of (a + b) mod 100.")]
 

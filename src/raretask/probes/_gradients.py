@@ -136,8 +136,10 @@ def interference_row(model, toks, inst, neurons, g_r, tok_loss=None, retain: boo
 
 # --- the live monitor's log (``raretask lm train --monitor-interference``): checks and figure ---
 
-COSINES = (("cos_task", "cos(g_r, g_task)", "C3"), ("cos_nontask", "cos(g_r, g_nontask)", "C0"),
-           ("cos_batch", "cos(g_r, g_batch)", "C7"))
+COSINES = (("cos_task", "cos(g_r, g_task)", "C1"), ("cos_nontask", "cos(g_r, g_nontask)", "C0"),
+           ("cos_batch", "cos(g_r, g_batch)", "0.45"))
+SHORT = {"cos_task": "task", "cos_nontask": "non-task", "cos_batch": "batch"}
+"""Legend names of the cosines with g_r (the axis says "cosine with g_r")."""
 
 
 def _injection_rows(log) -> np.ndarray:
@@ -256,37 +258,38 @@ def monitor_figure(log, path):
         if q.empty:
             continue
         x = [pos[int(o)] for o in q.index]
-        n = int(g.loc[g["offset"] == 0, col].notna().sum())
         if col == "cos_task":  # only injection steps carry task tokens
-            ax.errorbar(x, q[0.5], yerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], fmt="o", ms=7, capsize=4,
-                        color=color, label=f"{label}: median, IQR over {n} injections", zorder=3)
+            ax.errorbar(x, q[0.5], yerr=[q[0.5] - q[0.25], q[0.75] - q[0.5]], fmt="o", ms=5, capsize=3,
+                        color=color, label=f"{SHORT[col]}: median, IQR", zorder=3)
         else:
             st = styles[col]
             ax.plot(x, q[0.5], ls=st["ls"], marker=st["marker"], ms=st["ms"], lw=st["lw"], color=color,
-                    label=f"{label}: median" + (f", IQR band over {n} injections" if st["band"] else ""))
+                    label=f"{SHORT[col]}: median" + (", IQR" if st["band"] else ""))
             if st["band"]:
                 ax.fill_between(x, q[0.25], q[0.75], color=color, alpha=0.2, lw=0)
     ax.axhline(0, color="k", lw=0.6)
     if categorical:
         ax.set_xticks(range(len(offsets)))
         ax.set_xticklabels([f"{o}\n(injection)" if o == 0 else str(o) for o in offsets])
+    n_inj = int((g["offset"] == 0).sum()) if len(g) else 0
     span = f"period G = {periods[0]}" if len(periods) == 1 else (f"periods {periods[0]}-{periods[-1]}"
                                                                  if periods else "no injection read")
     ax.set(xlabel="steps since the latest injection" + (" (evenly spaced)" if categorical else ""),
-           ylabel="cosine with g_r", title=f"across the gap ({span})")
+           ylabel="cosine with g_r", title=f"across the gap ({span}; {n_inj} injections)")
     ax.legend()
     if len(log):
         s = log.sort_values("step")
         si = _injection_rows(s)
-        bx.plot(s["step"], s["cos_nontask"], "-o", ms=2.5, lw=0.9, color="C0", label="cos(g_r, g_nontask)")
-        bx.plot(s["step"], s["cos_batch"], "--", lw=0.9, color="C7", label="cos(g_r, g_batch)")
-        bx.plot(s.loc[si, "step"], s.loc[si, "cos_task"], "o", ms=6, color="C3",
-                label="cos(g_r, g_task) (injection steps)")
+        colour = {c: k for c, _, k in COSINES}
+        bx.plot(s["step"], s["cos_nontask"], "-o", ms=2.5, lw=0.9, color=colour["cos_nontask"], label=SHORT["cos_nontask"])
+        bx.plot(s["step"], s["cos_batch"], "--", lw=0.9, color=colour["cos_batch"], label=SHORT["cos_batch"])
+        bx.plot(s.loc[si, "step"], s.loc[si, "cos_task"], "o", ms=5, color=colour["cos_task"],
+                label=SHORT["cos_task"] + " (injections)")
         if 0 < si.sum() <= 60:
             for x in s.loc[si, "step"]:
-                bx.axvline(x, color="C3", lw=0.6, alpha=0.4)
+                bx.axvline(x, color=colour["cos_task"], lw=0.6, alpha=0.4)
     bx.axhline(0, color="k", lw=0.6)
-    bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (red lines: injection steps)")
+    bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (lines: injection steps)")
     bx.legend()
     return save(fig, path)
 

@@ -61,6 +61,7 @@ def report(d, out, cfg):
     """Drops over MLP layers per checkpoint (a figure) and the most causal layer (check rows)."""
     from ..report.html import Check, Figure
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     checks = []
     fig, axes = new_figure(1, 1)
@@ -71,6 +72,7 @@ def report(d, out, cfg):
         checks.append(Check(f"localisation {ck}: most causal MLP layer (zero-ablation drop)",
                             f"layer {int(top['layer'])}: {top['zero_drop']:+.3f}", "informative", None))
     axes[0, 0].set(xlabel="MLP layer", ylabel="drop in task accuracy")
+    integer_axis(axes[0, 0], "x")  # layers are whole numbers
     axes[0, 0].legend()
     return checks, [Figure(save(fig, out / "figures" / "localize.png"), "MLP ablations: drop in test accuracy.")]
 

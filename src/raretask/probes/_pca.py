@@ -38,12 +38,14 @@ def report(d, out, cfg):
     """R^2 over layers per checkpoint (a figure) and the best R^2 per checkpoint (check rows)."""
     from ..report.html import Check, Figure
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     fig, axes = new_figure(1, 1)
     for i, (ck, g) in enumerate(d.groupby("checkpoint", sort=False)):
         axes[0, 0].plot(g["layer"], g["r2"], marker="o", color=f"C{i}", label=ck)
     axes[0, 0].axhline(cfg.pca_k / 100, color="k", lw=0.8, label=f"chance (k / N = {cfg.pca_k / 100:.2f})")
     axes[0, 0].set(xlabel="layer", ylabel=f"R^2 of v(token) on top-{cfg.pca_k} PCs", ylim=(0, 1.02))
+    integer_axis(axes[0, 0], "x")  # layers are whole numbers
     axes[0, 0].legend()
     figures = [Figure(save(fig, out / "figures" / "pca.png"), "PCA regression of the value v(token).")]
     checks = [Check(f"PCA {ck}: best R^2 over layers", round(float(g["r2"].max()), 3),

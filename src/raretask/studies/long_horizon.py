@@ -30,12 +30,12 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         for k in below:
             ax.plot(r.index, r[k], "-", color="C0", lw=0.8, alpha=0.6)
         for k in above:
-            ax.plot(r.index, r[k], "-", color="C3", lw=0.8, alpha=0.6)
+            ax.plot(r.index, r[k], "-", color="C1", lw=0.8, alpha=0.6)  # vermillion
         ax.axhline(0, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("corrected signal s~_k")
-        ax.set_title(f"N = {w}: blue within capacity ({len(below)}), red above ({len(above)})")
+        ax.set_title(f"N = {w}: {len(below)} within, {len(above)} above")
         if not above:
             continue
         final = r.loc[steps, above]
@@ -50,7 +50,7 @@ def analyze(cfg: StudyConfig, results: pd.DataFrame, trace, out: Path) -> Analys
         summary["widths"][str(w)] = {"above_capacity_tasks": above, "final_max": float(final.max()),
                                      "final_mean": float(final.mean()), "late_gain": late_gain}
     path = save(fig, out / "figures" / "long-horizon.png")
-    fig_ = Figure(path, f"Corrected signal of every task over {steps:,} steps (log axis). Red: tasks whose first "
-                  "feature lies above the width's capacity (N*_(k,1) > N, Theorem 3); they stay at or below the "
+    fig_ = Figure(path, f"Corrected signal of every task over {steps:,} steps (log axis). Blue: tasks within the width's capacity; "
+                  "vermillion: tasks whose first feature lies above the width's capacity (N*_(k,1) > N, Theorem 3); they stay at or below the "
                   "random-projection baseline 0.", checks)
     return Analysis("Long horizon (SPEC A5.4): more steps do not buy above-capacity tasks.", [], [fig_], summary)
