@@ -585,12 +585,12 @@ def _fig_critical(crit, law, theory, fdir: Path) -> Figure:
     ax = axes[0, 1]
     ok = np.isfinite(tp) & (tp > 0)
     ax.plot(tw[ok] / tw[ok][0], tp[ok] / tp[ok][0], "s-", color="C2",
-            label=f"theory p*(N), task 32 of the paper mixture: N^{tslope:+.2f}")
+            label=f"theory p*(N), task 32: N^{tslope:+.2f}")
     if law is not None:
         # non-embedding parameters grow as width^2 at fixed depth: exponent in width = 2 b
         wr = np.sqrt(np.asarray(law.params) / law.params[0])
         ax.plot(wr, np.asarray(law.f_star) / law.f_star[0], "o-", color="C0",
-                label=f"LM f*: width^{2 * law.exponent:+.2f}")
+                label=f"LM f*: N^{2 * law.exponent:+.2f}")
     ax.set(xscale="log", yscale="log", xlabel="width / smallest width", ylabel="critical frequency / smallest's",
            title="LM exponent vs the synthetic theory's")
     ax.legend()
