@@ -413,13 +413,13 @@ def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFr
     base = (f"{len(crit)} sizes, {P.min():,}-{P.max():,} non-embedding parameters, {t.get('batch_size')} x "
             f"{t.get('seq_len')} tokens per batch, {t.get('steps')} steps, task {sw['task']} at "
             f"{', '.join(f'{r:g}' for r in sw['rates'])} per batch")
-    probed = ("final checkpoints only" if not probes.empty else "no probes in this sweep")
+    probed = "at the final checkpoints only" if not probes.empty else "not run (no probes in this sweep)"
     st = sw.get("interference")
-    regime = {"Fig. 7": f"{base}; DAS/PCA at the {probed}; no T_ADD",
+    regime = {"Fig. 7": f"{base}; DAS/PCA {probed}; no T_ADD",
               "Fig. 9": (f"{base}; interference stage: sizes {', '.join(st['presets'])}, {st['n']} instances every "
                          f"{st['every']} steps, cosines read during training at injections and in the gap (monitor "
                          f"K = {st.get('monitor', 50)}, g_r afresh at each reading)" if st else
-                         f"{base}; cosines at the {probed}, not during training"),
+                         f"{base}; cosines {probed}" + (", not during training" if not probes.empty else "")),
               "Fig. 6b": base + ("" if sw.get("gaps") and (sw["gaps"] or {}).get("every") else "; no gap runs"),
               "Grokking": "not run: the sweep injects cmp only"}
     # claims whose paper regime this sweep does not run: their checks stay in the report, the
