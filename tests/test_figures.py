@@ -141,3 +141,18 @@ def test_text_drawn_over_a_label_is_a_violation():
     ax.text(1.0, 1.6, "note too")  # two annotations on one spot
     found = style.violations(_laid_out(fig))
     assert found == ["text drawn over other text: 'note' and 'note too'"], found
+
+
+def test_minor_log_labels_are_thinned_where_they_would_collide():
+    fig, axes = plots.new_figure(4, 1)
+    ax = axes[0, 1]
+    ax.plot([0.00021, 0.0013], [1.1, 2.2])
+    ax.set_xscale("log")  # less than a decade in a quarter page: 2, 3, 4, 6 x 10^-4 collide
+    fig.tight_layout()
+    fig.canvas.draw()
+    assert any("drawn over other text" in v for v in style.violations(fig))
+    style.tidy_log_axes(fig)
+    fig.canvas.draw()
+    assert style.violations(fig) == []
+    shown = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    assert shown and all(("2" in t or "5" in t) for t in shown), shown

@@ -3,6 +3,7 @@ and --plugin register a study, a probe, a model family with its preset and a tra
 that `raretask` then offers, with no launcher script; a broken plugin is one line naming it."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -84,26 +85,29 @@ def _pip(*args):
 def test_an_installed_plugin_is_usable_from_the_command_line(tmp_path, small_corpus):
     pytest.importorskip("transformers")
     pkg = _package(tmp_path)
-    r = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(pkg))
+    # installed into a folder of its own, seen through PYTHONPATH by these commands only: installed
+    # into the shared venv, every other test's command (two xdist workers) would load its entry
+    # point, and fail while it is being uninstalled
+    site = tmp_path / "site"
+    r = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(pkg))
     if r.returncode:
         pytest.skip(f"cannot pip install into this environment: {r.stderr.strip()[-200:]}")
-    try:
-        r = _cli("study", "toyplug", "--out", tmp_path / "study", "--workers", "1")
-        assert r.returncode == 0, r.stderr
-        assert json.loads((tmp_path / "study" / "summary.json").read_text())["all_checks_ok"]
-        run = tmp_path / "run"
-        r = _cli("lm", "train", "--preset", "plug-llama", "--corpus", small_corpus, "--out", run, "--steps", "2",
-                 "--batch-size", "4", "--seq-len", "32", "--checkpoint-every", "2", "--warmup", "1", "--no-progress",
-                 "--callback", "toyplug_callbacks:CountSteps")
-        assert r.returncode == 0, r.stderr
-        summary = json.loads((run / "summary.json").read_text())
-        assert summary["preset"] == "plug-llama" and summary["counted_steps"] == 2
-        r = _cli("lm", "probe", run, "--resnorm", "--no-init")
-        assert r.returncode == 0, r.stderr
-        assert (run / "probes" / "resnorm.parquet").exists()
-    finally:
-        _pip("uninstall", "-y", "raretask-toyplug")
-    r = _cli("study", "toyplug", "--out", tmp_path / "gone")  # uninstalled: not a choice any more
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    assert list(site.glob("raretask_toyplug-*.dist-info/entry_points.txt"))  # a real installed distribution
+    r = _cli("study", "toyplug", "--out", tmp_path / "study", "--workers", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "study" / "summary.json").read_text())["all_checks_ok"]
+    run = tmp_path / "run"
+    r = _cli("lm", "train", "--preset", "plug-llama", "--corpus", small_corpus, "--out", run, "--steps", "2",
+             "--batch-size", "4", "--seq-len", "32", "--checkpoint-every", "2", "--warmup", "1", "--no-progress",
+             "--callback", "toyplug_callbacks:CountSteps", env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["preset"] == "plug-llama" and summary["counted_steps"] == 2
+    r = _cli("lm", "probe", run, "--resnorm", "--no-init", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (run / "probes" / "resnorm.parquet").exists()
+    r = _cli("study", "toyplug", "--out", tmp_path / "gone")  # not installed for this command: not a choice
     assert r.returncode == 2 and "invalid choice: 'toyplug'" in r.stderr
 
 

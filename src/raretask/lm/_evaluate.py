@@ -351,10 +351,6 @@ def _template_label(name: str, v: dict) -> str:
     return f"{name}: {rate} in the corpus"
 
 
-MAX_PANEL_LEGEND = 6
-"""Runs whose legend fits inside the accuracy panel; more get a legend row below the panels."""
-
-
 def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Figure]:
     from matplotlib.lines import Line2D
 
@@ -363,7 +359,6 @@ def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Fig
     from ._tasks import CHANCE
 
     runs = list(dict.fromkeys(df["run"]))
-    many = len(runs) > MAX_PANEL_LEGEND
     fig, axes = new_figure(2, 2, height=2.5)
     for i, run in enumerate(runs):
         r = df[df["run"] == run].sort_values("step")
@@ -385,10 +380,7 @@ def _figures(df: pd.DataFrame, out: Path, freqs: dict | None = None) -> list[Fig
     axes[1, 0].set(xlabel="held-out LM loss", ylabel="LABEL loss", title="task loss vs LM loss")
     axes[1, 0].invert_xaxis()
     axes[1, 1].set(xlabel="training tokens", ylabel="next-token loss", title="reference tasks (line style)")
-    if many:  # run colours: one legend serves the three panels that share them; many runs: below them
-        legend_below(fig, axes[0, 0])
-    else:
-        axes[0, 0].legend()
+    legend_below(fig, axes[0, 0])  # run colours: one legend, below the three panels that share them
     handles, labels = [], []
     for name, ls in (("increase", "-"), ("addition", "--")):
         v = (freqs or {}).get(name)

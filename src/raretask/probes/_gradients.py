@@ -240,6 +240,7 @@ def monitor_figure(log, path):
     """Paper Fig. 9 analog from a monitor log: left, the cosines against the offset (steps since the
     latest injection), median and IQR over injections; right, the cosines over training."""
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     fig, axes = new_figure(2, 1, height=2.6)
     ax, bx = axes[0, 0], axes[0, 1]
@@ -290,6 +291,7 @@ def monitor_figure(log, path):
                 bx.axvline(x, color=colour["cos_task"], lw=0.6, alpha=0.4)
     bx.axhline(0, color="k", lw=0.6)
     bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (lines: injection steps)")
+    integer_axis(bx, "x")
     bx.legend()
     return save(fig, path)
 
@@ -311,6 +313,7 @@ def report(d, out, cfg):
     """Cosines over the measured steps per checkpoint (a figure) and their median (check rows)."""
     from ..report.html import Check, Figure
     from ..report.plots import new_figure, save
+    from ..report.style import integer_axis
 
     checks = []
     fig, axes = new_figure(1, 1, height=2.6)
@@ -322,6 +325,7 @@ def report(d, out, cfg):
                             round(float(g["cos_nontask"].median()), 4), "interference < 0", None))
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="steps after the checkpoint", ylabel="cosine with g_r")
+    integer_axis(ax, "x")
     ax.legend()
     return checks, [Figure(save(fig, out / "figures" / "gradients.png"),
                            "Cosine of the task reference gradient g_r (task neurons of MLP 0) with the batch "

@@ -36,6 +36,7 @@ def save(fig, path: Path) -> Path:
     path = Path(path)
     formats = style.figure_formats()
     path.parent.mkdir(parents=True, exist_ok=True)
+    style.tidy_log_axes(fig)
     fig.tight_layout(rect=getattr(fig, "_raretask_rect", None))
     try:
         fig.canvas.draw()  # lay out at screen resolution, where the rules measure positions
@@ -78,8 +79,9 @@ def heatmap_with_staircase(ax, matrix: np.ndarray, grid, staircase: dict[str, np
     K = matrix.shape[0]
     im = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="upper",
                    extent=(-0.5, len(grid) - 0.5, K + 0.5, 0.5))
-    ax.set_xticks(range(len(grid)))
-    ax.set_xticklabels([str(g) for g in grid], rotation=45)
+    every = max(1, math.ceil(len(grid) / 12))  # at most about 12 labels: more collide at print width
+    ax.set_xticks(range(0, len(grid), every))
+    ax.set_xticklabels([str(g) for g in grid[::every]], rotation=45)
     ax.set_xlabel("width N")
     ax.set_ylabel("task k (1 = most frequent)")
     styles = [("white", "-"), (style.OKABE_ITO["vermillion"], "--"), (style.OKABE_ITO["sky blue"], ":")]

@@ -248,6 +248,29 @@ def violations(fig) -> list[str]:
     return out
 
 
+def _minor_log_label(x, pos=None) -> str:
+    """Minor tick label of a log axis at 2 x 10^e and 5 x 10^e only."""
+    if not x > 0:
+        return ""
+    e = math.floor(math.log10(x) + 1e-9)
+    m = round(x / 10**e, 6)
+    return f"${m:g}\\times10^{{{e}}}$" if m in (2, 5) else ""
+
+
+def tidy_log_axes(fig) -> None:
+    """On every log-scaled x axis spanning less than a decade (where matplotlib labels minor
+    ticks), label the minor ticks at 2 and 5 x 10^e only: 2, 3, 4, 6 x 10^e collide at print
+    width. ``plots.save`` calls it."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for ax in fig.axes:
+        if ax.get_xscale() != "log":
+            continue
+        lo, hi = sorted(ax.get_xlim())
+        span = math.log10(hi / lo) if lo > 0 and hi > 0 else float("inf")
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_log_label) if span < 1 else NullFormatter())
+
+
 def integer_axis(ax, which: str = "x") -> None:
     """Whole-number ticks on an axis of whole numbers (layers, widths, steps)."""
     from matplotlib.ticker import MaxNLocator
