@@ -309,7 +309,7 @@ def _cmd_sizing(args: argparse.Namespace) -> int:
     if not (math.isfinite(truth.seed_sd) and truth.seed_sd > 0):
         raise ConfigError("from", f"{prov.get('sweep')} has no seed pairs to measure its seed noise",
                           "a sweep with boundary seeds, or --seed-sd")
-    curvature = prov["curvature"] if args.curvature is None else args.curvature
+    curvature = prov["measured_curvature"] if args.curvature is None else args.curvature
     if not math.isfinite(curvature) or curvature == 0:
         raise ConfigError("curvature", f"{curvature} (the bent law must differ from the straight one)",
                           "a finite, non-zero curvature")

@@ -341,8 +341,9 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
                   float(noise), ck)
     batch = int(sw["train"]["batch_size"]) * int(sw["train"]["seq_len"])
     shape = SweepShape(params, tuple(float(r) for r in sw["rates"]), batch, chance, fc, len(sw.get("boundary_seeds", [])))
-    prov = {"sweep": str(sweep_dir), "seed_noise_dof": dof, "curvature": curv, "sizes_measured": int(len(m)),
-            **asdict(truth)}
+    # the truth simulated is straight (its "curvature" 0); the bend the sweep shows is the bent law's
+    prov = {"sweep": str(sweep_dir), "seed_noise_dof": dof, "sizes_measured": int(len(m)), **asdict(truth),
+            "measured_curvature": curv}
     return truth, shape, prov
 
 
