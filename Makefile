@@ -32,13 +32,12 @@ demo: $(BASE)
 	@echo "What was computed and what the verdicts mean:"
 	$(BIN)/raretask explain runs/phase-quick runs/retention-quick
 
-# Two workers (pytest-xdist), one per core, the tests of a shared fixture on one (conftest.py);
-# `make test-fast` leaves out the tests marked slow.
+# Two workers (pytest-xdist), one per core; `make test-fast` leaves out the tests marked slow.
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 test-fast: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 # The documentation site in site/ (docs/, mkdocs.yml); warnings fail the build.
 docs: install

@@ -1,4 +1,6 @@
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -27,18 +29,28 @@ def small_corpus(tmp_path_factory):
     return root / "corpus"
 
 
-SHARED_FIXTURES = ("undisturbed", "long_ref", "planted_model", "done_run", "done", "report")
-"""Module-scoped fixtures that train or run something (10-40 s each): under pytest-xdist each
-worker that runs one of their tests builds them again, so their tests go to one worker
-(``--dist loadgroup`` in the Makefile) and each is built once."""
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder built once per test session, shared by both pytest-xdist workers: the first to
+    ask builds it (``build(folder)``) under a file lock, the other waits and reuses it. For
+    module fixtures that train or run something (20-40 s), which each worker would otherwise
+    build again. The folder is read, never written, by the tests."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder above the workers' own
+    target = root / f"built-once-{name}"
+    with FileLock(str(target) + ".lock"):
+        if not (target / ".built").exists():
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            build(target)
+            (target / ".built").touch()
+    return target
 
 
 def pytest_collection_modifyitems(items):
     # the slow tests first: two workers then finish together instead of one waiting on a late
     # long test (a stable sort: the order within each kind is kept)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    for item in items:
-        for name in SHARED_FIXTURES:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
-                break

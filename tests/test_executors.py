@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import built_once
 
 from raretask import ConfigError
 from raretask.studies._executors import execute
@@ -96,10 +97,12 @@ def undisturbed(tmp_path_factory) -> pd.DataFrame:
     (``WORKER_ENV``) and the driver does not, so an in-process run (--workers 1) agrees with
     them only to float rounding (522 of 960 values differed, by up to 4.6e-7, at 20k steps);
     worker runs agree with each other exactly."""
-    out = tmp_path_factory.mktemp("plain") / "phase"
-    proc = study(out, "--workers", "2")
-    assert proc.wait(timeout=600) == 0, proc.stderr.read()
-    return check_complete(out)
+    def build(folder):
+        proc = study(folder / "phase", "--workers", "2")
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()
+
+    # built once for the session: both xdist workers run a test that compares with it
+    return check_complete(built_once(tmp_path_factory, "executors-undisturbed", build) / "phase")
 
 
 @pytest.mark.slow
