@@ -150,3 +150,12 @@ def test_bench_sizing_prints_the_coverage_table_of_every_method(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "raretask.cli", "bench", "sizing", "--from", str(d), "--seed-sd", "nan"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "seed_sd" in bad.stderr
+
+
+def test_the_embedded_truth_is_the_measured_sweep_s():
+    """bench sizing without --from simulates the real sweep's measured truth: a straight law and
+    the bend its four f* show, on the cpu-scaling shape."""
+    t = sim.Truth(**sim.MEASURED["truth"])
+    assert t.curvature == 0 and sim.MEASURED["measured_curvature"] > 0  # the fall slowed at w192
+    assert len(t.per_size("slope", len(sim.SweepShape().params))) == 4 and 0 < t.seed_sd < 0.1
+    assert -0.4 < t.exponent < -0.2

@@ -349,8 +349,20 @@ def measured_truth(sweep_dir) -> tuple[Truth, SweepShape, dict]:
 
 # ---- the benchmark -----------------------------------------------------------------------------
 
-MEASURED = None
-"""The truth measured on the real cpu-scaling sweep (``measured_truth``); None until measured."""
+MEASURED = {
+    "sweep": "cpu-scaling, 2026-12-03 (docs/measured/cpu-scaling-2026-12-03), measured_truth of its folder",
+    "truth": {"intercept": -0.8946249649436517, "exponent": -0.27689325889161887, "curvature": 0.0,
+              "slope": (4.502906571353588, 4.176830082638581, 5.876690077951874, 7.420752052242063),
+              "ceiling": (1.0, 1.0, 0.982057108338589, 0.9679064707872809),
+              "seed_sd": 0.011584172631463831, "checkpoint_sd": 0.020001845152980507},
+    "measured_curvature": 0.06485936623651985,
+    "seed_noise_dof": 8,
+    "sizes_measured": 4,
+}
+"""The truth measured on the real cpu-scaling sweep of 2026-12-03 (``measured_truth`` of its
+folder: the straight law, per-size logistic slopes and ceilings, the seed noise of its 8 seed
+pairs, the last checkpoints' sd, and the bend of its four f* in log10 P), which ``bench sizing``
+simulates when no ``--from`` is given."""
 
 
 def _part(args):
