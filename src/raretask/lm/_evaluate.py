@@ -16,7 +16,6 @@ A run being evaluated is locked (eval writes its cache there); a report over sev
 
 from __future__ import annotations
 
-
 import json
 from pathlib import Path
 

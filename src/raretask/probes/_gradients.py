@@ -136,10 +136,10 @@ def interference_row(model, toks, inst, neurons, g_r, tok_loss=None, retain: boo
 
 # --- the live monitor's log (``raretask lm train --monitor-interference``): checks and figure ---
 
-COSINES = (("cos_task", "cos(g_r, g_task)", "C1"), ("cos_nontask", "cos(g_r, g_nontask)", "C0"),
-           ("cos_batch", "cos(g_r, g_batch)", "0.45"))
-SHORT = {"cos_task": "task", "cos_nontask": "non-task", "cos_batch": "batch"}
-"""Legend names of the cosines with g_r (the axis says "cosine with g_r")."""
+COSINES = (("cos_task", "task", "C1"), ("cos_nontask", "non-task", "C0"), ("cos_batch", "batch", "0.45"))
+"""The monitor's cosines with g_r: column, legend name (the axis says "cosine with g_r"), colour."""
+SHORT = {c: name for c, name, _ in COSINES}
+COLOUR = {c: colour for c, _, colour in COSINES}
 
 
 def _injection_rows(log) -> np.ndarray:
@@ -252,7 +252,7 @@ def monitor_figure(log, path):
     # few distinct offsets (one period: 0, 1, G/4, G/2, 3G/4, G-1): evenly spaced, labelled by offset
     categorical = 0 < len(offsets) <= 16
     pos = dict(zip(offsets, range(len(offsets)))) if categorical else {o: o for o in offsets}
-    for col, label, color in COSINES:
+    for col, _, color in COSINES:
         if g.empty:
             break
         q = g.groupby(g["offset"].astype(int))[col].quantile([0.25, 0.5, 0.75]).unstack().dropna()
@@ -281,14 +281,13 @@ def monitor_figure(log, path):
     if len(log):
         s = log.sort_values("step")
         si = _injection_rows(s)
-        colour = {c: k for c, _, k in COSINES}
-        bx.plot(s["step"], s["cos_nontask"], "-o", ms=2.5, lw=0.9, color=colour["cos_nontask"], label=SHORT["cos_nontask"])
-        bx.plot(s["step"], s["cos_batch"], "--", lw=0.9, color=colour["cos_batch"], label=SHORT["cos_batch"])
-        bx.plot(s.loc[si, "step"], s.loc[si, "cos_task"], "o", ms=5, color=colour["cos_task"],
+        bx.plot(s["step"], s["cos_nontask"], "-o", ms=2.5, lw=0.9, color=COLOUR["cos_nontask"], label=SHORT["cos_nontask"])
+        bx.plot(s["step"], s["cos_batch"], "--", lw=0.9, color=COLOUR["cos_batch"], label=SHORT["cos_batch"])
+        bx.plot(s.loc[si, "step"], s.loc[si, "cos_task"], "o", ms=5, color=COLOUR["cos_task"],
                 label=SHORT["cos_task"] + " (injections)")
         if 0 < si.sum() <= 60:
             for x in s.loc[si, "step"]:
-                bx.axvline(x, color=colour["cos_task"], lw=0.6, alpha=0.4)
+                bx.axvline(x, color=COLOUR["cos_task"], lw=0.6, alpha=0.4)
     bx.axhline(0, color="k", lw=0.6)
     bx.set(xlabel="training step", ylabel="cosine with g_r", title="over training (lines: injection steps)")
     integer_axis(bx, "x")

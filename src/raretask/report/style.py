@@ -29,6 +29,7 @@ import matplotlib
 from matplotlib.colors import to_rgb
 
 from ..errors import RaretaskWarning
+from ..runfolder import FORMATS_ENV, figure_formats  # noqa: F401  (re-exported)
 
 COLUMN_IN = 3.3
 """Print width of a one-panel figure (inches): one column of a two-column paper."""
@@ -57,9 +58,6 @@ RC = {
     "savefig.dpi": DPI, "pdf.fonttype": 42, "svg.fonttype": "none", "image.cmap": "viridis",
 }
 """matplotlib settings of every figure (TrueType fonts in PDF so journals accept them)."""
-
-
-from ..runfolder import FORMATS_ENV, figure_formats  # noqa: E402,F401  (re-exported)
 
 
 class FigureRuleWarning(RaretaskWarning):
