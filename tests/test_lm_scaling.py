@@ -136,3 +136,30 @@ def test_theory_curve_falls_with_width():
 
     p, slope = theory_exponent(MixtureSpec(n_tasks=32, block_dim=16), 32, [8, 16, 32, 64, 128])
     assert np.all(np.diff(p) < 0) and slope < 0
+
+
+def test_a_bend_in_the_fitted_sizes_moves_the_prediction_toward_the_bent_truth():
+    # log10 f* bends by +0.2 decades per decade^2: a line through the three smaller sizes
+    # overshoots the fall at the fourth
+    params = np.array([1e4, 4e4, 1.6e5, 6.4e5])
+    x = np.log10(params)
+    f = 10 ** (-1.0 - 0.4 * x + 0.2 * (x - x[:3].mean()) ** 2)
+    bent = fit_power_law(params[:3], f[:3], [0.02] * 3)
+    assert bent.curvature == pytest.approx(0.2, rel=1e-6) and bent.scatter2 == 0.0
+    assert bent.straight_weight < 0.05  # the bend is 3 of its standard errors: the bent law carries the average
+    y, lo, hi = bent.predict(params[3])
+    assert 10**lo <= f[3] <= 10**hi and y < lo  # covered; the straight value itself lies outside
+    from raretask.lm.sizing_sim import without_bend
+
+    _, slo, shi = without_bend(bent).predict(params[3])
+    assert not 10**slo <= f[3] <= 10**shi  # the straight law alone misses it
+    # a straight law gives no curvature; the average keeps most weight on the line, and its
+    # interval still holds the straight value
+    straight = fit_power_law(params[:3], 10 ** (-1.0 - 0.4 * x[:3]), [0.02] * 3)
+    assert straight.curvature == pytest.approx(0.0, abs=1e-9) and straight.straight_weight == pytest.approx(
+        math.e / (1 + math.e))
+    y, lo, hi = straight.predict(params[3])
+    assert lo < y < hi and y == pytest.approx(-1.0 - 0.4 * x[3])
+    # with two sizes there is no bent law
+    two = fit_power_law(params[:2], f[:2], [0.02] * 2)
+    assert math.isnan(two.curvature) and two.straight_weight == 1.0

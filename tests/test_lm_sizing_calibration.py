@@ -142,11 +142,11 @@ def test_bench_sizing_prints_the_coverage_table_of_every_method(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for law in ("straight", "bent (+0.100"):
-        for method in ("new ", "new-t", "legacy"):
+        for method in ("new ", "no-bend", "new-t", "legacy"):
             assert any(law in line and method in line for line in r.stdout.splitlines()), r.stdout
     assert "seed noise sd 0.0500" in r.stdout
     saved = json.loads((tmp_path / "b.json").read_text())
-    assert len(saved["rows"]) == 6 and saved["provenance"]["seed_sd_given"] == 0.05
+    assert len(saved["rows"]) == 8 and saved["provenance"]["seed_sd_given"] == 0.05
     bad = subprocess.run([sys.executable, "-m", "raretask.cli", "bench", "sizing", "--from", str(d), "--seed-sd", "nan"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "seed_sd" in bad.stderr

@@ -16,14 +16,30 @@ report stand on. Definitions (docs: the README's "Sizing" section):
   range, so an interval may be open at one end).
 - The midpoint between chance and the *fitted ceiling* is kept beside it as an informative
   number (``f_star_ceiling``): it was the definition before, and it moves with the ceiling.
-- **The law** (``fit_power_law``): log10 f\\* = c + b log10 P, a Huber fit in log space, each
-  size weighted by 1 / (s_i^2 + tau^2): s_i its own f\\* error, tau^2 the scatter of the
-  sizes around the law (DerSimonian-Laird, estimated from the data; 0 and said so when
-  only two sizes are fitted).
-- **Two intervals**: the *confidence interval* says where the curve is (only the fit's
-  error); the *prediction interval* says where a new size's measured f\\* will land (the
-  curve's error, the scatter tau^2 and a new measurement's own error). It widens with the
-  distance of extrapolation. Sizing questions are answered with the prediction interval.
+- **The law** (``fit_power_law``): log10 f\\* = c + b log10 P, a Huber fit in log space (with
+  4 or more sizes; with 3 a line has one residual degree of freedom and an outlier cannot be
+  told from a bend), each size weighted by 1 / (s_i^2 + scatter2): s_i its own f\\* error,
+  scatter2 the scatter of the sizes around the bent law below (DerSimonian-Laird, estimated
+  from the data; 0 and said so when two or three sizes are fitted).
+- **The bent law beside it**: with 3 or more sizes, a quadratic in log10 P is fitted too
+  (``PowerLaw.curvature``: its term kappa (log10 P - middle)^2, decades per decade^2). The
+  straight law stays the answer's value (monotone, the law people cite); where a new size's
+  measurement lands is the model average of the two laws (Buckland et al. 1997): a mixture
+  of their predictive normals weighted by Akaike weights, w_bent / w_straight =
+  exp((chi2_straight - chi2_bent) / 2 - 1) (one parameter more costs a factor e). A bend the
+  sizes clearly show moves the interval toward the bent law; none keeps it near the line,
+  with the bent law's wider spread in its tails.
+- **Two intervals**: the *confidence interval* says where the straight curve is (only the
+  fit's error); the *prediction interval* says where a new size's measured f\\* will land:
+  the 2.5% and 97.5% quantiles of the mixture, each law's predictive normal holding its
+  curve's error, the scatter of sizes (``scatter2``) and a new measurement's own error. It
+  widens with the distance of extrapolation, fastest where the bent law's weight is large.
+  Sizing questions are answered with the prediction interval. The scatter is estimated
+  around the quadratic (DerSimonian-Laird on n - 3 degrees of freedom); with exactly 3 sizes
+  the one degree of freedom a line leaves is read as the bend, never counted twice.
+- **Calibration**: ``raretask bench sizing`` simulates sweeps shaped like cpu-scaling with a
+  known straight or bent law and measures how often the nominal 95% prediction interval
+  covers the held-out largest size (``lm.sizing_sim``; results in docs/results.md).
 """
 
 from __future__ import annotations
@@ -293,12 +309,30 @@ class PowerLaw:
     cov: np.ndarray
     """(2, 2) covariance of (intercept, exponent), scatter included."""
     tau2: float
-    """Scatter of the sizes around the law (decades^2) beyond their own errors; nan when not
-    estimable (two sizes)."""
+    """Scatter of the sizes around the straight law (decades^2) beyond their own errors; nan
+    when not estimable (two sizes). Informative: a bend shows here too, so the fit's weights
+    and both predictions use ``scatter2`` (around the bent law) instead."""
     new_se_log10: float
     """The error a new size's own measurement is expected to carry (median of se_log10)."""
     converged: bool
     """The robust fit's iterations settled."""
+    curvature: float = float("nan")
+    """kappa: the bent law's quadratic term in (log10 P - ``middle``), decades per decade^2
+    (positive: the fall slows with size); nan with fewer than 3 sizes."""
+    curvature_se: float = float("nan")
+    """Standard error of ``curvature``."""
+    scatter2: float = float("nan")
+    """Scatter of the sizes around the bent law (decades^2), the scatter term of both laws'
+    predictions: DerSimonian-Laird on n - 3 degrees of freedom with 4 or more sizes, 0 with 3
+    (its one spare degree of freedom is the bend), nan with 2 (taken as 0)."""
+    middle: float = float("nan")
+    """Mean log10 P of the fitted sizes (the centre of the quadratic term)."""
+    bent_coef: tuple = ()
+    """(c0, c1, kappa) of the bent law in (log10 P - middle); empty with fewer than 3 sizes."""
+    bent_cov: np.ndarray | None = None
+    """(3, 3) covariance of ``bent_coef``."""
+    straight_weight: float = 1.0
+    """Akaike weight of the straight law in the model average (1 with fewer than 3 sizes)."""
 
     @property
     def per_doubling(self) -> float:
@@ -310,17 +344,46 @@ class PowerLaw:
         return float(min(self.params)), float(max(self.params))
 
     def predict(self, params, kind: str = "prediction") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """log10 f* at ``params`` with its 95% ``kind`` interval: (value, lo, hi) in log10.
-        'confidence': where the curve is; 'prediction': where a new size's measured f* lands."""
+        """log10 f* of the straight law at ``params`` with its 95% ``kind`` interval: (value, lo,
+        hi) in log10. 'confidence': where the straight curve is; 'prediction': where a new
+        size's measured f* lands (the model average of the straight and bent laws)."""
         if kind not in ("confidence", "prediction"):
             raise ConfigError("kind", f"{kind!r}", "confidence or prediction")
         x = np.log10(np.asarray(params, float))
         y = self.intercept + self.exponent * x
         var = self.cov[0, 0] + 2 * x * self.cov[0, 1] + x * x * self.cov[1, 1]
-        if kind == "prediction":
-            var = var + (0.0 if not math.isfinite(self.tau2) else self.tau2) + self.new_se_log10**2
-        h = Z95 * np.sqrt(var)
-        return y, y - h, y + h
+        if kind == "confidence":
+            h = Z95 * np.sqrt(var)
+            return y, y - h, y + h
+        spread = (self.scatter2 if math.isfinite(self.scatter2) else 0.0) + self.new_se_log10**2
+        sd = np.sqrt(var + spread)
+        if not self.bent_coef:
+            return y, y - Z95 * sd, y + Z95 * sd
+        yb, sdb = self.bent(params)
+        sdb = np.sqrt(sdb**2 + spread)
+        w = self.straight_weight
+        lo = _mixture_quantile(0.025, w, y, sd, yb, sdb)
+        hi = _mixture_quantile(0.975, w, y, sd, yb, sdb)
+        return y, lo, hi
+
+    def bent(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """The bent law's log10 f* at ``params`` and the sd of its curve there."""
+        u = np.log10(np.asarray(params, float)) - self.middle
+        A = np.stack([np.ones_like(u), u, u * u], -1)
+        return A @ np.asarray(self.bent_coef), np.sqrt(np.einsum("...i,ij,...j->...", A, self.bent_cov, A))
+
+
+def _mixture_quantile(q: float, w, m1, s1, m2, s2) -> np.ndarray:
+    """The q-quantile of w N(m1, s1^2) + (1 - w) N(m2, s2^2), elementwise (bisection)."""
+    from scipy.special import ndtr
+
+    lo = np.minimum(m1 - 8 * s1, m2 - 8 * s2)
+    hi = np.maximum(m1 + 8 * s1, m2 + 8 * s2)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        below = w * ndtr((mid - m1) / s1) + (1 - w) * ndtr((mid - m2) / s2) < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return (lo + hi) / 2
 
 
 def _wls(x, y, w):
@@ -330,23 +393,50 @@ def _wls(x, y, w):
     return cov @ (AtW @ y), cov
 
 
-def _dl_tau2(x, y, s2) -> float:
-    """DerSimonian-Laird scatter of points around a weighted line beyond their own variances."""
-    n = len(x)
-    if n <= 2:
+def _wls_design(A, y, w):
+    AtW = A.T * w
+    cov = np.linalg.inv(AtW @ A)
+    return cov @ (AtW @ y), cov
+
+
+def _dl_tau2(x, y, s2, degree: int = 1) -> float:
+    """DerSimonian-Laird scatter of points around a weighted polynomial of ``degree`` in x
+    beyond their own variances; nan when no degree of freedom is left."""
+    n, k = len(x), degree + 1
+    if n <= k:
         return float("nan")
     w = 1.0 / s2
-    coef, cov = _wls(x, y, w)
-    r = y - (coef[0] + coef[1] * x)
+    A = np.stack([x**d for d in range(k)], 1)
+    coef, cov = _wls_design(A, y, w)
+    r = y - A @ coef
     Q = float((w * r * r).sum())
-    A = np.stack([np.ones_like(x), x], 1)
     denom = float(w.sum() - np.trace(cov @ ((A.T * w**2) @ A)))
-    return max(0.0, (Q - (n - 2)) / denom) if denom > 0 else 0.0
+    return max(0.0, (Q - (n - k)) / denom) if denom > 0 else 0.0
+
+
+def _bent_law(x, y, s2, scatter2: float) -> dict:
+    """The bent law beside the straight one and the straight law's Akaike weight (see the
+    module docstring); only ``scatter2`` with fewer than 3 sizes."""
+    n = len(x)
+    if n < 3:
+        return {"scatter2": float(scatter2)}
+    mid = float(x.mean())
+    u = x - mid
+    v = s2 + scatter2
+    A2 = np.stack([np.ones_like(u), u, u * u], 1)
+    coef, cov = _wls_design(A2, y, 1.0 / v)
+    chi_bent = float((((y - A2 @ coef) ** 2) / v).sum())
+    line, _ = _wls(x, y, 1.0 / v)
+    chi_straight = float((((y - line[0] - line[1] * x) ** 2) / v).sum())
+    log_ratio = min(50.0, (chi_straight - chi_bent) / 2 - 1)  # log(w_bent / w_straight)
+    return {"curvature": float(coef[2]), "curvature_se": float(math.sqrt(cov[2, 2])), "scatter2": float(scatter2),
+            "middle": mid, "bent_coef": tuple(float(c) for c in coef), "bent_cov": cov,
+            "straight_weight": float(1.0 / (1.0 + math.exp(log_ratio)))}
 
 
 def fit_power_law(params, f_star, se_log10=None) -> PowerLaw:
-    """Huber fit of log10 f* on log10 P with weights 1 / (se^2 + tau^2) (see the module
-    docstring). ``se_log10``: each size's error of log10 f* (None: equal errors, estimated
+    """Huber fit of log10 f* on log10 P with weights 1 / (se^2 + scatter2), and the bent law
+    beside it with 3 or more sizes (see the module docstring). ``se_log10``: each size's error of log10 f* (None: equal errors, estimated
     from the scatter alone). Needs at least two sizes with a finite f*; sizes with a censored
     or unmeasured f* are left to the caller to drop (they are bounds, not points)."""
     P = np.asarray(params, np.float64)
@@ -365,13 +455,20 @@ def fit_power_law(params, f_star, se_log10=None) -> PowerLaw:
     x, y = np.log10(P), np.log10(F)
     known = np.isfinite(S) & (S > 0)
     s2 = np.where(known, S, np.nanmedian(np.where(known, S, np.nan)) if known.any() else 0.0) ** 2
-    if not (s2 > 0).all():  # no errors given: the scatter carries everything
+    errors_known = bool((s2 > 0).all())
+    if not errors_known:  # no errors given: the scatter around the line carries everything
         s2 = np.full(len(x), 1e-12)
     tau2 = _dl_tau2(x, y, s2)
-    t2 = 0.0 if not math.isfinite(tau2) else tau2
+    # the scatter both laws carry: around the quadratic (a bend is not scatter), 0 with 3 sizes
+    scatter2 = (tau2 if not errors_known or len(x) < 3 else
+                _dl_tau2(x - x.mean(), y, s2, degree=2) if len(x) >= 4 else 0.0)
+    t2 = 0.0 if not math.isfinite(scatter2) else scatter2
     hub = np.ones(len(x))
-    converged = False
-    for _ in range(50):  # IRLS: Huber weights on residuals standardized by sqrt(s^2 + tau^2)
+    converged = len(x) < 4
+    # IRLS: Huber weights on residuals standardized by sqrt(s^2 + scatter2). With 3 sizes a
+    # line has one residual degree of freedom, so an outlier and a bend cannot be told apart:
+    # no size is down-weighted, and the bent law takes the bend
+    for _ in range(50 if len(x) >= 4 else 0):
         w = hub / (s2 + t2)
         coef, _ = _wls(x, y, w)
         z = (y - coef[0] - coef[1] * x) / np.sqrt(s2 + t2)
@@ -387,7 +484,7 @@ def fit_power_law(params, f_star, se_log10=None) -> PowerLaw:
     h = Z95 * math.sqrt(cov[1, 1])
     return PowerLaw(float(b), float(b - h), float(b + h), float(c), tuple(P.tolist()), tuple(F.tolist()),
                     tuple(np.sqrt(s2).tolist()), tuple((y - (c + b * x)).tolist()), cov, float(tau2), new_se,
-                    bool(converged))
+                    bool(converged), **_bent_law(x, y, s2, scatter2))
 
 
 # ---- the two sizing questions ---------------------------------------------------------------
@@ -426,8 +523,8 @@ def lowest_frequency_for(fit: PowerLaw, params: float) -> SizingAnswer:
 def smallest_params_for(fit: PowerLaw, frequency: float) -> SizingAnswer:
     """The smallest model (parameters) predicted to learn a task at ``frequency`` per token:
     P with f*(P) = frequency. Needs a falling f* (exponent < 0). The interval is the set of
-    sizes whose interval of f* contains ``frequency`` (inverting the band, so both intervals
-    widen with extrapolation as the f* bands do)."""
+    sizes around P whose interval of f* contains ``frequency`` (inverting the band, so both
+    intervals widen with extrapolation as the f* bands do)."""
     if not 0 < frequency < 1:
         raise ConfigError("frequency", f"{frequency}", "a per-token frequency in (0, 1)")
     if not fit.exponent < 0:
@@ -437,11 +534,19 @@ def smallest_params_for(fit: PowerLaw, frequency: float) -> SizingAnswer:
     P = 10 ** ((t - fit.intercept) / fit.exponent)
     grid = np.linspace(math.log10(P) - 8, math.log10(P) + 8, 3201)
     bounds = []
+    centre = int(np.argmin(np.abs(grid - math.log10(P))))
     for kind in ("prediction", "confidence"):
         _, lo, hi = fit.predict(10**grid, kind)
-        inside = grid[(lo <= t) & (t <= hi)]
-        bounds.append((float(10 ** inside.min()) if len(inside) and inside.min() > grid[0] else 0.0,
-                       float(10 ** inside.max()) if len(inside) and inside.max() < grid[-1] else float("inf")))
+        inside = (lo <= t) & (t <= hi)
+        # the connected run of sizes around P: far away the bend term widens the band until it
+        # holds every frequency again, which is no answer about P
+        a = centre
+        while a > 0 and inside[a - 1]:
+            a -= 1
+        b = centre
+        while b < len(grid) - 1 and inside[b + 1]:
+            b += 1
+        bounds.append((float(10 ** grid[a]) if a > 0 else 0.0, float(10 ** grid[b]) if b < len(grid) - 1 else float("inf")))
     return SizingAnswer(float(P), *bounds[0], *bounds[1], float(_outside(fit, np.asarray(P))))
 
 

@@ -188,7 +188,7 @@ def rollout(crit: pd.DataFrame) -> pd.DataFrame:
                      "params_hi": inv.hi if inv else np.nan,
                      "params_covered": None if inv is None else bool(inv.lo <= nxt["non_embedding_params"] <= inv.hi),
                      "note": f"measured f* {cen} the rates run" if cen else
-                     ("scatter not estimable from 2 sizes" if not np.isfinite(law.tau2) else "")})
+                     ("scatter and bend not estimable from 2 sizes" if not np.isfinite(law.tau2) else "")})
     return pd.DataFrame(rows, columns=["fitted", "predicted_size", "predicted", "pi_lo", "pi_hi", "measured", "ratio",
                                        "covered", "params", "params_predicted", "params_lo", "params_hi",
                                        "params_covered", "note"])
@@ -289,6 +289,8 @@ def sizing(sweep_dir: str | Path, frequency: float | None = None, params: float 
            "fitted_range": list(law.range), "exponent": law.exponent,
            "exponent_interval": [law.exponent_lo, law.exponent_hi], "per_doubling": law.per_doubling,
            "scatter_tau2": law.tau2, "new_size_se_log10": law.new_se_log10, "fit_converged": law.converged,
+           "curvature": law.curvature, "curvature_se": law.curvature_se, "prediction_scatter2": law.scatter2,
+           "straight_weight": law.straight_weight,
            "exponent_in_width": 2 * law.exponent, "theory_exponent_in_width": tslope,
            "left_out": [r.preset for r in crit.itertuples() if not (r.bracketed and np.isfinite(r.f_star))]}
     if exclude_largest:
@@ -336,6 +338,23 @@ def jsonable(o):
     return o
 
 
+def curvature_text(res: dict) -> str:
+    """The bend line of ``sizing_text``: the bent law beside the straight one and its share of
+    the prediction (``scaling.PowerLaw``)."""
+    k, se, n = res.get("curvature"), res.get("curvature_se"), len(res["fitted_sizes"])
+    if k is None or not math.isfinite(k):
+        return (f"bend: not estimable from {n} sizes; the prediction interval is the straight law's alone, "
+                "too narrow if the law bends")
+    w = res["straight_weight"]
+    scatter = res.get("prediction_scatter2")
+    return (f"bend: {k:+.3f} (se {se:.3f}) decades per decade^2 of log10 P over the {n} sizes; the prediction interval "
+            f"averages the straight law (weight {w:.2f}) and the bent one (weight {1 - w:.2f}, Akaike weights), so it "
+            "widens fastest where they part"
+            + ("; with 3 sizes the line's one spare degree of freedom is read as the bend" if n == 3 else "")
+            + (f"; scatter around the bent law tau = {math.sqrt(scatter):.3f} decades"
+               if n > 3 and scatter is not None and math.isfinite(scatter) else ""))
+
+
 def sizing_text(res: dict) -> str:
     """The sizing answer as the CLI prints it."""
     lo, hi = res["fitted_range"]
@@ -350,6 +369,7 @@ def sizing_text(res: dict) -> str:
               "  scatter of sizes around the law: " + ("not estimable from 2 sizes (taken as 0)"
                                                        if not math.isfinite(tau)
                                                        else f"tau = {math.sqrt(tau):.3f} decades"),
+              "  " + curvature_text(res),
               f"  in width (P ~ width^2 at fixed depth): {res['exponent_in_width']:+.3f}; the synthetic theory's "
               f"p*(N) of the paper mixture's rarest task: {res['theory_exponent_in_width']:+.3f}"]
     for s in res["fitted_sizes"]:

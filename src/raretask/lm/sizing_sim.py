@@ -21,7 +21,7 @@ independent point), and a weighted line with a parametric bootstrap of the sizes
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -135,9 +135,26 @@ def new_prediction(df: pd.DataFrame, chance: float, n_boot: int = 200) -> dict:
         law = fit(crit, exclude_largest=True)
     except (ConfigError, RaretaskError):  # fewer than 2 measured sizes: listed as not fitted, not counted
         return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": False}
-    y, lo, hi = law.predict(float(big["non_embedding_params"]), "prediction")
+    P = float(big["non_embedding_params"])
+    y, lo, hi = law.predict(P, "prediction")
+    _, slo, shi = without_bend(law).predict(P, "prediction")
     return {"measured": float(big["f_star"]), "censored": str(big["censored"]), "fitted": True,
-            "predicted": float(10**y), "lo": float(10**lo), "hi": float(10**hi), "sizes_fitted": len(law.params)}
+            "predicted": float(10**y), "lo": float(10**lo), "hi": float(10**hi), "sizes_fitted": len(law.params),
+            "no_bend": (float(10**slo), float(10**shi))}
+
+
+def without_bend(law: scaling.PowerLaw) -> scaling.PowerLaw:
+    """``law`` as it was before the bent law joined it (stops 26-27): the straight law alone,
+    the scatter around the line (``tau2``) in its prediction; kept only to measure what the
+    model average adds."""
+    return replace(law, bent_coef=(), straight_weight=1.0, scatter2=law.tau2)
+
+
+def no_bend_variant(r: dict) -> dict:
+    """``new_prediction``'s result with the interval of ``without_bend``."""
+    if not r["fitted"]:
+        return r
+    return {**r, "lo": r["no_bend"][0], "hi": r["no_bend"][1]}
 
 
 def t_variant(r: dict) -> dict:
@@ -240,9 +257,9 @@ def coverage_part(shape: SweepShape, truth: Truth, indices, seed: int = 0, n_boo
         rng = np.random.default_rng([seed, i])
         res["_meta"]["sweeps"] += 1
         df = simulate_sweep(shape, truth, rng)
-        new = (new_prediction(df, shape.chance, n_boot) if {"new", "new-t"} & set(methods) else None)
+        new = (new_prediction(df, shape.chance, n_boot) if {"new", "new-t", "no-bend"} & set(methods) else None)
         for m in methods:
-            r = (new if m == "new" else t_variant(new) if m == "new-t" else
+            r = (new if m == "new" else t_variant(new) if m == "new-t" else no_bend_variant(new) if m == "no-bend" else
                  legacy_prediction(df, shape.chance, n_boot, seed=int(rng.integers(2**31))))
             why = ("held-out size censored" if r["censored"] else
                    r.get("why", "law not fitted") if not r["fitted"] else "")
@@ -369,9 +386,10 @@ def _part(args):
     return coverage_part(*args)
 
 
-BENCH_METHODS = ("new", "new-t", "legacy")
-"""What ``bench sizing`` compares: the shipped interval, the same fit with a t(n-2) quantile,
-and the method before issue 21."""
+BENCH_METHODS = ("new", "no-bend", "new-t", "legacy")
+"""What ``bench sizing`` compares: the shipped interval; the same without its curvature term
+(the interval of stops 26-27); the shipped fit with a t(n-2) quantile; the method before
+issue 21."""
 
 
 def bench_sizing(truth: Truth, shape: SweepShape, curvature: float, sweeps: int = 200, seed: int = 0,
