@@ -53,6 +53,15 @@ def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
         assert (out / "scaling" / "figures" / f"{fig}.png").exists()
     probes = pd.read_parquet(out / "scaling" / "probes.parquet")
     assert set(probes["checkpoint"]) >= {"init"} and probes["trained"].any()
+    # probe.checkpoints = all: every checkpoint of each probed run, with its step and accuracy (Fig. 7)
+    trained = probes[probes["trained"]]
+    assert (trained.groupby("run")["step"].apply(sorted).apply(list) == [[20, 40]] * 2).all()
+    assert trained["test_accuracy"].notna().all()
+    onsets = pd.read_parquet(out / "scaling" / "feature-onsets.parquet")
+    assert set(onsets["metric"]) == {"pca_r2"} and (onsets["checkpoints"] == 2).all()
+    assert (out / "scaling" / "figures" / "fig7-features-across-checkpoints.png").exists()
+    claim7 = next(c for c in summ["claims"] if c["claim"] == "Fig. 7")
+    assert "at 2 checkpoints per probed run" in claim7["raretask_regime"]
     assert json.loads((out / "sweep.json").read_text())["name"] == "cpu-scaling-quick"
     runs = pd.read_parquet(out / "scaling" / "runs.parquet")
     assert set(runs.loc[runs["kind"] == "grid", "seed"]) == {5} and set(runs.loc[runs["kind"] == "seed", "seed"]) == {1}
@@ -313,9 +322,47 @@ def test_learned_order_check_can_fail():
 
 def test_probe_trend_check_can_fail():
     p = pd.DataFrame({"trained": [True, True], "per_token_frequency": [1e-2, 1e-2], "non_embedding_params": [10, 100],
-                      "das_iia": [0.6, 0.9]})
+                      "das_iia": [0.6, 0.9], "run": ["a", "b"], "step": [100, 100]})
     assert sr.check_probe_trend(p, "das_iia", "DAS", True)[0].verdict == "yes"
     assert sr.check_probe_trend(p.assign(das_iia=[0.9, 0.6]), "das_iia", "DAS", True)[0].verdict == "no"
+    # across checkpoints, each run is judged at its last one
+    more = pd.concat([p, p.assign(step=[200, 200], das_iia=[0.95, 0.7])], ignore_index=True)
+    assert sr.check_probe_trend(more, "das_iia", "DAS", True)[0].verdict == "no"
+
+
+def _probed(small, big, steps=(100, 200, 300), f=1e-2):
+    """A probe table of two sizes at ``steps``: ``small`` and ``big`` give das_iia per step."""
+    rows = []
+    for run, P, vals in (("s", 10, small), ("b", 100, big)):
+        rows.append({"run": run, "preset": run, "non_embedding_params": P, "per_token_frequency": f,
+                     "checkpoint": "init", "trained": False, "step": 0, "test_accuracy": np.nan, "das_iia": 0.5})
+        for st, v in zip(steps, vals):
+            rows.append({"run": run, "preset": run, "non_embedding_params": P, "per_token_frequency": f,
+                         "checkpoint": f"step-{st:06d}", "trained": True, "step": st, "test_accuracy": 0.5 + v / 3,
+                         "das_iia": v})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("small, big, verdict", [
+    ((0.5, 0.6, 0.8), (0.6, 0.8, 0.9), "yes"),   # the largest reaches 0.75 at step 200, the smallest at 300
+    ((0.5, 0.5, 0.6), (0.5, 0.6, 0.8), "yes"),   # only the largest reaches it
+    ((0.6, 0.8, 0.9), (0.5, 0.6, 0.8), "no"),    # the smallest first
+    ((0.6, 0.8, 0.9), (0.5, 0.6, 0.7), "no"),    # only the smallest
+    ((0.5, 0.8, 0.9), (0.5, 0.8, 0.9), "n/a"),   # the same checkpoint: not resolved
+    ((0.5, 0.6, 0.7), (0.5, 0.6, 0.7), "n/a"),   # neither
+])
+def test_feature_onset_check_answers_each_way(small, big, verdict):
+    on = sr.feature_onsets(_probed(small, big), "das_iia", 0.75)
+    checks = sr.check_feature_onset(on, "das_iia")
+    assert checks[0].verdict == verdict, checks[0]
+    info = [c for c in checks[1:]]
+    assert len(info) == 2 and all(c.verdict == "" for c in info)  # rank correlation with accuracy, per run
+    assert "Spearman +1.00" in info[0].measured
+
+
+def test_feature_onset_needs_checkpoints_across_training():
+    last_only = _probed((0.8,), (0.9,), steps=(300,))
+    assert sr.check_feature_onset(sr.feature_onsets(last_only, "das_iia", 0.75), "das_iia") == []
 
 
 # ---- the sizing answer -----------------------------------------------------------------------

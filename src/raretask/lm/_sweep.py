@@ -87,7 +87,8 @@ class SweepSpec:
     gaps: GapStage | None = None
     """Matched-frequency gap runs."""
     probe: dict | None = None
-    """Probe settings (``rates``: the grid rates whose runs are probed; the rest: ``ProbeConfig``)."""
+    """Probe settings (``rates``: the grid rates whose runs are probed; ``checkpoints``: "last",
+    "all" or steps; the rest: ``ProbeConfig``)."""
     interference: InterferenceStage | None = None
     """The interference stage (``lm.interference_stage``)."""
     train: dict = field(default_factory=dict)
@@ -467,7 +468,9 @@ def probe_targets(sw: dict, out: str) -> list[Path]:
 
 
 def probe_settings(sw: dict) -> dict:
-    """The sweep's ``probe`` settings as ``ProbeConfig`` keywords (the last checkpoint and the
-    untrained model of each probed run)."""
+    """The sweep's ``probe`` settings as ``ProbeConfig`` keywords: the checkpoints it names
+    (``probe.checkpoints``: "last" by default, "all" for features across training, Fig. 7)
+    and the untrained model of each probed run."""
     pr = {k: v for k, v in (sw.get("probe") or {}).items() if k != "rates"}
-    return {**pr, "probes": tuple(pr.get("probes", ())), "checkpoints": "last", "init": True}
+    return {**pr, "probes": tuple(pr.get("probes", ())), "checkpoints": str(pr.get("checkpoints", "last")),
+            "init": True}

@@ -136,9 +136,16 @@ def learned_steps(df: pd.DataFrame, chance: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _step_of(checkpoint: str) -> int:
+    """The training step in a checkpoint's name ("step-000250" -> 250); -1 when it has none."""
+    digits = "".join(ch for ch in checkpoint.rsplit("-", 1)[-1] if ch.isdigit())
+    return int(digits) if digits else -1
+
+
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (probed run, checkpoint): best DAS IIA, best PCA R^2, largest MLP-ablation
-    drop, median gradient cosines; 'init' rows are the untrained model of that size."""
+    """One row per (probed run, checkpoint): its step and test accuracy there, best DAS IIA,
+    best PCA R^2, largest MLP-ablation drop, median gradient cosines; 'init' rows (step 0) are
+    the untrained model of that size."""
     rows = []
     for run in df["run"].unique():
         pdir = Path(run) / "probes"
@@ -147,10 +154,15 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
         g = df[df["run"] == run].iloc[0]
         tabs = {p.stem: pd.read_parquet(p) for p in pdir.glob("*.parquet")}
         cks = sorted({c for t in tabs.values() if "checkpoint" in t for c in t["checkpoint"].unique()})
+        steps = {c: int(st) for t in tabs.values() if {"checkpoint", "step"} <= set(t)
+                 for c, st in t[["checkpoint", "step"]].drop_duplicates().itertuples(index=False) if pd.notna(st)}
+        acc = df[df["run"] == run].set_index("step")["test_accuracy"]
         for ck in cks:
+            step = 0 if ck == "init" else steps.get(ck, _step_of(ck))
             row = {"run": Path(run).name, "preset": g["preset"], "non_embedding_params": int(g["non_embedding_params"]),
                    "per_token_frequency": float(g["per_token_frequency"]), "checkpoint": ck,
-                   "trained": ck != "init"}
+                   "trained": ck != "init", "step": step,
+                   "test_accuracy": float(acc.get(step, np.nan)) if ck != "init" else np.nan}
             t = tabs.get("das")
             if t is not None and len(t[t["checkpoint"] == ck]):
                 row["das_iia"] = float(t[t["checkpoint"] == ck]["iia"].max())
@@ -306,6 +318,7 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
     if probes.empty or col not in probes:
         return out
     tr = probes[probes["trained"]].dropna(subset=[col])
+    tr = tr.sort_values("step").groupby("run").tail(1)  # each run at its last probed checkpoint
     for f, g in tr.groupby("per_token_frequency"):
         name = f"{claim} (injected {f:.1e}/token)"
         if g["non_embedding_params"].nunique() < 2:
@@ -315,6 +328,72 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
         b = float(g.loc[g["non_embedding_params"].idxmax(), col])
         out.append(Check(name, f"smallest {a:.3f}, largest {b:.3f}", "largest " + (">" if higher_is_claim else "<")
                          + " smallest", (b > a) if higher_is_claim else (b < a)))
+    return out
+
+
+FEATURE_LEVELS = {"das_iia": 0.75, "pca_r2": 0.5}
+"""The level at which a feature counts as present, fixed before any sweep probed checkpoints:
+DAS IIA at the learned level (the midpoint of chance 0.5 and 1 for a binary answer, as for
+accuracy), PCA R^2 at half the variance explained."""
+
+
+def feature_onsets(probes: pd.DataFrame, col: str, level: float) -> pd.DataFrame:
+    """Per probed run: the first trained checkpoint's step at which ``col`` reaches ``level``
+    (nan: never, within the checkpoints probed), how many trained checkpoints were probed, and
+    the rank correlation of ``col`` with test accuracy across them (nan under 3)."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    tr = probes[probes["trained"]].dropna(subset=[col]) if col in probes else probes.iloc[:0]
+    for run, g in tr.sort_values("step").groupby("run", sort=False):
+        hit = g[g[col] >= level]
+        ok = g.dropna(subset=["test_accuracy"])
+        rho = (float(spearmanr(ok[col], ok["test_accuracy"]).statistic)
+               if len(ok) >= 3 and ok[col].nunique() > 1 and ok["test_accuracy"].nunique() > 1 else np.nan)
+        rows.append({"run": run, "preset": g["preset"].iloc[0], "non_embedding_params": int(g["non_embedding_params"].iloc[0]),
+                     "per_token_frequency": float(g["per_token_frequency"].iloc[0]), "metric": col, "level": level,
+                     "onset_step": float(hit["step"].iloc[0]) if len(hit) else np.nan, "checkpoints": len(g),
+                     "last_step": int(g["step"].max()), "rho_with_accuracy": rho})
+    return pd.DataFrame(rows, columns=["run", "preset", "non_embedding_params", "per_token_frequency", "metric",
+                                       "level", "onset_step", "checkpoints", "last_step", "rho_with_accuracy"])
+
+
+def check_feature_onset(onsets: pd.DataFrame, col: str) -> list[Check]:
+    """Fig. 7 (i)/(ii): the feature appears earlier in training in the largest probed size than in
+    the smallest, per probed rate. Needs runs probed at 2 or more checkpoints. Never reached by
+    either: n/a; reached at the same checkpoint: n/a (not resolved at this checkpoint spacing);
+    reached by the largest only: yes; by the smallest only: no. An informative row per run gives
+    the rank correlation of the feature with test accuracy across checkpoints."""
+    out = []
+    o = onsets[(onsets["metric"] == col) & (onsets["checkpoints"] >= 2)] if len(onsets) else onsets
+    if o.empty:
+        return out
+    level = float(o["level"].iloc[0])
+    for f, g in o.groupby("per_token_frequency"):
+        name = f"{col} reaches {level:g} earlier in training in the largest model (injected {f:.1e}/token)"
+        expected = "largest reaches the level at an earlier checkpoint"
+        if g["non_embedding_params"].nunique() < 2:
+            out.append(Check.not_measurable(name, expected, "one size probed"))
+            continue
+        a = g.loc[g["non_embedding_params"].idxmin()]
+        b = g.loc[g["non_embedding_params"].idxmax()]
+
+        def when(r):
+            return f"step {r.onset_step:.0f}" if np.isfinite(r.onset_step) else f"never by step {r.last_step}"
+
+        text = f"smallest ({a.preset}) {when(a)}, largest ({b.preset}) {when(b)}"
+        if not np.isfinite(a.onset_step) and not np.isfinite(b.onset_step):
+            out.append(Check.not_measurable(name, expected, f"neither reaches it: {text}"))
+        elif np.isfinite(a.onset_step) and np.isfinite(b.onset_step) and a.onset_step == b.onset_step:
+            out.append(Check.not_measurable(name, expected, f"same checkpoint: {text}"))
+        else:
+            earlier = not np.isfinite(a.onset_step) or (np.isfinite(b.onset_step) and b.onset_step < a.onset_step)
+            out.append(Check(name, text, expected, bool(earlier)))
+    for r in o.itertuples():
+        out.append(Check(f"{col} with test accuracy across checkpoints, {r.preset} at {r.per_token_frequency:.1e}/token",
+                         "n/a (under 3 checkpoints or constant)" if not np.isfinite(r.rho_with_accuracy)
+                         else f"Spearman {r.rho_with_accuracy:+.2f} over {r.checkpoints} checkpoints",
+                         "informative", None))
     return out
 
 
@@ -334,6 +413,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
     eq = equal_budget(df)
     steps = learned_steps(df, chance)
     probes = probe_table(df)
+    onsets = pd.concat([feature_onsets(probes, col, lv) for col, lv in FEATURE_LEVELS.items()], ignore_index=True)
     out = sweep_dir / "scaling"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     itab, icheck, ifig, inote = _interference(sweep_dir, sw, out / "figures")
@@ -345,7 +425,8 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
         "Fig. 6a": check_learned_order(steps),
         "Fig. 6b": check_gap(final),
         "Fig. 7": [*check_probe_trend(probes, "das_iia", "DAS IIA higher in the largest model", True),
-                   *check_probe_trend(probes, "pca_r2", "PCA R^2 higher in the largest model", True)],
+                   *check_probe_trend(probes, "pca_r2", "PCA R^2 higher in the largest model", True),
+                   *(c for col in FEATURE_LEVELS for c in check_feature_onset(onsets, col))],
         "Fig. 9": icheck,
         "Fig. 9 (final checkpoints)": check_probe_trend(probes, "cos_nontask_median", "interference (median cos(g_r, "
                                                         "non-task)) weaker in the largest model", True),
@@ -361,7 +442,8 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
     figures = _figures(df, final, crit, law, eq, steps, probes, (tw, tp, tslope), chance, out / "figures")
     figures += [ifig] if ifig is not None else []
     for name_, t in (("runs", final), ("critical", crit), ("probes", probes), ("equal-budget", eq),
-                     ("learned-steps", steps), ("rollout", roll), ("claims", claims), ("interference", itab)):
+                     ("learned-steps", steps), ("rollout", roll), ("claims", claims), ("interference", itab),
+                     ("feature-onsets", onsets)):
         atomic_parquet(t, out / f"{name_}.parquet")
     summary = {"sweep": sw, "critical": crit.to_dict(orient="records"),
                "power_law": None if law is None else
@@ -415,7 +497,10 @@ def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFr
     base = (f"{len(crit)} sizes, {P.min():,}-{P.max():,} non-embedding parameters, {t.get('batch_size')} x "
             f"{t.get('seq_len')} tokens per batch, {t.get('steps')} steps, task {sw['task']} at "
             f"{', '.join(f'{r:g}' for r in sw['rates'])} per batch")
-    probed = "at the final checkpoints only" if not probes.empty else "not run (no probes in this sweep)"
+    across = probes.empty or probes[probes["trained"]].groupby("run").size().max() < 2
+    probed = (("at the final checkpoints only" if across else
+               f"at {int(probes[probes['trained']].groupby('run').size().max())} checkpoints per probed run")
+              if not probes.empty else "not run (no probes in this sweep)")
     st = sw.get("interference")
     regime = {"Fig. 7": f"{base}; DAS/PCA {probed}; no T_ADD",
               "Fig. 9": (f"{base}; interference stage: sizes {', '.join(st['presets'])}, {st['n']} instances every "
@@ -426,7 +511,7 @@ def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFr
               "Grokking": "not run: the sweep injects cmp only"}
     # claims whose paper regime this sweep does not run: their checks stay in the report, the
     # claim is not judged on them (a final-checkpoint cosine is not Fig. 9's during-training one)
-    off_regime = {"Fig. 7": "features at the final checkpoint only, not across checkpoints"}
+    off_regime = {"Fig. 7": "features at the final checkpoint only, not across checkpoints"} if across else {}
     if not st:
         off_regime["Fig. 9"] = "cosines at final checkpoints, not during training around injections"
         by_claim = {**by_claim, "Fig. 9": by_claim.get("Fig. 9 (final checkpoints)", [])}
@@ -527,8 +612,51 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
     col = {p: f"C{i}" for i, p in enumerate(sizes)}
     figs = [_fig5(final, sizes, col, chance, fdir), _fig_critical(crit, law, theory, fdir),
             _fig6a(steps, sizes, col, fdir), _fig6b(final, col, fdir), _fig22_23(df, sizes, col, fdir),
-            _fig_probes(probes, fdir)]
+            _fig_probes(probes, fdir), _fig_features(probes, sizes, col, chance, fdir)]
     return [f for f in figs if f is not None]
+
+
+FEATURE_NAMES = {"das_iia": "DAS IIA (best layer)", "pca_r2": "PCA R$^2$ (best layer)",
+                 "test_accuracy": "test accuracy"}
+
+
+def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
+    """Fig. 7 analog: each feature and test accuracy against training step, per probed rate
+    (columns) and size (colour); the untrained model at step 0 (hollow)."""
+    from ..report.plots import legend_below, new_figure, save
+    from ..report.style import integer_axis, reference_line
+
+    if probes.empty or probes[probes["trained"]].groupby("run").size().max() < 2:
+        return None
+    metrics = [m for m in (*FEATURE_LEVELS, "test_accuracy") if m in probes and probes[m].notna().any()]
+    rates = sorted(probes["per_token_frequency"].unique(), reverse=True)
+    fig, axes = new_figure(len(rates), len(metrics), height=1.9, page=True, sharex=True)
+    for j, f in enumerate(rates):
+        for i, m in enumerate(metrics):
+            ax = axes[i][j]
+            for preset in sizes:
+                g = probes[(probes["per_token_frequency"] == f) & (probes["preset"] == preset)].sort_values("step")
+                tr, init = g[g["trained"]].dropna(subset=[m]), g[~g["trained"]].dropna(subset=[m])
+                if len(tr):
+                    ax.plot(tr["step"], tr[m], "-o", ms=2.5, color=col[preset], label=preset)
+                if len(init):
+                    ax.plot(init["step"], init[m], "o", mfc="none", color=col[preset])
+            level = FEATURE_LEVELS.get(m, learned_level(chance))
+            reference_line(ax, level, "feature / learned level" if (i, j) == (0, 0) else None)
+            ax.set_ylim(-0.05 if m == "pca_r2" else 0.3, 1.02)
+            if i == 0:
+                ax.set_title(f"{f:.1e}/token")
+            integer_axis(ax)
+            if i == len(metrics) - 1:
+                ax.set_xlabel("training step")
+            if j == 0:
+                ax.set_ylabel(FEATURE_NAMES[m])
+    legend_below(fig, axes[0][0], ncol=len(sizes) + 1)
+    return Figure(save(fig, fdir / "fig7-features-across-checkpoints.png"),
+                  "Fig. 7 analog (cmp): the best layer's DAS interchange accuracy and PCA R^2 and the test accuracy "
+                  "at each probed checkpoint, per injected rate (columns) and size (colour); hollow: the untrained "
+                  "model. Dotted: the level at which a feature counts as present (fixed before the sweep) and the "
+                  "learned level of accuracy.")
 
 
 def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
@@ -670,6 +798,7 @@ def _fig_probes(probes, fdir: Path) -> Figure | None:
     if probes.empty:
         return None
     metrics = [m for m in ("das_iia", "pca_r2", "localize_max_drop", "cos_nontask_median") if m in probes]
+    probes = probes.sort_values("step").groupby(["run", "trained"]).tail(1)  # each run at its last checkpoint
     fig, axes = new_figure(len(metrics), 1, height=2.4)
     for ax, m in zip(axes.ravel(), metrics):
         for j, (f, g) in enumerate(probes.groupby("per_token_frequency")):

@@ -36,6 +36,9 @@ class ProbeConfig:
 
     def __init__(self, probes: tuple = (), checkpoints: str = "last", init: bool = True, **settings) -> None:
         self.probes = tuple(probes)
+        if not isinstance(checkpoints, str) or not (
+                checkpoints in ("last", "all") or all(p.strip().isdigit() for p in checkpoints.split(","))):
+            raise ConfigError("checkpoints", f"{checkpoints!r}", "last, all, or steps like 500,1000")
         self.checkpoints = checkpoints
         self.init = init
         known = all_settings()
