@@ -70,3 +70,23 @@ def test_reference_prompts_follow_their_templates():
     for prompt, cont in p["addition"]:
         a, b = int(prompt.split()[0]), int(prompt.split()[2])
         assert a < 100 and b < 100 and int(cont) == a + b
+
+
+def test_batched_continuation_loss_is_each_pair_alone(tmp_path, small_corpus):
+    """The reference losses read whole right-padded batches: the same numbers as one pair at a
+    time (a causal model never reads the padding after a sequence)."""
+    import torch
+
+    from raretask.lm._evaluate import _continuation_loss
+    from raretask.lm._runs import load_model
+    from raretask.lm._tokenizer import load_tokenizer
+
+    run = tmp_path / "r"
+    train(LMTrainConfig(corpus=str(small_corpus), out=str(run), steps=2, batch_size=2, seq_len=32, checkpoint_every=2,
+                        warmup=1), progress=False)
+    model, tok = load_model(run / "checkpoints" / "step-000002"), load_tokenizer(run / "tokenizer.json")
+    pairs = reference_prompts(6)["addition"] + reference_prompts(6)["increase"]
+    with torch.no_grad():
+        alone = [_continuation_loss(model, tok, [p], torch) for p in pairs]
+        together = _continuation_loss(model, tok, pairs, torch, batch=5)
+    assert together == pytest.approx(float(np.mean(alone)), rel=1e-5)

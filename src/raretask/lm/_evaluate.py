@@ -70,12 +70,15 @@ def _continuation_loss(model, tok, pairs, torch, batch: int = 256) -> float:
         chunk, st = seqs[i:i + batch], starts[i:i + batch]
         width = max(len(s) for s in chunk)
         ids = torch.full((len(chunk), width), tok.pad_id, dtype=torch.long)
+        read = torch.zeros((len(chunk), width - 1), dtype=torch.bool)  # positions whose next token is read
         for j, s in enumerate(chunk):
             ids[j, :len(s)] = torch.as_tensor(s)
-        logits = model(input_ids=ids).logits
-        for j, s in enumerate(chunk):
-            losses.append(float(torch.nn.functional.cross_entropy(logits[j, st[j] - 1:len(s) - 1],
-                                                                  ids[j, st[j]:len(s)])))
+            read[j, st[j] - 1:len(s) - 1] = True
+        logits = model(input_ids=ids).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                               reduction="none").reshape(read.shape)
+        # each pair's mean over its continuation tokens, in one call for the whole batch
+        losses += ((ce * read).sum(1) / read.sum(1)).tolist()
     return float(np.mean(losses))
 
 
