@@ -199,10 +199,25 @@ def _cmd_sizing(args) -> int:
     return 0
 
 
+def _cmd_batch(args) -> int:
+    _need_lm()
+    from ._batch import batch_record, batch_text, step_batch
+
+    b = step_batch(args.run, args.step)
+    decode = None
+    if args.decode:
+        from ._tokenizer import load_tokenizer
+
+        decode = load_tokenizer(Path(args.run) / "tokenizer.json").decode
+    rec = batch_record(b, decode)
+    print(json.dumps(rec) if args.json else batch_text(rec))
+    return 0
+
+
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
-    for add in (_add_corpus, _add_tasks_presets, _add_train, _add_eval_sweep, _add_sizing, _add_probe):
+    for add in (_add_corpus, _add_tasks_presets, _add_train, _add_eval_sweep, _add_sizing, _add_probe, _add_batch):
         add(lsub, parser_class)
 
 
@@ -335,3 +350,14 @@ def _add_probe(lsub, parser_class) -> None:
                 pr.add_argument(f"--{s.name.replace('_', '-')}", dest=s.name, type=s.type, default=s.default,
                                 help=f"{probe.name}: {s.help} (default {s.default})".replace("%", "%%"))
     pr.set_defaults(func=_cmd_probe)
+
+
+def _add_batch(lsub, parser_class) -> None:
+    bt = lsub.add_parser("batch", help="the exact batch a training step saw: token windows from the data-order "
+                                       "log, injected instances marked, and its sha256")
+    bt.add_argument("run", help="run directory (raretask lm train)")
+    bt.add_argument("--step", type=int, required=True,
+                    help="the update, 1-based as in metrics and checkpoint names (step-000250 has seen 1..250)")
+    bt.add_argument("--decode", action="store_true", help="each sequence as text (the run's tokenizer)")
+    bt.add_argument("--json", action="store_true", help="JSON: every token of every sequence")
+    bt.set_defaults(func=_cmd_batch)
