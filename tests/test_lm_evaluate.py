@@ -90,3 +90,63 @@ def test_batched_continuation_loss_is_each_pair_alone(tmp_path, small_corpus):
         alone = [_continuation_loss(model, tok, [p], torch) for p in pairs]
         together = _continuation_loss(model, tok, pairs, torch, batch=5)
     assert together == pytest.approx(float(np.mean(alone)), rel=1e-5)
+
+
+def test_a_foreign_checkpoint_series_evaluates_as_its_native_run(tmp_path, small_corpus):
+    """A raretask run's checkpoints exported as a plain folder of HF checkpoints (no trainer
+    state, no checksums, another naming) and evaluated as a series raretask did not train give
+    the native evaluation's numbers; its data-order log is the injection map."""
+    import shutil
+    import subprocess
+    import sys
+
+    from raretask import ConfigError
+    from raretask.lm._foreign import evaluate_foreign
+
+    run = tmp_path / "r"
+    train(LMTrainConfig(corpus=str(small_corpus), out=str(run), steps=6, batch_size=4, seq_len=32, checkpoint_every=3,
+                        warmup=1, rate=2.0), progress=False)
+    native = evaluate_runs([run], heldout_windows=4, reference_prompts=5, progress=False)["table"]
+    series = tmp_path / "series"
+    for ck in sorted((run / "checkpoints").glob("step-*")):
+        dst = series / f"checkpoint-{int(ck.name.split('-')[1])}"  # HF Trainer's naming
+        dst.mkdir(parents=True)
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy(ck / f, dst / f)
+    shutil.copy(run / "tokenizer.json", series / "tokenizer.json")
+    res = evaluate_foreign(series, small_corpus, seq_len=32, batch_size=4, injection_map=run / "data_order",
+                           out=tmp_path / "fe", heldout_windows=4, reference_prompts=5, progress=False)
+    foreign = res["table"]
+    cols = ["step", "tokens", "params", "compute", "task_train_loss", "task_test_loss", "train_accuracy",
+            "test_accuracy", "test_accuracy_full_vocab", "heldout_loss", "ref_increase_loss", "ref_addition_loss",
+            "per_token_frequency"]
+    diff = (native[cols].reset_index(drop=True).astype(float) - foreign[cols].reset_index(drop=True).astype(float))
+    assert float(diff.abs().to_numpy().max()) <= 1e-6, diff
+    assert (tmp_path / "fe" / "report.html").exists() and (tmp_path / "fe" / "eval.parquet").exists()
+    # cached: a second evaluation reads every checkpoint from fe/eval
+    assert sorted(p.name for p in (tmp_path / "fe" / "eval").glob("*.json")) == ["checkpoint-3.json", "checkpoint-6.json"]
+    # without a map the frequency is unknown, never guessed
+    bare = evaluate_foreign(series, small_corpus, seq_len=32, batch_size=4, out=tmp_path / "fe2", heldout_windows=4,
+                            reference_prompts=5, progress=False)["table"]
+    assert bare["per_token_frequency"].isna().all()
+    # refused, one line each: another tokenizer, an empty folder, a map without its columns
+    other = tmp_path / "other"
+    shutil.copytree(series, other)
+    tj = json.loads((other / "tokenizer.json").read_text())
+    tj["model"]["vocab"]["<|zz|>"] = len(tj["model"]["vocab"])  # another vocabulary: another tokenizer
+    (other / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ConfigError, match="not the corpus's tokenizer"):
+        evaluate_foreign(other, small_corpus, seq_len=32, batch_size=4, out=tmp_path / "fe3", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no step-named HF checkpoint"):
+        evaluate_foreign(tmp_path / "empty", small_corpus, seq_len=32, batch_size=4, progress=False)
+    pd.DataFrame({"step": [0]}).to_parquet(tmp_path / "map.parquet")
+    with pytest.raises(ConfigError, match="lacks column"):
+        evaluate_foreign(series, small_corpus, seq_len=32, batch_size=4, injection_map=tmp_path / "map.parquet",
+                         out=tmp_path / "fe4", progress=False)
+    r = subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "eval", "--foreign", str(series), "--corpus",
+                        str(small_corpus), "--seq-len", "32"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--batch-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "raretask.cli", "lm", "eval", str(run), "--seq-len", "32"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "only with --foreign" in r.stderr

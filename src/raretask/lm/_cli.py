@@ -123,13 +123,36 @@ def _cmd_train(args) -> int:
     return 0
 
 
+_FOREIGN_ONLY = ("corpus", "seq_len", "batch_size", "task", "task_seed", "injection_map")
+
+
 def _cmd_eval(args) -> int:
     _need_lm()
-    from ._evaluate import evaluate_runs
+    given = [k for k in _FOREIGN_ONLY if getattr(args, k) is not None]
+    if args.foreign is None:
+        if not args.runs:
+            raise ConfigError("eval", "no run", "run directories, or --foreign DIR for a series raretask did not train")
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')}", "given without --foreign",
+                              "only with --foreign (a raretask run records its own)")
+        from ._evaluate import evaluate_runs
 
-    res = evaluate_runs(args.runs, out=args.out, heldout_windows=args.heldout_windows,
-                        reference_prompts=args.reference_prompts)
-    print(f"evaluated {res['checkpoints']} checkpoints of {len(args.runs)} run(s); report: {res['report']}")
+        res = evaluate_runs(args.runs, out=args.out, heldout_windows=args.heldout_windows,
+                            reference_prompts=args.reference_prompts)
+        print(f"evaluated {res['checkpoints']} checkpoints of {len(args.runs)} run(s); report: {res['report']}")
+        return 0
+    if args.runs:
+        raise ConfigError("--foreign", "given with run directories", "one or the other")
+    need = [k for k in ("corpus", "seq_len", "batch_size") if getattr(args, k) is None]
+    if need:
+        raise ConfigError(f"--{need[0].replace('_', '-')}", "missing with --foreign",
+                          "--corpus, --seq-len and --batch-size: the series' corpus and its trainer's batch shape")
+    from ._foreign import evaluate_foreign
+
+    res = evaluate_foreign(args.foreign, args.corpus, args.seq_len, args.batch_size, args.task or "cmp",
+                           args.task_seed or 0, args.injection_map, args.out, args.heldout_windows,
+                           args.reference_prompts)
+    print(f"evaluated {res['checkpoints']} foreign checkpoints of {args.foreign}; report: {res['report']}")
     return 0
 
 
@@ -287,8 +310,18 @@ def _add_train(lsub, parser_class) -> None:
 
 
 def _add_eval_sweep(lsub, parser_class) -> None:
-    ev = lsub.add_parser("eval", help="evaluate every checkpoint of one or more runs; figures and report")
-    ev.add_argument("runs", nargs="+", help="run directories")
+    ev = lsub.add_parser("eval", help="evaluate every checkpoint of one or more runs, or of a series of HF "
+                                      "checkpoints another trainer wrote (--foreign); figures and report")
+    ev.add_argument("runs", nargs="*", help="run directories")
+    ev.add_argument("--foreign", default=None, metavar="DIR",
+                    help="a folder of HF checkpoints (step-N/ or checkpoint-N/) raretask did not train")
+    ev.add_argument("--corpus", default=None, help="with --foreign: the corpus (and tokenizer) it trained on")
+    ev.add_argument("--seq-len", type=int, default=None, help="with --foreign: tokens per sequence of its trainer")
+    ev.add_argument("--batch-size", type=int, default=None, help="with --foreign: sequences per step of its trainer")
+    ev.add_argument("--task", choices=("cmp", "add"), default=None, help="with --foreign: the injected task (cmp)")
+    ev.add_argument("--task-seed", type=int, default=None, help="with --foreign: the task set's seed (0)")
+    ev.add_argument("--injection-map", default=None,
+                    help="with --foreign: Parquet (or a folder of parts) with step and instance: the realised frequency")
     ev.add_argument("--out", default=None, help="report directory (default: the run, or eval-report beside them)")
     ev.add_argument("--heldout-windows", type=int, default=None,
                     help="held-out windows for the LM loss (default up to 64; more than the corpus holds is refused)")

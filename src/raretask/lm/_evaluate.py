@@ -318,24 +318,29 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
                 frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t),
                                            verified=verified[r]))
         df = pd.concat(frames, ignore_index=True)
-        atomic_parquet(df, out / "eval.parquet")
-        first = configs[0]
-        freqs = reference_frequencies(first, Path(first.corpus) / "ngram-index")
-        figures = _figures(df, out, freqs)
-        final = df.sort_values("step").groupby("run").tail(1)
-        checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
-                        round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
-        checks += frequency_checks(freqs)
-        summary = {"runs": [str(r) for r in runs], "final": final.to_dict(orient="records"),
-                   "reference_frequencies": freqs,
-                   "heldout_windows": {r: int(n) for r, n in df.groupby("run")["heldout_windows"].first().items()},
-                   "reference_prompts": reference_prompts}
-        atomic_write(out / "eval-summary.json", json.dumps(summary, indent=2, default=str))
-        report = write_report(out / "report.html", "raretask lm eval: injected-task learning",
-                              "Injected-task loss and accuracy over checkpoints, per injection rate and model size "
-                              "(SPEC B4). Accuracy is over the task's label tokens (2 for cmp, 100 for add).",
-                              checks, figures, {"runs": [str(r) for r in runs]}, {"checkpoints": total})
+        report = write_eval(df, out, configs[0], reference_prompts, {"runs": [str(r) for r in runs]})
     return {"checkpoints": total, "report": str(report), "table": df}
+
+
+def write_eval(df: pd.DataFrame, out: Path, cfg: LMTrainConfig, reference_prompts: int, what: dict) -> Path:
+    """``eval.parquet``, figures, ``eval-summary.json`` and ``report.html`` of an evaluation
+    table (one row per checkpoint) into ``out``, whose lock the caller holds; ``cfg``: a config
+    naming the corpus (for the reference templates' counts); ``what``: what was evaluated."""
+    atomic_parquet(df, out / "eval.parquet")
+    freqs = reference_frequencies(cfg, Path(cfg.corpus) / "ngram-index")
+    figures = _figures(df, out, freqs)
+    final = df.sort_values("step").groupby("run").tail(1)
+    checks = [Check(f"{Path(r.run).name}: final test accuracy ({r.preset}, {r.schedule}, {r.tokens:,} tokens)",
+                    round(r.test_accuracy, 4), "informative", None) for r in final.itertuples()]
+    checks += frequency_checks(freqs)
+    summary = {**what, "final": final.to_dict(orient="records"), "reference_frequencies": freqs,
+               "heldout_windows": {r: int(n) for r, n in df.groupby("run")["heldout_windows"].first().items()},
+               "reference_prompts": reference_prompts}
+    atomic_write(out / "eval-summary.json", json.dumps(summary, indent=2, default=str))
+    return write_report(out / "report.html", "raretask lm eval: injected-task learning",
+                        "Injected-task loss and accuracy over checkpoints, per injection rate and model size "
+                        "(SPEC B4). Accuracy is over the task's label tokens (2 for cmp, 100 for add).",
+                        checks, figures, what, {"checkpoints": len(df)})
 
 
 def _per_token(v: dict) -> str:
