@@ -163,3 +163,10 @@ def test_a_bend_in_the_fitted_sizes_moves_the_prediction_toward_the_bent_truth()
     # with two sizes there is no bent law
     two = fit_power_law(params[:2], f[:2], [0.02] * 2)
     assert math.isnan(two.curvature) and two.straight_weight == 1.0
+
+
+def test_the_text_says_when_the_straight_value_lies_outside_its_prediction_interval():
+    from raretask.lm.sizing import _outside_note
+
+    assert _outside_note(1e-3, (2e-3, 4e-3)).startswith(" (the straight law's value lies outside it")
+    assert _outside_note(3e-3, (2e-3, 4e-3)) == "" and _outside_note(3e-3, (None, 4e-3)) == ""

@@ -416,7 +416,7 @@ def test_rollout_predicts_each_next_size_and_reports_coverage(tmp_path):
     t = sz.rollout(sz.read_critical(d))
     assert list(t["predicted_size"]) == ["w2", "w3", "w4"]
     assert list(t["covered"]) == [True, True, False]  # the last is a decade off the law
-    assert t.loc[0, "note"] == "scatter not estimable from 2 sizes"
+    assert t.loc[0, "note"] == "scatter and bend not estimable from 2 sizes"
     assert list(t["params_covered"]) == list(t["covered"])  # the inverted band covers the size iff the band covers f*
     text = sz.rollout_text(t)
     assert "coverage: 2 of 3 predictions inside their interval" in text and "NO" in text

@@ -387,10 +387,7 @@ def _mixture_quantile(q: float, w, m1, s1, m2, s2) -> np.ndarray:
 
 
 def _wls(x, y, w):
-    A = np.stack([np.ones_like(x), x], 1)
-    AtW = A.T * w
-    cov = np.linalg.inv(AtW @ A)
-    return cov @ (AtW @ y), cov
+    return _wls_design(np.stack([np.ones_like(x), x], 1), y, w)
 
 
 def _wls_design(A, y, w):

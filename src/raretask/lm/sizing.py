@@ -355,6 +355,15 @@ def curvature_text(res: dict) -> str:
                if n > 3 and scatter is not None and math.isfinite(scatter) else ""))
 
 
+def _outside_note(value: float, interval) -> str:
+    """Said when the straight law's value lies outside its own prediction interval (a bend the
+    sizes show carries the model average away from the line)."""
+    lo, hi = interval
+    if lo is None or hi is None or lo <= value <= hi:
+        return ""
+    return " (the straight law's value lies outside it: the bend the sizes show moves where a measurement lands)"
+
+
 def sizing_text(res: dict) -> str:
     """The sizing answer as the CLI prints it."""
     lo, hi = res["fitted_range"]
@@ -385,7 +394,8 @@ def sizing_text(res: dict) -> str:
                    else "OUTSIDE the prediction interval")
         lines.append(f"held-out largest size {h['preset']} (P = {h['non_embedding_params']:,}, extrapolated "
                      f"x{h['outside_range']:.2f}): predicted f* {h['predicted_f_star']:.3g}, 95% prediction interval "
-                     f"{interval_text(*pi)} (confidence {interval_text(*ci)}); measured {h['measured_text']}; "
+                     f"{interval_text(*pi)}{_outside_note(h['predicted_f_star'], pi)} (confidence "
+                     f"{interval_text(*ci)}); measured {h['measured_text']}; "
                      + ("" if h["measured_censored"] else
                         f"predicted / measured = {h['ratio_predicted_to_measured']:.3f}; ") + verdict)
     if "rollout" in res:
@@ -403,13 +413,13 @@ def sizing_text(res: dict) -> str:
         if a["question"] == "smallest model for frequency":
             lines.append(f"smallest model predicted to learn a task at {a['frequency']:.3g}/token: "
                          f"P = {a['value']:,.0f} non-embedding parameters ({where})")
-            lines.append(f"  95% prediction interval {interval_text(*pi, '{:,.0f}')}: the sizes whose measured f* may "
-                         "still land at this frequency; this is the interval to plan with")
+            lines.append(f"  95% prediction interval {interval_text(*pi, '{:,.0f}')}{_outside_note(a['value'], pi)}: "
+                         "the sizes whose measured f* may still land at this frequency; this is the interval to plan with")
             lines.append(f"  95% confidence interval {interval_text(*ci, '{:,.0f}')}: "
                          "where the fitted curve crosses it")
         else:
             lines.append(f"lowest frequency a model of P = {a['params']:,.0f} learns: {a['value']:.3g}/token ({where})")
-            lines.append(f"  95% prediction interval {interval_text(*pi)}: "
+            lines.append(f"  95% prediction interval {interval_text(*pi)}{_outside_note(a['value'], pi)}: "
                          "where a new run of this size will measure f*; "
                          "this is the interval to plan with")
             lines.append(f"  95% confidence interval {interval_text(*ci)}: where the fitted curve is")
