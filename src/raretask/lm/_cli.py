@@ -9,12 +9,13 @@ from ..errors import ConfigError
 
 
 def _need_lm():
-    try:
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        raise ConfigError("install", f"the LM part needs {e.name}", "pip install 'raretask[lm]'") from None
+    """The LM extras are installed (found, not imported: torch and transformers take seconds to
+    import, and a command that fails on its arguments should not pay for them)."""
+    from importlib.util import find_spec
+
+    for name in ("tokenizers", "torch", "transformers"):
+        if find_spec(name) is None:
+            raise ConfigError("install", f"the LM part needs {name}", "pip install 'raretask[lm]'")
 
 
 def _cmd_corpus(args) -> int:

@@ -94,16 +94,17 @@ def _key(probe: Probe, sha: str | None, step: int, cfg: ProbeConfig) -> dict:
 def probe_run(run: str | Path, cfg: ProbeConfig, progress: bool = True) -> dict:
     """Run the probes on a run's checkpoints; returns {"tables": {probe: DataFrame}, "report"}.
     ``progress``: a progress bar on the terminal."""
+    from ..lm._runs import load_model, model_sha256, probe_folder, training_run, verify_checkpoint
+
+    run = Path(run)
+    _, tcfg = training_run(run)  # a folder that is no run is refused before torch is imported
     import torch
     from transformers.utils import logging as hf_logging
 
     from ..lm._models import build_model
-    from ..lm._runs import load_model, model_sha256, probe_folder, training_run, verify_checkpoint
     from ..lm._train import setup
 
     hf_logging.disable_progress_bar()
-    run = Path(run)
-    _, tcfg = training_run(run)
     env = setup(tcfg)
     tok, tasks = env.tokenizer, env.tasks
     probes = cfg.probes or tuple(p.name for p in all_probes() if p.applies_to(tasks.task))
