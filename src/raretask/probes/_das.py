@@ -16,8 +16,13 @@ from ._registry import Probe, Setting, register_probe
 
 
 def _pyvene():
+    import contextlib
+    import io
+
     try:
-        import pyvene
+        # pyvene prints a line about an optional backend (nnsight) on import; it is not ours to show
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pyvene
     except ImportError as e:
         raise ConfigError("probe", "DAS needs pyvene", "pip install 'raretask[probe]'") from e
     return pyvene
