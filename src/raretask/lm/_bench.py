@@ -223,8 +223,11 @@ def _bench_lm(corpus, preset, steps, batch_size, seq_len, warmup, repeats, compi
 
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="raretask-bench-lm-", dir=workdir) as tmp:
+        # the LR warm-up ends inside the run (a step's time does not depend on the LR; a warm-up
+        # longer than the run would only draw lm train's warning)
         base = LMTrainConfig(corpus=str(corpus), out=str(Path(tmp) / "run"), preset=preset, steps=n_steps,
-                             batch_size=batch_size, seq_len=seq_len, checkpoint_every=checkpoint_every)
+                             batch_size=batch_size, seq_len=seq_len, checkpoint_every=checkpoint_every,
+                             warmup=max(1, min(100, n_steps // 2)))
         env = setup(base)
         corp, tok, schedule, batches = env.corpus, env.tokenizer, env.schedule, env.batches
         windows = [batches.window_ids(s) for s in range(n_steps)]  # the windows lm train's steps read
