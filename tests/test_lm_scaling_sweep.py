@@ -360,6 +360,14 @@ def test_feature_onset_check_answers_each_way(small, big, verdict):
     assert "Spearman +1.00" in info[0].measured
 
 
+def test_a_sweep_without_probes_has_no_feature_onsets():
+    """The replicate sweep probes nothing: its (empty) probe table gives an empty onsets table
+    and no Fig. 7 checks, not an error."""
+    on = sr.feature_onsets(pd.DataFrame(), "das_iia", 0.75)
+    assert on.empty and "onset_step" in on.columns
+    assert sr.check_feature_onset(on, "das_iia") == []
+
+
 def test_feature_onset_needs_checkpoints_across_training():
     last_only = _probed((0.8,), (0.9,), steps=(300,))
     assert sr.check_feature_onset(sr.feature_onsets(last_only, "das_iia", 0.75), "das_iia") == []

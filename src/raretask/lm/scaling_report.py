@@ -344,8 +344,9 @@ def feature_onsets(probes: pd.DataFrame, col: str, level: float) -> pd.DataFrame
     from scipy.stats import spearmanr
 
     rows = []
-    tr = probes[probes["trained"]].dropna(subset=[col]) if col in probes else probes.iloc[:0]
-    for run, g in tr.sort_values("step").groupby("run", sort=False):
+    tr = (probes[probes["trained"]].dropna(subset=[col]).sort_values("step") if col in probes
+          else pd.DataFrame(columns=["run"]))  # a sweep without probes: no rows
+    for run, g in tr.groupby("run", sort=False):
         hit = g[g[col] >= level]
         ok = g.dropna(subset=["test_accuracy"])
         rho = (float(spearmanr(ok[col], ok["test_accuracy"]).statistic)
