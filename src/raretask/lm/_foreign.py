@@ -137,12 +137,12 @@ def evaluate_foreign(folder: str | Path, corpus: str | Path, seq_len: int, batch
     injected = injected_instances(injection_map, last) if injection_map is not None else None
     tokens_per_step = batch_size * seq_len
     frequency = injected / (last * tokens_per_step) if injected is not None else float("nan")
-    folder_ = eval_folder(out)
-    folder_.check()
+    report_folder = eval_folder(out)
+    report_folder.check()
     rows = []
     with contextlib.ExitStack() as stack:
-        stack.callback(folder_.release)
-        folder_.open()
+        stack.callback(report_folder.release)
+        report_folder.open()
         (out / "eval").mkdir(exist_ok=True)
         with Progress(transient=False, disable=not progress) as bar:
             t = bar.add_task("lm eval (foreign checkpoints)", total=len(cks))
