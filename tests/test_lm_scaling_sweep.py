@@ -158,6 +158,7 @@ def test_dry_run_counts_tokens_flops_and_gpu_hours(tmp_path):
     ("interference.every=true", "invalid interference.every: True"),
     ("train.lr=true", "invalid train.lr: True: input should be a valid number"),
     ("boundary_seeds=[1.5]", r"invalid boundary_seeds\[0\]: 1.5"),
+    ("probe.checkpoints=sometimes", "invalid checkpoints: 'sometimes' \\(allowed: last, all, or steps"),
 ])
 def test_dry_run_validates_as_a_real_run(tmp_path, capsys, override, message):
     """--dry-run builds every run's config through the same strict layer as a real run: each

@@ -387,9 +387,9 @@ def _part(args):
 
 
 BENCH_METHODS = ("new", "no-bend", "new-t", "legacy")
-"""What ``bench sizing`` compares: the shipped interval; the same without its curvature term
-(the interval of stops 26-27); the shipped fit with a t(n-2) quantile; the method before
-issue 21."""
+"""What ``bench sizing`` compares: the shipped interval (the model average); the straight law
+alone (``without_bend``, the interval of stops 26-27); the shipped fit with a t(n-2)
+quantile; the method before issue 21."""
 
 
 def bench_sizing(truth: Truth, shape: SweepShape, curvature: float, sweeps: int = 200, seed: int = 0,
