@@ -9,8 +9,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # they start), instead of torch's one per core, which put four threads on two cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    # and XLA one thread per worker too (as study workers run it, studies._executors.WORKER_ENV)
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 # figures as PNG only (a PDF costs more than the PNG; the figure rules are checked on the drawn
 # figure either way); tests/test_figures.py checks the default PNG + PDF
