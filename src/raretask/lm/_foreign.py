@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from ..runfolder import read_cached, read_parts, write_cached
+from ..runfolder import read_cached, read_parts, sha256_file, write_cached
 
 STEP_NAME = re.compile(r"^(?:step|checkpoint)[-_]?(\d+)$")
 """A checkpoint folder's name: step-250, step_250, step250, checkpoint-250."""
@@ -62,14 +62,11 @@ def foreign_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
 
 
 def weights_sha256(ck: Path) -> str:
-    """One digest over a checkpoint's weight files (their names and bytes, in name order)."""
+    """One digest over a checkpoint's weight files (each file's name and sha256, in name order)."""
     h = hashlib.sha256()
     for p in sorted(ck.iterdir()):
         if p.name in WEIGHTS or re.match(r"^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$", p.name):
-            h.update(p.name.encode())
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+            h.update(f"{p.name} {sha256_file(p)}\n".encode())
     return h.hexdigest()
 
 

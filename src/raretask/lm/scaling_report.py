@@ -137,9 +137,12 @@ def learned_steps(df: pd.DataFrame, chance: float) -> pd.DataFrame:
 
 
 def _step_of(checkpoint: str) -> int:
-    """The training step in a checkpoint's name ("step-000250" -> 250); -1 when it has none."""
-    digits = "".join(ch for ch in checkpoint.rsplit("-", 1)[-1] if ch.isdigit())
-    return int(digits) if digits else -1
+    """The training step in a checkpoint's name ("step-000250" -> 250, ``_runs.STEP_DIR``); -1
+    when it has none."""
+    from ._runs import STEP_DIR
+
+    m = STEP_DIR.match(checkpoint)
+    return int(m.group(1)) if m else -1
 
 
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
