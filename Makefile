@@ -12,13 +12,13 @@ BASE := $(VENV)/.base-$(SUM)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-compile -e '.[dev]'
 	rm -f $(VENV)/.installed-* $(VENV)/.base-*
 	touch $(STAMP) $(BASE)
 
 $(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --no-compile -e .
 	rm -f $(VENV)/.base-*
 	touch $(BASE)
 
@@ -32,12 +32,13 @@ demo: $(BASE)
 	@echo "What was computed and what the verdicts mean:"
 	$(BIN)/raretask explain runs/phase-quick runs/retention-quick
 
-# Two workers (pytest-xdist), one per core; `make test-fast` leaves out the tests marked slow.
+# Two workers (pytest-xdist), one per core, handed one test at a time, longest first (see
+# tests/conftest.py); `make test-fast` leaves out the tests marked slow.
 test: install
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --maxschedchunk 1
 
 test-fast: install
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 -m "not slow"
 
 # The documentation site in site/ (docs/, mkdocs.yml); warnings fail the build.
 docs: install

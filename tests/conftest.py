@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # they start), instead of torch's one per core, which put four threads on two cores
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Compiled JAX kernels are shared through a persistent cache, one folder per test run: both
+# pytest-xdist workers, the commands the tests start and the studies' worker processes compile
+# the same simulator steps again and again (about 40% of a study test's CPU time once warm). A
+# size limit turns on JAX's file lock, so the two workers never read an entry half written. The
+# controller sets it before it starts its workers (they inherit it) and removes it at the end.
+_JAX_CACHE = Path(tempfile.gettempdir()) / f"raretask-tests-jax-{os.getpid()}"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_JAX_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
 # figures as PNG only (a PDF costs more than the PNG; the figure rules are checked on the drawn
 # figure either way); tests/test_figures.py checks the default PNG + PDF
@@ -51,6 +63,16 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    # the slow tests first: two workers then finish together instead of one waiting on a late
-    # long test (a stable sort: the order within each kind is kept)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # Longest first (`make test` hands out one test at a time, --maxschedchunk 1): two workers
+    # then finish together instead of one waiting on a late long test. A slow test may give its
+    # usual seconds, `@pytest.mark.slow(seconds=80)`; a stable sort keeps the order otherwise.
+    def cost(item):
+        mark = item.get_closest_marker("slow")
+        return -1.0 if mark is None else float(mark.kwargs.get("seconds", 0))
+
+    items.sort(key=cost, reverse=True)
+
+
+def pytest_sessionfinish(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller, after its workers
+        shutil.rmtree(_JAX_CACHE, ignore_errors=True)

@@ -105,7 +105,7 @@ def undisturbed(tmp_path_factory) -> pd.DataFrame:
     return check_complete(built_once(tmp_path_factory, "executors-undisturbed", build) / "phase")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 def test_local_pool_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     out = tmp_path / "pool" / "phase"
     proc = study(out, "--workers", "2")
@@ -115,7 +115,7 @@ def test_local_pool_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     pd.testing.assert_frame_equal(check_complete(out), undisturbed, check_exact=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_ray_executor_reruns_the_cell_of_a_killed_worker(tmp_path, undisturbed):
     pytest.importorskip("ray")
     out = tmp_path / "ray" / "phase"

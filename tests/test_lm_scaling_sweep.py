@@ -27,7 +27,7 @@ def _probe(run, settings):
     return probe_run(run, ProbeConfig(**settings))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=85)
 def test_cpu_scaling_quick_runs_end_to_end_and_resumes(tmp_path, small_corpus):
     """With a grid seed other than 0 (it crashed the report before): seed 5's runs are the grid."""
     out = tmp_path / "sw"

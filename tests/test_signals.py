@@ -116,7 +116,7 @@ def _group_left(pgid: int) -> list[str]:
     return found
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 def test_an_lm_sweep_with_two_workers_stops_on_ctrl_c_and_on_sigterm_and_resumes(tmp_path, small_corpus):
     """One LM sweep with 2 workers, stopped twice and finished by the third command:
     Ctrl-C (SIGINT to the whole process group, as a terminal sends it) gives one line, exit 130

@@ -171,17 +171,12 @@ def _integer_axis_problems(ax, which: str) -> list[str]:
     return []
 
 
-def _overlaps(fig, renderer) -> list[str]:
-    """Texts drawn over one another, or over a legend they are not part of (a hidden axis label)."""
-    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
-    legends = [leg for leg in legends if leg.get_visible()]
-    owned = {id(t): i for i, leg in enumerate(legends) for t in [*leg.get_texts(), leg.get_title()]}
-    boxes = []
-    for t in _texts(fig):
-        try:
-            boxes.append((t, t.get_window_extent(renderer).shrunk(0.9, 0.8)))  # glyph boxes have air around them
-        except (RuntimeError, ValueError):
-            continue
+def _overlaps(fig, renderer, texts: list, legends: list) -> list[str]:
+    """Texts drawn over one another, or over a legend they are not part of (a hidden axis label).
+    ``texts``: (text, window box) pairs; ``legends``: (legend, window box) pairs. Each box is
+    measured once: a legend placed "best" searches its position on every measurement."""
+    owned = {id(t): i for i, (leg, _) in enumerate(legends) for t in [*leg.get_texts(), leg.get_title()]}
+    boxes = [(t, bb.shrunk(0.9, 0.8)) for t, bb in texts]  # glyph boxes have air around them
     found = []
     for i, (a, ba) in enumerate(boxes):
         for b, bb in boxes[i + 1:]:
@@ -189,8 +184,8 @@ def _overlaps(fig, renderer) -> list[str]:
                 continue
             if ba.overlaps(bb):
                 found.append(f"{a.get_text().strip()[:25]!r} and {b.get_text().strip()[:25]!r}")
-        for j, leg in enumerate(legends):
-            if owned.get(id(a)) != j and ba.overlaps(leg.get_window_extent(renderer)):
+        for j, (_, lb) in enumerate(legends):
+            if owned.get(id(a)) != j and ba.overlaps(lb):
                 found.append(f"{a.get_text().strip()[:25]!r} and a legend")
     return ["text drawn over other text: " + "; ".join(found[:3])] if found else []
 
@@ -212,23 +207,25 @@ def violations(fig) -> list[str]:
                                for size, texts in sorted(small.items())))
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
-    cut = []
+    texts = []
     for t in _texts(fig):
         try:
-            bb = t.get_window_extent(renderer)
+            texts.append((t, t.get_window_extent(renderer)))
         except (RuntimeError, ValueError):
             continue
-        if bb.x0 < box.x0 - 1 or bb.x1 > box.x1 + 1 or bb.y0 < box.y0 - 1 or bb.y1 > box.y1 + 1:
-            cut.append(t.get_text().strip()[:40])
+    cut = [t.get_text().strip()[:40] for t, bb in texts
+           if bb.x0 < box.x0 - 1 or bb.x1 > box.x1 + 1 or bb.y0 < box.y0 - 1 or bb.y1 > box.y1 + 1]
     if cut:
         out.append("text cut off at the figure's edge: " + ", ".join(map(repr, cut[:3])))
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
-    out += _overlaps(fig, renderer)
+    shown = [(leg, leg.get_window_extent(renderer)) for leg in legends if leg.get_visible()]
+    out += _overlaps(fig, renderer, texts, shown)
+    extent = {id(leg): lb for leg, lb in shown}
     for ax in fig.axes:
         leg = ax.get_legend()
         if leg is None or not leg.get_visible() or leg._bbox_to_anchor is not None:
             continue  # a legend anchored elsewhere on purpose is placed by its author
-        lb, ab = leg.get_window_extent(renderer), ax.get_window_extent(renderer)
+        lb, ab = extent[id(leg)], ax.get_window_extent(renderer)
         if lb.width > ab.width + 1 or lb.height > ab.height + 1:
             out.append(f"{ax.get_title() or 'a panel'}: its legend is larger than the panel")
     for leg in legends:
