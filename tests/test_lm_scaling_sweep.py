@@ -374,6 +374,80 @@ def test_feature_onset_needs_checkpoints_across_training():
     assert sr.check_feature_onset(sr.feature_onsets(last_only, "das_iia", 0.75), "das_iia") == []
 
 
+def _acc_curves(curves: dict, steps=(500, 1000, 1500, 2000, 2500, 3000)) -> pd.DataFrame:
+    """A run table of grid runs: curves[(P, f)] = (train accuracies, test accuracies) per step."""
+    rows = []
+    for (P, f), (tr, te) in curves.items():
+        for st, a, b in zip(steps, tr, te):
+            rows.append({"run": f"/s/p{P}-f{f}", "preset": f"p{P}", "non_embedding_params": P, "per_token_frequency": f,
+                         "kind": "grid", "step": st, "train_accuracy": a, "test_accuracy": b})
+    return pd.DataFrame(rows)
+
+
+NONE = ((0.01,) * 6, (0.01,) * 6)
+GROK = ((0.2, 0.95, 1, 1, 1, 1), (0.01, 0.01, 0.02, 0.3, 0.8, 0.9))  # train at 1000, test at 2500: 2.5x
+TOGETHER = ((0.3, 0.95, 1, 1, 1, 1), (0.2, 0.7, 0.9, 0.9, 0.9, 0.9))  # both at 1000
+MEMO = ((0.3, 0.95, 1, 1, 1, 1), (0.01,) * 6)
+
+
+def test_grokking_table_names_each_outcome():
+    t = sr.grokking_table(_acc_curves({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): TOGETHER,
+                                       (100, 1e-2): MEMO}), 0.01).set_index("run")
+    assert list(t["outcome"]) == ["not learned", "grokked", "learned together", "memorised only"]
+    assert t.loc["p10-f0.01", "train_fit_step"] == 1000
+    assert t.loc["p10-f0.01", "test_rise_step"] == 2500 and np.isnan(t.loc["p100-f0.01", "test_rise_step"])
+    # the seed runs are not the grid
+    seeded = _acc_curves({(10, 1e-2): GROK}).assign(kind="seed")
+    assert sr.grokking_table(seeded, 0.01).empty
+
+
+@pytest.mark.parametrize("curves, verdicts", [
+    # only the largest at the highest rate groks: the paper's note
+    ({(10, 1e-3): NONE, (10, 1e-2): MEMO, (100, 1e-3): MEMO, (100, 1e-2): GROK}, ["yes", "yes", "yes"]),
+    # the largest at the highest rate does not grok
+    ({(10, 1e-3): NONE, (10, 1e-2): MEMO, (100, 1e-3): MEMO, (100, 1e-2): TOGETHER}, ["no", "yes", "n/a"]),
+    # the smallest at the lowest rate groks (and so do all): not "only larger"
+    ({(10, 1e-3): GROK, (10, 1e-2): GROK, (100, 1e-3): GROK, (100, 1e-2): GROK}, ["yes", "no", "yes"]),
+    # the smaller size groks where the larger at its rate does not
+    ({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): NONE, (100, 1e-2): TOGETHER}, ["no", "yes", "no"]),
+    # nothing learned anywhere: grokking is not measurable (the CPU T_ADD outcome), never a pass
+    ({(10, 1e-3): NONE, (10, 1e-2): NONE, (100, 1e-3): NONE, (100, 1e-2): NONE}, ["n/a", "n/a", "n/a"]),
+])
+def test_grokking_checks_answer_each_way(curves, verdicts):
+    checks = sr.check_grokking(sr.grokking_table(_acc_curves(curves), 0.01))
+    assert [c.verdict for c in checks] == verdicts, [c.measured for c in checks]
+    if verdicts[0] == "n/a":
+        assert "no run learned T_ADD" in checks[0].measured
+
+
+def test_fourier_summary_takes_the_layer_whose_modes_carry_most():
+    flat = np.full(50, 1 / 50)
+    peaked = np.full(50, 0.2 / 47)
+    peaked[[0, 9, 29]] = [0.3, 0.3, 0.2]  # frequencies 1, 10, 30 carry 0.8
+    layers = pd.DataFrame({"layer": [0, 1], "modes": [np.array([], int), np.array([1, 10, 30])],
+                           "fractions": [flat, peaked]})
+    share, n = sr.fourier_summary(layers)
+    assert n == 3 and share == pytest.approx(0.8)
+    assert sr.fourier_summary(layers.iloc[:1]) == (0.0, 0)  # no mode: no Fourier feature
+
+
+def test_claims_of_an_add_sweep_name_fourier_modes_and_judge_grokking():
+    from raretask.report.html import Check
+
+    sw = {"task": "add", "rates": [16, 8, 4], "train": {"batch_size": 16, "seq_len": 64, "steps": 2000}, "gaps": None}
+    crit = pd.DataFrame({"non_embedding_params": [18432, 1179648]})
+    na = Check.not_measurable("g", 1, "no run learned T_ADD")
+    t = sr.claims_table({"Grokking": [na, na]}, sw, crit, pd.DataFrame()).set_index("claim")
+    assert "T_ADD Fourier modes" in t.loc["Fig. 7", "raretask_regime"] and "no T_ADD" not in t.loc["Fig. 7", "raretask_regime"]
+    assert "grokked when the rise comes at 2x" in t.loc["Grokking", "raretask_regime"]
+    assert t.loc["Grokking", "verdict"] == "n/a" and t.loc["Grokking", "checks"] == "0 yes, 0 no, 2 n/a"
+    yes, no = Check("a", 1, 1, True), Check("b", 1, 1, False)
+    assert sr.claims_table({"Grokking": [yes, no]}, sw, crit, pd.DataFrame()).set_index("claim").loc[
+        "Grokking", "verdict"] == "no"
+    cmp_ = sr.claims_table({}, {**sw, "task": "cmp"}, crit, pd.DataFrame()).set_index("claim")
+    assert cmp_.loc["Grokking", "raretask_regime"] == "not run: the sweep injects cmp only"
+
+
 # ---- the sizing answer -----------------------------------------------------------------------
 
 def _sweep_dir(tmp_path, exponent=-0.5, sizes=(2e4, 8e4, 3e5, 1.2e6), scatter=(0.0, 0.02, -0.02, 0.0), name="sweep",

@@ -10,6 +10,8 @@ Layout of ``SWEEP/scaling``::
     rollout.parquet        fit the k smallest sizes, predict the next: prediction interval, covered
     probes.parquet         one row per (probed run, checkpoint): the probe summaries
     interference.parquet   one row per size of the interference stage (lm.interference_stage)
+    feature-onsets.parquet one row per (probed run, feature): the step its feature reaches its level
+    grokking.parquet       T_ADD sweeps: one row per grid run, train-fit and test-rise steps, outcome
     scaling-summary.json   the above, the power-law fit and every check's verdict
     figures/*.png, report.html
 
@@ -172,6 +174,9 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
             t = tabs.get("pca")
             if t is not None and len(t[t["checkpoint"] == ck]):
                 row["pca_r2"] = float(t[t["checkpoint"] == ck]["r2"].max())
+            t = tabs.get("fourier")
+            if t is not None and len(t[t["checkpoint"] == ck]):
+                row["fourier_share"], row["fourier_modes"] = fourier_summary(t[t["checkpoint"] == ck])
             t = tabs.get("localize")
             if t is not None and len(t[t["checkpoint"] == ck]):
                 row["localize_max_drop"] = float(t[t["checkpoint"] == ck]["zero_drop"].max())
@@ -182,6 +187,20 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
                 row["cos_task_median"] = float(s["cos_task"].median())
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def fourier_summary(layers: pd.DataFrame) -> tuple[float, int]:
+    """T_ADD's Fourier feature at one checkpoint (the ``fourier`` probe's rows, one per layer):
+    (share, modes) of the layer whose detected modes carry the largest share of the class-mean
+    variance; share = the sum of the fractions of its modes (0 with no mode), modes = how many."""
+    best = (0.0, 0)
+    for r in layers.itertuples():
+        fr = np.asarray(r.fractions, float)
+        modes = np.asarray(r.modes, int)
+        share = float(fr[modes - 1].sum()) if len(modes) else 0.0
+        if share > best[0]:
+            best = (share, len(modes))
+    return best
 
 
 # ---- checks: each takes the measured quantity and can answer no -----------------------------
@@ -334,10 +353,13 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
     return out
 
 
-FEATURE_LEVELS = {"das_iia": 0.75, "pca_r2": 0.5}
+FEATURE_LEVELS = {"das_iia": 0.75, "pca_r2": 0.5, "fourier_share": 0.5}
 """The level at which a feature counts as present, fixed before any sweep probed checkpoints:
 DAS IIA at the learned level (the midpoint of chance 0.5 and 1 for a binary answer, as for
-accuracy), PCA R^2 at half the variance explained."""
+accuracy), PCA R^2 at half the variance explained; for T_ADD (fixed on 2026-12-03 before any
+add sweep was probed), half the class-mean variance of (a + b) mod 100 in the Fourier modes of
+one layer (``fourier_summary``: a sparse Fourier representation, as in trained modular-addition
+models; spread over all 50 frequencies, no mode passes the probe's tau x uniform)."""
 
 
 def feature_onsets(probes: pd.DataFrame, col: str, level: float) -> pd.DataFrame:
@@ -401,6 +423,81 @@ def check_feature_onset(onsets: pd.DataFrame, col: str) -> list[Check]:
     return out
 
 
+GROK_TRAIN_LEVEL = 0.9
+"""Train accuracy at which a run has fitted its train split (fixed on 2026-12-03, before any add
+sweep ran)."""
+GROK_DELAY = 2.0
+"""Grokking: test accuracy reaches the learned level at this many times the step at which train
+accuracy reached ``GROK_TRAIN_LEVEL``, or later (train saturates long before test rises)."""
+
+
+def grokking_table(df: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """One row per grid run: the first checkpoint step at which train accuracy reaches
+    ``GROK_TRAIN_LEVEL`` (train_fit_step) and test accuracy the learned level (test_rise_step;
+    nan: not within the run), the final accuracies and the outcome: "grokked" (test rise at
+    ``GROK_DELAY`` x the train fit or later), "learned together", "memorised only" (train fitted,
+    test never rose) or "not learned"."""
+    level = learned_level(chance)
+    rows = []
+    grid = df[df["kind"] == "grid"] if "kind" in df else df
+    for run, g in grid.sort_values("step").groupby("run", sort=False):
+        fit_ = g[g["train_accuracy"] >= GROK_TRAIN_LEVEL]["step"]
+        rise = g[g["test_accuracy"] >= level]["step"]
+        a, b = (float(fit_.iloc[0]) if len(fit_) else np.nan), (float(rise.iloc[0]) if len(rise) else np.nan)
+        outcome = ("not learned" if np.isnan(a) and np.isnan(b) else "memorised only" if np.isnan(b) else
+                   "grokked" if not np.isnan(a) and b >= GROK_DELAY * a else "learned together")
+        last = g.iloc[-1]
+        rows.append({"run": Path(run).name, "preset": last["preset"], "non_embedding_params": int(last["non_embedding_params"]),
+                     "per_token_frequency": float(last["per_token_frequency"]), "train_fit_step": a,
+                     "test_rise_step": b, "final_train_accuracy": float(last["train_accuracy"]),
+                     "final_test_accuracy": float(last["test_accuracy"]), "last_step": int(last["step"]),
+                     "outcome": outcome})
+    return pd.DataFrame(rows, columns=["run", "preset", "non_embedding_params", "per_token_frequency", "train_fit_step",
+                                       "test_rise_step", "final_train_accuracy", "final_test_accuracy", "last_step",
+                                       "outcome"])
+
+
+def check_grokking(table: pd.DataFrame) -> list[Check]:
+    """The paper's grokking note on T_ADD: only larger models at higher frequency grok.
+    (a) the largest size at the highest rate groks; (b) the smallest size at the lowest rate
+    does not; (c) no run groks where the next larger size at its rate, or the next higher rate at
+    its size, does not (n/a when no run groks). All three n/a when no run learned the task."""
+    if table.empty:
+        return []
+    t = table.copy()
+    t["grok"] = t["outcome"] == "grokked"
+
+    def say(r):
+        return (f"{r.preset} at {r.per_token_frequency:.1e}/token: {r.outcome} (train {r.final_train_accuracy:.3f}, "
+                f"test {r.final_test_accuracy:.3f} at step {r.last_step})")
+
+    if (t["outcome"] == "not learned").all():  # grokking needs learning: the claim is not measurable here
+        why = "no run learned T_ADD (" + "; ".join(say(r) for r in t.itertuples()) + ")"
+        return [Check.not_measurable(n, "grokking in some runs", why) for n in (
+            "grokking: the largest size at the highest rate groks", "grokking: the smallest size at the lowest rate "
+            "does not", "grokking only where larger sizes and higher rates grok too")]
+    big = t[t["non_embedding_params"] == t["non_embedding_params"].max()]
+    top = big.loc[big["per_token_frequency"].idxmax()]
+    small = t[t["non_embedding_params"] == t["non_embedding_params"].min()]
+    low = small.loc[small["per_token_frequency"].idxmin()]
+    out = [Check("grokking: the largest size at the highest rate groks", say(top),
+                 f"test rises at >= {GROK_DELAY:g}x the step train reaches {GROK_TRAIN_LEVEL:g}", bool(top.grok)),
+           Check("grokking: the smallest size at the lowest rate does not", say(low), "not grokked", not bool(low.grok))]
+    name = "grokking only where larger sizes and higher rates grok too"
+    if not t["grok"].any():
+        out.append(Check.not_measurable(name, "no exception", "no run groks"))
+        return out
+    sizes = sorted(t["non_embedding_params"].unique())
+    rates = sorted(t["per_token_frequency"].unique())
+    at = {(r.non_embedding_params, r.per_token_frequency): bool(r.grok) for r in t.itertuples()}
+    bad = [f"{p:,} at {f:.1e}" for (p, f), g in at.items() if g and (
+        (p != sizes[-1] and at.get((sizes[sizes.index(p) + 1], f)) is False)
+        or (f != rates[-1] and at.get((p, rates[rates.index(f) + 1])) is False))]
+    out.append(Check(name, "; ".join(bad) + " grok(s) where a larger size or higher rate does not" if bad else
+                     f"{int(t['grok'].sum())} of {len(t)} runs grok, none out of order", "no exception", not bad))
+    return out
+
+
 def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
     """Write ``SWEEP/scaling`` (see the module docstring); returns {"report", "summary"}.
     ``sweep``: the sweep's settings (``load_sweep``'s dict; default: the folder's sweep.json)."""
@@ -416,6 +513,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
         law, why = None, str(e)
     eq = equal_budget(df)
     steps = learned_steps(df, chance)
+    grok = grokking_table(df, chance) if sw["task"] == "add" else grokking_table(df.iloc[:0], chance)
     probes = probe_table(df)
     onsets = pd.concat([feature_onsets(probes, col, lv) for col, lv in FEATURE_LEVELS.items()], ignore_index=True)
     out = sweep_dir / "scaling"
@@ -439,6 +537,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                     check_equal_budget(eq, "at_lm", "held-out LM loss")],
         "Fig. 23": [check_larger_wins(eq, level, "at_compute", "compute 6ND"),
                     check_equal_budget(eq, "at_compute", "compute 6ND")],
+        "Grokking": check_grokking(grok),
     }
     checks = [c for cs in by_claim.values() for c in cs]
     claims = claims_table(by_claim, sw, crit, probes, {"Fig. 9": inote} if inote else None)
@@ -447,7 +546,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
     figures += [ifig] if ifig is not None else []
     for name_, t in (("runs", final), ("critical", crit), ("probes", probes), ("equal-budget", eq),
                      ("learned-steps", steps), ("rollout", roll), ("claims", claims), ("interference", itab),
-                     ("feature-onsets", onsets)):
+                     ("feature-onsets", onsets), ("grokking", grok)):
         atomic_parquet(t, out / f"{name_}.parquet")
     summary = {"sweep": sw, "critical": crit.to_dict(orient="records"),
                "power_law": None if law is None else
@@ -458,7 +557,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
                 "curvature_se": law.curvature_se, "prediction_scatter2": law.scatter2,
                 "straight_weight": law.straight_weight},
                "rollout": roll.to_dict(orient="records"), "claims": claims.to_dict(orient="records"),
-               "interference": itab.to_dict(orient="records"),
+               "interference": itab.to_dict(orient="records"), "grokking": grok.to_dict(orient="records"),
                "theory": {"widths": tw.tolist(), "p_star": tp.tolist(), "slope_in_width": tslope},
                "checks": [c.to_dict() for c in checks],
                "checks_count": {**{v: sum(c.verdict == v for c in checks) for v in ("yes", "no", "n/a")},
@@ -506,13 +605,17 @@ def claims_table(by_claim: dict, sw: dict, crit: pd.DataFrame, probes: pd.DataFr
                f"at {int(probes[probes['trained']].groupby('run').size().max())} checkpoints per probed run")
               if not probes.empty else "not run (no probes in this sweep)")
     st = sw.get("interference")
-    regime = {"Fig. 7": f"{base}; DAS/PCA {probed}; no T_ADD",
+    features = "T_ADD Fourier modes" if sw["task"] == "add" else "DAS/PCA"
+    regime = {"Fig. 7": f"{base}; {features} {probed}" + ("" if sw["task"] == "add" else "; no T_ADD"),
               "Fig. 9": (f"{base}; interference stage: sizes {', '.join(st['presets'])}, {st['n']} instances every "
                          f"{st['every']} steps, cosines read during training at injections and in the gap (monitor "
                          f"K = {st.get('monitor', 50)}, g_r afresh at each reading)" if st else
                          f"{base}; cosines {probed}" + (", not during training" if not probes.empty else "")),
               "Fig. 6b": base + ("" if sw.get("gaps") and (sw["gaps"] or {}).get("every") else "; no gap runs"),
-              "Grokking": "not run: the sweep injects cmp only"}
+              "Grokking": (f"{base}; train and test accuracy at every checkpoint: train fitted at "
+                           f"{GROK_TRAIN_LEVEL:g}, test risen at the learned level, grokked when the rise comes at "
+                           f"{GROK_DELAY:g}x the fit's step or later" if sw["task"] == "add" else
+                           f"not run: the sweep injects {sw['task']} only")}
     # claims whose paper regime this sweep does not run: their checks stay in the report, the
     # claim is not judged on them (a final-checkpoint cosine is not Fig. 9's during-training one)
     off_regime = {"Fig. 7": "features at the final checkpoint only, not across checkpoints"} if across else {}
@@ -621,7 +724,9 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
 
 
 FEATURE_NAMES = {"das_iia": "DAS IIA (best layer)", "pca_r2": "PCA R$^2$ (best layer)",
-                 "test_accuracy": "test accuracy"}
+                 "fourier_share": "Fourier share (best layer)", "test_accuracy": "test accuracy"}
+FEATURE_WORDS = {"das_iia": "the best layer's DAS interchange accuracy", "pca_r2": "PCA R^2",
+                 "fourier_share": "the share of (a + b) mod 100's class-mean variance in its Fourier modes"}
 
 
 def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
@@ -647,7 +752,7 @@ def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
                     ax.plot(init["step"], init[m], "o", mfc="none", color=col[preset])
             level = FEATURE_LEVELS.get(m, learned_level(chance))
             reference_line(ax, level, "feature / learned level" if (i, j) == (0, 0) else None)
-            ax.set_ylim(-0.05 if m == "pca_r2" else 0.3, 1.02)
+            ax.set_ylim(0.3 if m == "das_iia" or (m == "test_accuracy" and chance >= 0.3) else -0.05, 1.02)
             if i == 0:
                 ax.set_title(f"{f:.1e}/token")
             integer_axis(ax)
@@ -657,10 +762,10 @@ def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
                 ax.set_ylabel(FEATURE_NAMES[m])
     legend_below(fig, axes[0][0], ncol=len(sizes) + 1)
     return Figure(save(fig, fdir / "fig7-features-across-checkpoints.png"),
-                  "Fig. 7 analog (cmp): the best layer's DAS interchange accuracy and PCA R^2 and the test accuracy "
-                  "at each probed checkpoint, per injected rate (columns) and size (colour); hollow: the untrained "
-                  "model. Dotted: the level at which a feature counts as present (fixed before the sweep) and the "
-                  "learned level of accuracy.")
+                  "Fig. 7 analog: " + " and ".join(FEATURE_WORDS[m] for m in metrics if m in FEATURE_WORDS)
+                  + " (best layer), and the test accuracy at each probed checkpoint, per injected rate (columns) "
+                  "and size (colour); hollow: the untrained model. Dotted: the level at which a feature counts as "
+                  "present (fixed before the sweep) and the learned level of accuracy.")
 
 
 def _fig5(final, sizes, col, chance, fdir: Path) -> Figure:
