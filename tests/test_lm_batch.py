@@ -26,6 +26,7 @@ class Seen(Callback):
         self.digests[step + 1] = batch_digest(batch.tokens.cpu().numpy())
 
 
+@pytest.mark.slow
 def test_the_batch_rebuilt_from_the_log_is_the_one_training_consumed(tmp_path, small_corpus):
     run = tmp_path / "r"
     seen = Seen()

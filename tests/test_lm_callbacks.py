@@ -162,6 +162,7 @@ def test_train_help_lists_every_config_field():
     assert "AdamW betas" in out and "(default 32)" in out  # the field's docstring and its default
 
 
+@pytest.mark.slow
 def test_set_reaches_the_config_and_an_unknown_key_is_one_line(tmp_path, small_corpus):
     r = run_cli("--corpus", str(small_corpus), "--out", str(tmp_path / "r"), "--set", "learning_rate=1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown key 'learning_rate'" in r.stderr

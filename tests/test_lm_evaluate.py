@@ -92,6 +92,7 @@ def test_batched_continuation_loss_is_each_pair_alone(tmp_path, small_corpus):
     assert together == pytest.approx(float(np.mean(alone)), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_foreign_checkpoint_series_evaluates_as_its_native_run(tmp_path, small_corpus):
     """A raretask run's checkpoints exported as a plain folder of HF checkpoints (no trainer
     state, no checksums, another naming) and evaluated as a series raretask did not train give

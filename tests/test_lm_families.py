@@ -31,6 +31,7 @@ def test_olmo_is_the_default_family():
     assert type(build_model("tiny", 256, 16)).__name__ == "OlmoForCausalLM"
 
 
+@pytest.mark.slow
 def test_a_registered_llama_family_trains_evaluates_and_probes(tmp_path, small_corpus, llama):
     assert type(build_model("tiny-llama", 256, 16)).__name__ == "LlamaForCausalLM"
     run = tmp_path / "r"
@@ -71,6 +72,7 @@ def test_registries_refuse_silent_surprises(llama):
         register_family("llama")
 
 
+@pytest.mark.slow
 def test_a_non_swiglu_family_registers_without_a_wrapper(tmp_path, small_corpus):
     """GPT-NeoX (one input projection, GELU) names its MLP parts; it trains, evaluates and probes."""
     from neox_family import NEOX

@@ -57,6 +57,7 @@ def test_next_injection_handles_sparse_rates():
     assert first == 99_999
 
 
+@pytest.mark.slow
 def test_monitor_reads_every_injection_with_finite_task_cosine(tmp_path, small_corpus):
     pytest.importorskip("transformers")
     from raretask.lm import LMTrainConfig, train

@@ -121,6 +121,7 @@ def test_template_counts_are_a_lower_bound(tmp_path, tokenizer):
     assert freqs["addition"]["text_count"] == freqs["addition"]["count"]  # every spaced occurrence is counted
 
 
+@pytest.mark.slow
 def test_index_template_counts_equal_brute_force(tmp_path):
     """Above 1M tokens the counts come from the infini-gram index (prefix-pruned queries)."""
     pytest.importorskip("infini_gram")

@@ -308,6 +308,7 @@ def test_a_run_from_before_markers_is_adopted(capsys, work, done, small_corpus):
 
 
 # ------------------------------------------------------------------ a second writer
+@pytest.mark.slow
 def test_a_second_writer_gets_one_line_naming_the_holder(capsys, tmp_path, small_corpus):
     out = tmp_path / "r"
     args = train_args(small_corpus, out, 20000, 5)
@@ -444,6 +445,7 @@ def test_a_missing_or_damaged_corpus_is_one_line(capsys, work, small_corpus, tmp
     refused(capsys, ["lm", "eval", work], 2, "which is not a corpus any more", keep=work)
 
 
+@pytest.mark.slow
 def test_eval_cache_is_keyed_by_every_parameter(capsys, work):
     ev = ["lm", "eval", work, "--heldout-windows", "2"]
     assert run(capsys, ev + ["--reference-prompts", "2"])[0] == 0

@@ -131,6 +131,7 @@ def test_cpu_scaling_spans_what_the_issue_asks():
     assert len(sw["gaps"]["every"]) >= 3 and sw["boundary_seeds"]
 
 
+@pytest.mark.slow
 def test_dry_run_counts_tokens_flops_and_gpu_hours(tmp_path):
     plan = plan_sweep("paper-frequencies", str(tmp_path), mfu=0.5, peak_tflops=1000)
     first = plan[0]

@@ -131,6 +131,7 @@ def test_measured_truth_reads_a_sweep(tmp_path):
     assert math.isfinite(prov["measured_curvature"]) and prov["measured_curvature"] != 0 and truth.curvature == 0
 
 
+@pytest.mark.slow
 def test_bench_sizing_prints_the_coverage_table_of_every_method(tmp_path):
     """A tiny run of the command end to end: its table names each law and method with a verdict."""
     import json

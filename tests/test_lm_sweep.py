@@ -11,6 +11,7 @@ from raretask.lm._sweep import run_sweep, sweep_configs  # noqa: E402
 SMALL = ["train.steps=4", "train.checkpoint_every=2", "train.seq_len=32", "train.batch_size=8", "train.warmup=1"]
 
 
+@pytest.mark.slow
 def test_sweep_trains_every_cell_and_reports(tmp_path, small_corpus):
     res = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "sw"), SMALL, progress=False)
     df = pd.read_parquet(tmp_path / "sw" / "report" / "eval.parquet")

@@ -146,6 +146,7 @@ def test_interference_monitor_logs_without_changing_training(tmp_path, small_cor
     assert 0 < s["monitor_share_of_step_time"] < 1
 
 
+@pytest.mark.slow
 def test_a_warm_up_covering_the_whole_run_is_one_warning_line(tmp_path, small_corpus):
     """100-step run, default 100-step warm-up: trains, and says once that lr is never reached;
     a warm-up shorter than the run says nothing."""

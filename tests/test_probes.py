@@ -109,6 +109,7 @@ def test_das_on_an_untrained_model_is_near_chance():
     assert r["iia"] < 0.7
 
 
+@pytest.mark.slow
 def test_localisation_finds_the_planted_mlp(planted_model):
     model, _ = planted_model
     rows = ablate_mlps(model, TASKS)

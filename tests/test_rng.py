@@ -3,6 +3,7 @@
 import jax.extend.random as jrandom
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from raretask.sim._rng import derive_key, normal, threefry2x32
@@ -15,6 +16,7 @@ def test_threefry_matches_jax():
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(jrandom.threefry_2x32(key, count)))
 
 
+@pytest.mark.slow
 def test_normal_is_standard_normal_and_keys_differ():
     k = (jnp.uint32(7), jnp.uint32(9))
     x = np.asarray(normal(derive_key(k, 0, 0), (1024, 512))).ravel()

@@ -136,6 +136,7 @@ def test_plan_plot_into_a_folder_is_refused_and_leaves_no_temporary(capsys, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "figs"]
 
 
+@pytest.mark.slow
 def test_plan_plot_writes_the_format_its_suffix_names_and_says_where(capsys, tmp_path):
     """Before: --plot f.pdf wrote PNG bytes into a .pdf, and nothing said where the plot went."""
     plan = ["plan", "--width", "16", "--target-task", "32", "--tradeoff", "--plot"]
@@ -407,6 +408,7 @@ def wait_for(path: Path, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path):
     out = tmp_path / "r"
     first = subprocess.Popen(slow_phase(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -60,10 +60,12 @@ def random_batches(spec, n, size, rng, probs=None, noise=False):
 
 
 @pytest.mark.parametrize("widths", [[2, 8, 32], [16]])
+@pytest.mark.slow
 def test_engine_matches_reference_on_identical_batches(widths):
     compare_on_batches(SPEC, CFG, widths, random_batches(SPEC, 6, 64, np.random.default_rng(0)))
 
 
+@pytest.mark.slow
 def test_engine_matches_reference_with_target_noise():
     spec = MixtureSpec(n_tasks=8, block_dim=4, noise=0.3)
     compare_on_batches(spec, CFG, [4, 12], random_batches(spec, 5, 64, np.random.default_rng(1), noise=True))

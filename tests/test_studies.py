@@ -192,6 +192,7 @@ def test_cli_study_bad_input_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "invalid widths" in r.stderr
 
 
+@pytest.mark.slow
 def test_upweight_study_trains_at_multiples_of_the_plan(tmp_path):
     from raretask.mixture import min_frequency
 
