@@ -421,15 +421,17 @@ def test_grokking_checks_answer_each_way(curves, verdicts):
         assert "no run learned T_ADD" in checks[0].measured
 
 
-def test_fourier_summary_takes_the_layer_whose_modes_carry_most():
+def test_fourier_summary_takes_the_layer_whose_modes_carry_most_variance():
     flat = np.full(50, 1 / 50)
     peaked = np.full(50, 0.2 / 47)
-    peaked[[0, 9, 29]] = [0.3, 0.3, 0.2]  # frequencies 1, 10, 30 carry 0.8
-    layers = pd.DataFrame({"layer": [0, 1], "modes": [np.array([], int), np.array([1, 10, 30])],
-                           "fractions": [flat, peaked]})
-    share, n = sr.fourier_summary(layers)
-    assert n == 3 and share == pytest.approx(0.8)
-    assert sr.fourier_summary(layers.iloc[:1]) == (0.0, 0)  # no mode: no Fourier feature
+    peaked[[0, 9, 29]] = [0.3, 0.3, 0.2]  # frequencies 1, 10, 30 carry 0.8 of the class means
+    layers = pd.DataFrame({"layer": [0, 1, 2], "modes": [np.array([], int), np.array([1, 10, 30]), np.array([1, 10, 30])],
+                           "fractions": [flat, peaked, peaked], "class_share": [0.9, 0.5, 0.002]})
+    var, n = sr.fourier_summary(layers)
+    assert n == 3 and var == pytest.approx(0.4)  # layer 1: 0.5 x 0.8
+    assert sr.fourier_summary(layers.iloc[:1]) == (0.0, 0)  # no mode: no Fourier feature, whatever the class share
+    var, _ = sr.fourier_summary(layers.iloc[[2]])  # modes of a negligible class structure: far below the level
+    assert var == pytest.approx(0.0016) and var < sr.FEATURE_LEVELS["fourier_variance"]
 
 
 def test_claims_of_an_add_sweep_name_fourier_modes_and_judge_grokking():
