@@ -63,9 +63,11 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    # Longest first (`make test` hands out one test at a time, --maxschedchunk 1): two workers
-    # then finish together instead of one waiting on a late long test. A slow test may give its
-    # usual seconds, `@pytest.mark.slow(seconds=80)`; a stable sort keeps the order otherwise.
+    # Longest first. `make test` runs --maxschedchunk 1: each worker starts with 2 tests (the
+    # 1st and 2nd longest to one, the 3rd and 4th to the other), then takes one more as each
+    # ends, so the two finish together instead of one waiting on a late long test. A slow test
+    # may give its usual seconds, `@pytest.mark.slow(seconds=80)`; a stable sort keeps the order
+    # otherwise.
     def cost(item):
         mark = item.get_closest_marker("slow")
         return -1.0 if mark is None else float(mark.kwargs.get("seconds", 0))

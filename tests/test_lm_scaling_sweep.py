@@ -389,12 +389,18 @@ NONE = ((0.01,) * 6, (0.01,) * 6)
 GROK = ((0.2, 0.95, 1, 1, 1, 1), (0.01, 0.01, 0.02, 0.3, 0.8, 0.9))  # train at 1000, test at 2500: 2.5x
 TOGETHER = ((0.3, 0.95, 1, 1, 1, 1), (0.2, 0.7, 0.9, 0.9, 0.9, 0.9))  # both at 1000
 MEMO = ((0.3, 0.95, 1, 1, 1, 1), (0.01,) * 6)
+LATE = ((0.1, 0.2, 0.5, 0.95, 1, 1), (0.01,) * 6)  # train fitted at 2000, the run ends at 3000 < 4000
+SPACED = ((0.3, 0.95, 1, 1, 1, 1), (0.01, 0.01, 0.02, 0.8, 0.9, 0.9))  # risen between 1500 and 2000 = 2 x 1000
+UNFIT = ((0.3, 0.6, 0.7, 0.8, 0.8, 0.8), (0.2, 0.6, 0.7, 0.7, 0.7, 0.7))
 
 
 def test_grokking_table_names_each_outcome():
     t = sr.grokking_table(_acc_curves({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): TOGETHER,
-                                       (100, 1e-2): MEMO}), 0.01).set_index("run")
-    assert list(t["outcome"]) == ["not learned", "grokked", "learned together", "memorised only"]
+                                       (100, 1e-2): MEMO, (1000, 1e-3): LATE, (1000, 1e-2): SPACED,
+                                       (1000, 1e-1): UNFIT}), 0.01).set_index("run")
+    assert list(t["outcome"]) == ["not learned", "grokked", "learned together", "memorised only",
+                                  "fitted too late to tell", "not resolved at this checkpoint spacing",
+                                  "learned, train not fitted"]
     assert t.loc["p10-f0.01", "train_fit_step"] == 1000
     assert t.loc["p10-f0.01", "test_rise_step"] == 2500 and np.isnan(t.loc["p100-f0.01", "test_rise_step"])
     # the seed runs are not the grid
@@ -413,12 +419,18 @@ def test_grokking_table_names_each_outcome():
     ({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): NONE, (100, 1e-2): TOGETHER}, ["no", "yes", "no"]),
     # nothing learned anywhere: grokking is not measurable (the CPU T_ADD outcome), never a pass
     ({(10, 1e-3): NONE, (10, 1e-2): NONE, (100, 1e-3): NONE, (100, 1e-2): NONE}, ["n/a", "n/a", "n/a"]),
+    # the largest at the highest rate fitted its train split too late to tell, or between
+    # checkpoints that cannot resolve 2x: n/a, not "no"; and it is left out of the order check
+    ({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): MEMO, (100, 1e-2): LATE}, ["n/a", "yes", "yes"]),
+    ({(10, 1e-3): NONE, (10, 1e-2): GROK, (100, 1e-3): MEMO, (100, 1e-2): SPACED}, ["n/a", "yes", "yes"]),
 ])
 def test_grokking_checks_answer_each_way(curves, verdicts):
     checks = sr.check_grokking(sr.grokking_table(_acc_curves(curves), 0.01))
     assert [c.verdict for c in checks] == verdicts, [c.measured for c in checks]
-    if verdicts[0] == "n/a":
+    if verdicts == ["n/a"] * 3:
         assert "no run learned T_ADD" in checks[0].measured
+    elif verdicts[0] == "n/a":
+        assert "too late to tell" in checks[0].measured or "checkpoint spacing" in checks[0].measured
 
 
 def test_fourier_summary_takes_the_layer_whose_modes_carry_most_variance():
@@ -432,6 +444,19 @@ def test_fourier_summary_takes_the_layer_whose_modes_carry_most_variance():
     assert sr.fourier_summary(layers.iloc[:1]) == (0.0, 0)  # no mode: no Fourier feature, whatever the class share
     var, _ = sr.fourier_summary(layers.iloc[[2]])  # modes of a negligible class structure: far below the level
     assert var == pytest.approx(0.0016) and var < sr.FEATURE_LEVELS["fourier_variance"]
+
+
+def test_an_add_sweeps_probe_figures_draw_fourier_alone_and_say_so(tmp_path):
+    """An add sweep's probe table holds only the Fourier summary: the across-sizes figure draws
+    it (it crashed on 0 panels), and both captions name what is drawn; with no feature at all
+    there is no Fig. 7 analog."""
+    p = _probed((0.01, 0.05, 0.2), (0.02, 0.15, 0.4)).rename(columns={"das_iia": "fourier_variance"})
+    fig = sr._fig_probes(p, tmp_path)
+    assert fig is not None and "Fourier modes of (a + b) mod 100" in fig.caption and "DAS" not in fig.caption
+    f7 = sr._fig_features(p, ["s", "b"], {"s": "C0", "b": "C1"}, 0.01, tmp_path)
+    assert "Fourier modes of (a + b) mod 100" in f7.caption and "DAS" not in f7.caption
+    bare = p.drop(columns=["fourier_variance"])
+    assert sr._fig_probes(bare, tmp_path) is None and sr._fig_features(bare, ["s", "b"], {}, 0.01, tmp_path) is None
 
 
 def test_claims_of_an_add_sweep_name_fourier_modes_and_judge_grokking():

@@ -194,8 +194,11 @@ def fourier_summary(layers: pd.DataFrame) -> tuple[float, int]:
     (variance, modes) of the layer whose detected Fourier modes of c = (a + b) mod 100 carry the
     largest share of its activations' total variance: variance = class_share x the summed
     fractions of its modes (0 with no mode), modes = how many. The product, not the modes' share
-    of the class means alone: a class-mean structure of 0.2% of the variance (a model 10 steps
-    old) can still put half of itself in two frequencies."""
+    of the class means alone: 10 steps into training (w48, rate 16) the class means held 0.25% of
+    the last layer's variance, and 0.48 of that sat in two frequencies
+    (docs/measured/cpu-add-pilot-2026-12-03/pipeline-check). All nan with no finite layer."""
+    if not np.isfinite(layers["class_share"].to_numpy(float)).any():
+        return np.nan, 0  # not measured is not absent
     best = (0.0, 0)
     for r in layers.itertuples():
         fr = np.asarray(r.fractions, float)
@@ -359,11 +362,12 @@ def check_probe_trend(probes: pd.DataFrame, col: str, claim: str, higher_is_clai
 FEATURE_LEVELS = {"das_iia": 0.75, "pca_r2": 0.5, "fourier_variance": 0.1}
 """The level at which a feature counts as present, fixed before any sweep probed checkpoints:
 DAS IIA at the learned level (the midpoint of chance 0.5 and 1 for a binary answer, as for
-accuracy), PCA R^2 at half the variance explained; for T_ADD (fixed on 2026-12-03 before any
-add sweep was probed), a tenth of one layer's activation variance in the Fourier modes of
+accuracy), PCA R^2 at half the variance explained; for T_ADD (fixed on 2026-12-03 before
+cpu-scaling-add ran), a tenth of one layer's activation variance in the Fourier modes of
 (a + b) mod 100 (``fourier_summary``): a model that reads the sum out of a few frequencies, as
-trained modular-addition models do, carries it in a large share of its variance; the 20-step
-pipeline check of cpu-scaling-add measured at most 0.0013 (untrained: 0)."""
+trained modular-addition models do, carries it in a large share of its variance; a 20-step
+pipeline check of that preset measured at most 0.0013, the untrained models 0
+(docs/measured/cpu-add-pilot-2026-12-03/pipeline-check)."""
 
 
 def feature_onsets(probes: pd.DataFrame, col: str, level: float) -> pd.DataFrame:
@@ -428,28 +432,48 @@ def check_feature_onset(onsets: pd.DataFrame, col: str) -> list[Check]:
 
 
 GROK_TRAIN_LEVEL = 0.9
-"""Train accuracy at which a run has fitted its train split (fixed on 2026-12-03, before any add
-sweep ran)."""
+"""Train accuracy at which a run has fitted its train split (fixed on 2026-12-03, before
+cpu-scaling-add ran)."""
 GROK_DELAY = 2.0
-"""Grokking: test accuracy reaches the learned level at this many times the step at which train
-accuracy reached ``GROK_TRAIN_LEVEL``, or later (train saturates long before test rises)."""
+"""Grokking: test accuracy is still below the learned level at a checkpoint at or after this many
+times the step at which train accuracy reached ``GROK_TRAIN_LEVEL``, and rises later (train
+saturates long before test rises)."""
+UNDECIDED = ("fitted too late to tell", "not resolved at this checkpoint spacing")
+"""Outcomes that neither show grokking nor rule it out: the checks treat them as n/a."""
 
 
 def grokking_table(df: pd.DataFrame, chance: float) -> pd.DataFrame:
     """One row per grid run: the first checkpoint step at which train accuracy reaches
-    ``GROK_TRAIN_LEVEL`` (train_fit_step) and test accuracy the learned level (test_rise_step;
-    nan: not within the run), the final accuracies and the outcome: "grokked" (test rise at
-    ``GROK_DELAY`` x the train fit or later), "learned together", "memorised only" (train fitted,
-    test never rose) or "not learned"."""
+    ``GROK_TRAIN_LEVEL`` (train_fit_step, a) and the first at which test accuracy reaches the
+    learned level (test_rise_step, b; nan: not within the run), the final accuracies and the
+    outcome, read only from the checkpoints there are:
+
+    - "grokked": test still below the level at a checkpoint at or after ``GROK_DELAY`` x a, then risen;
+    - "learned together": test risen by a checkpoint before ``GROK_DELAY`` x a;
+    - "not resolved at this checkpoint spacing": test rose between a checkpoint before
+      ``GROK_DELAY`` x a and one at or after it;
+    - "memorised only": train fitted, test below the level at every checkpoint up to the last,
+      which lies at or after ``GROK_DELAY`` x a;
+    - "fitted too late to tell": train fitted, test never risen, the run ends before ``GROK_DELAY`` x a;
+    - "learned, train not fitted": test risen, train below ``GROK_TRAIN_LEVEL`` throughout;
+    - "not learned": neither."""
     level = learned_level(chance)
     rows = []
     grid = df[df["kind"] == "grid"] if "kind" in df else df
     for run, g in grid.sort_values("step").groupby("run", sort=False):
-        fit_ = g[g["train_accuracy"] >= GROK_TRAIN_LEVEL]["step"]
-        rise = g[g["test_accuracy"] >= level]["step"]
-        a, b = (float(fit_.iloc[0]) if len(fit_) else np.nan), (float(rise.iloc[0]) if len(rise) else np.nan)
-        outcome = ("not learned" if np.isnan(a) and np.isnan(b) else "memorised only" if np.isnan(b) else
-                   "grokked" if not np.isnan(a) and b >= GROK_DELAY * a else "learned together")
+        steps, test = g["step"].to_numpy(float), g["test_accuracy"].to_numpy(float)
+        fit_ = steps[g["train_accuracy"].to_numpy(float) >= GROK_TRAIN_LEVEL]
+        rise = np.flatnonzero(test >= level)
+        a = float(fit_[0]) if len(fit_) else np.nan
+        b = float(steps[rise[0]]) if len(rise) else np.nan
+        if np.isnan(a):
+            outcome = "not learned" if np.isnan(b) else "learned, train not fitted"
+        elif np.isnan(b):
+            outcome = "memorised only" if steps[-1] >= GROK_DELAY * a else "fitted too late to tell"
+        else:
+            below_late = (steps >= GROK_DELAY * a) & (steps < b)  # test still below the level there
+            outcome = ("grokked" if below_late.any() else "learned together" if b < GROK_DELAY * a
+                       else "not resolved at this checkpoint spacing")
         last = g.iloc[-1]
         rows.append({"run": Path(run).name, "preset": last["preset"], "non_embedding_params": int(last["non_embedding_params"]),
                      "per_token_frequency": float(last["per_token_frequency"]), "train_fit_step": a,
@@ -465,11 +489,16 @@ def check_grokking(table: pd.DataFrame) -> list[Check]:
     """The paper's grokking note on T_ADD: only larger models at higher frequency grok.
     (a) the largest size at the highest rate groks; (b) the smallest size at the lowest rate
     does not; (c) no run groks where the next larger size at its rate, or the next higher rate at
-    its size, does not (n/a when no run groks). All three n/a when no run learned the task."""
+    its size, does not (n/a when no run groks). A run whose outcome is ``UNDECIDED`` makes the
+    check that reads it n/a, and is left out of (c); all three are n/a when no run learned the
+    task at all."""
     if table.empty:
         return []
     t = table.copy()
     t["grok"] = t["outcome"] == "grokked"
+    names = ("grokking: the largest size at the highest rate groks",
+             "grokking: the smallest size at the lowest rate does not",
+             "grokking only where larger sizes and higher rates grok too")
 
     def say(r):
         return (f"{r.preset} at {r.per_token_frequency:.1e}/token: {r.outcome} (train {r.final_train_accuracy:.3f}, "
@@ -477,27 +506,27 @@ def check_grokking(table: pd.DataFrame) -> list[Check]:
 
     if (t["outcome"] == "not learned").all():  # grokking needs learning: the claim is not measurable here
         why = "no run learned T_ADD (" + "; ".join(say(r) for r in t.itertuples()) + ")"
-        return [Check.not_measurable(n, "grokking in some runs", why) for n in (
-            "grokking: the largest size at the highest rate groks", "grokking: the smallest size at the lowest rate "
-            "does not", "grokking only where larger sizes and higher rates grok too")]
+        return [Check.not_measurable(n, "grokking in some runs", why) for n in names]
     big = t[t["non_embedding_params"] == t["non_embedding_params"].max()]
     top = big.loc[big["per_token_frequency"].idxmax()]
     small = t[t["non_embedding_params"] == t["non_embedding_params"].min()]
     low = small.loc[small["per_token_frequency"].idxmin()]
-    out = [Check("grokking: the largest size at the highest rate groks", say(top),
-                 f"test rises at >= {GROK_DELAY:g}x the step train reaches {GROK_TRAIN_LEVEL:g}", bool(top.grok)),
-           Check("grokking: the smallest size at the lowest rate does not", say(low), "not grokked", not bool(low.grok))]
-    name = "grokking only where larger sizes and higher rates grok too"
+    expected = f"test still below the learned level at >= {GROK_DELAY:g}x the step train reaches {GROK_TRAIN_LEVEL:g}, then risen"
+    out = [Check.not_measurable(names[0], expected, say(top)) if top.outcome in UNDECIDED else
+           Check(names[0], say(top), expected, bool(top.grok)),
+           Check.not_measurable(names[1], "not grokked", say(low)) if low.outcome in UNDECIDED else
+           Check(names[1], say(low), "not grokked", not bool(low.grok))]
     if not t["grok"].any():
-        out.append(Check.not_measurable(name, "no exception", "no run groks"))
+        out.append(Check.not_measurable(names[2], "no exception", "no run groks"))
         return out
     sizes = sorted(t["non_embedding_params"].unique())
     rates = sorted(t["per_token_frequency"].unique())
-    at = {(r.non_embedding_params, r.per_token_frequency): bool(r.grok) for r in t.itertuples()}
+    at = {(r.non_embedding_params, r.per_token_frequency): bool(r.grok) for r in t.itertuples()
+          if r.outcome not in UNDECIDED}
     bad = [f"{p:,} at {f:.1e}" for (p, f), g in at.items() if g and (
         (p != sizes[-1] and at.get((sizes[sizes.index(p) + 1], f)) is False)
         or (f != rates[-1] and at.get((p, rates[rates.index(f) + 1])) is False))]
-    out.append(Check(name, "; ".join(bad) + " grok(s) where a larger size or higher rate does not" if bad else
+    out.append(Check(names[2], "; ".join(bad) + " grok(s) where a larger size or higher rate does not" if bad else
                      f"{int(t['grok'].sum())} of {len(t)} runs grok, none out of order", "no exception", not bad))
     return out
 
@@ -729,9 +758,6 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
 
 FEATURE_NAMES = {"das_iia": "DAS IIA (best layer)", "pca_r2": "PCA R$^2$ (best layer)",
                  "fourier_variance": "Fourier variance (best layer)", "test_accuracy": "test accuracy"}
-FEATURE_WORDS = {"das_iia": "the best layer's DAS interchange accuracy", "pca_r2": "PCA R^2",
-                 "fourier_variance": "the share of a layer's variance in the Fourier modes of (a + b) mod 100"}
-
 
 def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
     """Fig. 7 analog: each feature and test accuracy against training step, per probed rate
@@ -742,6 +768,8 @@ def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
     if probes.empty or probes[probes["trained"]].groupby("run").size().max() < 2:
         return None
     metrics = [m for m in (*FEATURE_LEVELS, "test_accuracy") if m in probes and probes[m].notna().any()]
+    if metrics in ([], ["test_accuracy"]):  # no feature probed across checkpoints: no Fig. 7
+        return None
     rates = sorted(probes["per_token_frequency"].unique(), reverse=True)
     fig, axes = new_figure(len(rates), len(metrics), height=1.9, page=True, sharex=True)
     for j, f in enumerate(rates):
@@ -766,8 +794,8 @@ def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
                 ax.set_ylabel(FEATURE_NAMES[m])
     legend_below(fig, axes[0][0], ncol=len(sizes) + 1)
     return Figure(save(fig, fdir / "fig7-features-across-checkpoints.png"),
-                  "Fig. 7 analog: " + " and ".join(FEATURE_WORDS[m] for m in metrics if m in FEATURE_WORDS)
-                  + " (best layer), and the test accuracy at each probed checkpoint, per injected rate (columns) "
+                  "Fig. 7 analog: " + " and ".join(PROBE_WORDS[m] for m in metrics if m in FEATURE_LEVELS)
+                  + ", and the test accuracy at each probed checkpoint, per injected rate (columns) "
                   "and size (colour); hollow: the untrained model. Dotted: the level at which a feature counts as "
                   "present (fixed before the sweep) and the learned level of accuracy.")
 
@@ -930,8 +958,9 @@ def _fig_probes(probes, fdir: Path) -> Figure | None:
                   + ", per size; dashed: the untrained model of the same size and seed.")
 
 
-PROBE_WORDS = {"das_iia": "best DAS interchange accuracy", "pca_r2": "best PCA R^2",
-               "fourier_variance": "the best layer's variance share in the Fourier modes of (a + b) mod 100",
+PROBE_WORDS = {"das_iia": "the best layer's DAS interchange accuracy", "pca_r2": "the best layer's PCA R^2",
+               "fourier_variance": "the best layer's share of variance in the Fourier modes of (a + b) mod 100",
                "localize_max_drop": "the largest MLP zero-ablation drop",
                "cos_nontask_median": "the median cosine of g_r with the non-task gradient"}
-"""The probe summaries the across-sizes figure draws (``probe_table``'s columns), in its order."""
+"""Each probe summary (``probe_table``'s columns) in words, for captions; the across-sizes figure
+draws them in this order."""

@@ -171,7 +171,7 @@ def _integer_axis_problems(ax, which: str) -> list[str]:
     return []
 
 
-def _overlaps(fig, renderer, texts: list, legends: list) -> list[str]:
+def _overlaps(texts: list, legends: list) -> list[str]:
     """Texts drawn over one another, or over a legend they are not part of (a hidden axis label).
     ``texts``: (text, window box) pairs; ``legends``: (legend, window box) pairs. Each box is
     measured once: a legend placed "best" searches its position on every measurement."""
@@ -219,7 +219,7 @@ def violations(fig) -> list[str]:
         out.append("text cut off at the figure's edge: " + ", ".join(map(repr, cut[:3])))
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
     shown = [(leg, leg.get_window_extent(renderer)) for leg in legends if leg.get_visible()]
-    out += _overlaps(fig, renderer, texts, shown)
+    out += _overlaps(texts, shown)
     extent = {id(leg): lb for leg, lb in shown}
     for ax in fig.axes:
         leg = ax.get_legend()
