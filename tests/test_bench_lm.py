@@ -18,6 +18,7 @@ def _positive(x) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_bench_lm_reports_both_modes_and_the_ratio(small_corpus, tmp_path):
     res = bench_lm(str(small_corpus), workdir=str(tmp_path), **SMALL)
     assert set(res["modes"]) == {"plain", "raretask"}
@@ -34,6 +35,7 @@ def test_bench_lm_reports_both_modes_and_the_ratio(small_corpus, tmp_path):
     assert "plain PyTorch loop" in text and "raretask lm train" in text and "overhead" in text
 
 
+@pytest.mark.slow
 def test_bench_lm_cli_json_and_compile_never_crashes(small_corpus, tmp_path, capsys):
     out = tmp_path / "b.json"
     args = ["bench", "lm", "--corpus", str(small_corpus), "--steps", "2", "--warmup", "1", "--repeats", "1",

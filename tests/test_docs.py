@@ -72,6 +72,7 @@ def test_the_checker_reports_a_citation_the_spec_lacks():
     assert "fake.py:1 (SPEC B9)" in gaps[1]
 
 
+@pytest.mark.slow
 def test_mkdocs_builds_strict(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("material")

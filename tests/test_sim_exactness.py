@@ -71,6 +71,7 @@ def test_engine_matches_reference_with_target_noise():
     compare_on_batches(spec, CFG, [4, 12], random_batches(spec, 5, 64, np.random.default_rng(1), noise=True))
 
 
+@pytest.mark.slow
 def test_engine_matches_reference_on_retention_schedule():
     sampler = RetentionSampler(SPEC.pi, 64, seed=3, rare_task=8, gap=4)
     rng = np.random.default_rng(2)
@@ -83,6 +84,7 @@ def test_engine_matches_reference_on_retention_schedule():
     compare_on_batches(SPEC, CFG, [4, 16], batches)
 
 
+@pytest.mark.slow
 def test_engine_matches_reference_when_one_task_dominates():
     # 60 of 64 samples from the rarest task: far beyond its window, so capacity must grow.
     probs = np.full(SPEC.K, 0.04 / 7)

@@ -81,6 +81,7 @@ def test_settings_reach_the_study_flat_or_nested():
     assert a == b == c and a.gaps == [2, 4] and a.rare_task == 7  # the preset's other values kept
 
 
+@pytest.mark.slow
 def test_phase_study_outputs_and_resume(tmp_path):
     cfg = build_config("phase", "quick", TINY["phase"])
     out = tmp_path / "phase"
