@@ -546,7 +546,7 @@ def scaling_report(sweep_dir: str | Path, sweep: dict | None = None) -> dict:
         law, why = None, str(e)
     eq = equal_budget(df)
     steps = learned_steps(df, chance)
-    grok = grokking_table(df, chance) if sw["task"] == "add" else grokking_table(df.iloc[:0], chance)
+    grok = grokking_table(df if sw["task"] == "add" else df.iloc[:0], chance)  # T_ADD's claim only
     probes = probe_table(df)
     onsets = pd.concat([feature_onsets(probes, col, lv) for col, lv in FEATURE_LEVELS.items()], ignore_index=True)
     out = sweep_dir / "scaling"
@@ -758,6 +758,7 @@ def _figures(df, final, crit, law, eq, steps, probes, theory, chance, fdir: Path
 
 FEATURE_NAMES = {"das_iia": "DAS IIA (best layer)", "pca_r2": "PCA R$^2$ (best layer)",
                  "fourier_variance": "Fourier variance (best layer)", "test_accuracy": "test accuracy"}
+
 
 def _fig_features(probes, sizes, col, chance, fdir: Path) -> Figure | None:
     """Fig. 7 analog: each feature and test accuracy against training step, per probed rate

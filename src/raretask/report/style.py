@@ -228,9 +228,7 @@ def violations(fig) -> list[str]:
         lb, ab = extent[id(leg)], ax.get_window_extent(renderer)
         if lb.width > ab.width + 1 or lb.height > ab.height + 1:
             out.append(f"{ax.get_title() or 'a panel'}: its legend is larger than the panel")
-    for leg in legends:
-        if not leg.get_visible():
-            continue
+    for leg, _ in shown:
         bg = leg.get_frame().get_facecolor() if leg.get_frame_on() else "white"
         for h, t in zip(leg.legend_handles, leg.get_texts()):
             cols = _handle_colours(h)
