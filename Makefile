@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-$(SUM)
 COMPILE := -m compileall -q -j 0 -x 'py312_intrinsics' $(VENV)/lib src
 BASE := $(VENV)/.base-$(SUM)
 
-.PHONY: demo test test-fast install clean docs
+.PHONY: demo test test-fast test-lmeval install clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 -m "not slow"
+
+# lm-evaluation-harness on the exported tasks (the lmeval extra, outside dev: its dependencies
+# would lengthen every CI install); `make test` skips that one test and says so.
+test-lmeval: install
+	$(BIN)/python -m pip install -q -e '.[lmeval]'
+	$(BIN)/python -m pytest tests/test_lm_lmeval.py
 
 # The documentation site in site/ (docs/, mkdocs.yml); warnings fail the build.
 docs: install

@@ -34,13 +34,16 @@ class StepBatch:
     tokens: np.ndarray
     """(B, L) int64: every sequence, injected instances written over their first 4 tokens."""
     windows: np.ndarray
-    """(B,) int64: the corpus window of each sequence."""
+    """(B,) int64: the corpus window of each sequence (an injected copy: OLMo-core's dataset index)."""
     instances: np.ndarray
     """(B,) int64: the injected instance of each sequence (index into the run's task set), -1 none."""
     split: tuple
     """Per sequence: "train" or "" (injected instances are drawn from the task's train split)."""
-    seeded_order_agrees: bool
-    """The logged windows and instances equal the ones recomputed from the run's seeds."""
+    seeded_order_agrees: bool | None
+    """The logged windows and instances equal the ones recomputed from the run's seeds (for an
+    injected copy: its recorded order equals OLMo-core's, recomputed; None: not checked)."""
+    kind: str = "run"
+    """"run" (``lm train``) or "inject" (an injected copy for OLMo-core, ``lm inject``)."""
 
     @property
     def sha256(self) -> str:
@@ -99,20 +102,26 @@ def batch_record(b: StepBatch, decode=None) -> dict:
             r["text"] = decode(b.tokens[i].tolist())
         rows.append(r)
     return {"run": b.run, "step": b.step, "sequences": len(b.windows), "seq_len": int(b.tokens.shape[1]),
-            "injected": int((b.instances >= 0).sum()), "sha256": b.sha256,
+            "injected": int((b.instances >= 0).sum()), "sha256": b.sha256, "kind": b.kind,
             "seeded_order_agrees": b.seeded_order_agrees, "rows": rows}
 
 
 def batch_text(rec: dict, width: int = 100) -> str:
     """The batch as ``lm batch`` prints it: a header, then one line per sequence."""
+    inject = rec.get("kind") == "inject"
+    verdicts = ({True: "order.npy agrees with the order OLMo-core's loader computes now from the recorded settings",
+                 None: "order.npy was not recomputed (ai2-olmo-core is not installed)",
+                 False: "WARNING: order.npy differs from the order OLMo-core's loader computes now (shown: order.npy)"}
+                if inject else
+                {True: "the data-order log agrees with the order recomputed from the run's seeds",
+                 False: "WARNING: the data-order log differs from the order recomputed from the run's seeds "
+                        "(shown: the log, which is what training recorded)"})
     lines = [f"step {rec['step']} of {rec['run']}: {rec['sequences']} sequences x {rec['seq_len']} tokens, "
-             f"{rec['injected']} injected; sha256 {rec['sha256']}",
-             "the data-order log agrees with the order recomputed from the run's seeds" if rec["seeded_order_agrees"]
-             else "WARNING: the data-order log differs from the order recomputed from the run's seeds "
-                  "(shown: the log, which is what training recorded)"]
+             f"{rec['injected']} injected; sha256 {rec['sha256']}", verdicts[rec["seeded_order_agrees"]]]
+    label = "index" if inject else "window"  # OLMo-core's dataset index, or the corpus window
     for r in rec["rows"]:
         mark = f"injected #{r['instance']:<6}" if r["instance"] is not None else " " * 16
         body = (repr(r["text"]) if "text" in r else " ".join(map(str, r["tokens"])))
         body = body if len(body) <= width else body[:width - 3] + "..."
-        lines.append(f"  {r['seq']:>4}  window {r['window']:>9}  {mark}  {body}")
+        lines.append(f"  {r['seq']:>4}  {label} {r['window']:>9}  {mark}  {body}")
     return "\n".join(lines)

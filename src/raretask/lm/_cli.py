@@ -44,6 +44,16 @@ def _cmd_tasks(args) -> int:
     from ._corpus import Corpus
     from ._tasks import build_tasks, ordinary_tokens
 
+    if (args.out is None) == (args.lm_eval is None):
+        raise ConfigError("out", "give --out FILE (the instances as JSON lines) or --lm-eval DIR (lm-eval tasks)",
+                          "one of them")
+    if args.lm_eval is not None:
+        from ._lmeval import lmeval_summary, write_lmeval_tasks
+
+        m = write_lmeval_tasks(args.corpus, args.lm_eval, args.task_seed, args.reference_prompts, args.restart)
+        print(lmeval_summary(m, args.lm_eval))
+        return 0
+
     tok = Corpus(args.corpus).tokenizer
     ts = build_tasks(args.task, ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id, args.task_seed)
     path = ts.export(args.out)
@@ -226,8 +236,10 @@ def _cmd_sizing(args) -> int:
 def _cmd_batch(args) -> int:
     _need_lm()
     from ._batch import batch_record, batch_text, step_batch
+    from ._olmo import inject_batch
 
-    b = step_batch(args.run, args.step)
+    injected_copy = (Path(args.run) / "inject.json").is_file()
+    b = inject_batch(args.run, args.step) if injected_copy else step_batch(args.run, args.step)
     decode = None
     if args.decode:
         from ._tokenizer import load_tokenizer
@@ -238,10 +250,23 @@ def _cmd_batch(args) -> int:
     return 0
 
 
+def _cmd_inject(args) -> int:
+    _need_lm()
+    from ..config_flags import config_kwargs
+    from ..validate import build
+    from ._olmo import OlmoInjectConfig, inject_olmo, inject_summary
+
+    cfg = build(OlmoInjectConfig, config_kwargs(args, OlmoInjectConfig))
+    rec = inject_olmo(cfg, restart=args.restart, progress=not args.no_progress)
+    print(json.dumps(rec, indent=2) if args.json else inject_summary(rec, cfg.out))
+    return 0
+
+
 def add_lm_parser(sub, parser_class) -> None:
     lm = sub.add_parser("lm", help="language-model pretraining with injected tasks (SPEC B; needs raretask[lm])")
     lsub = lm.add_subparsers(dest="lm_command", required=True, parser_class=parser_class)
-    for add in (_add_corpus, _add_tasks_presets, _add_train, _add_eval_sweep, _add_sizing, _add_probe, _add_batch):
+    for add in (_add_corpus, _add_tasks_presets, _add_train, _add_eval_sweep, _add_sizing, _add_probe, _add_batch,
+                _add_inject):
         add(lsub, parser_class)
 
 
@@ -267,11 +292,18 @@ def _add_corpus(lsub, parser_class) -> None:
 
 
 def _add_tasks_presets(lsub, parser_class) -> None:
-    t = lsub.add_parser("tasks", help="export the injected task's instances for inspection")
+    t = lsub.add_parser("tasks", help="export the injected task's instances for inspection, or as "
+                                      "lm-evaluation-harness tasks")
     t.add_argument("--corpus", required=True)
     t.add_argument("--task", choices=("cmp", "add"), default="cmp")
     t.add_argument("--task-seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="JSON lines file")
+    t.add_argument("--out", default=None, help="JSON lines file of the task's instances")
+    t.add_argument("--lm-eval", default=None, metavar="DIR",
+                   help="instead: lm-evaluation-harness task YAMLs and data for cmp, add and the two reference "
+                        "templates (lm_eval --include_path DIR --tasks raretask)")
+    t.add_argument("--reference-prompts", type=int, default=200,
+                   help="with --lm-eval: prompts per reference template (as lm eval's; default 200)")
+    t.add_argument("--restart", action="store_true", help="with --lm-eval: rewrite an existing task folder")
     t.set_defaults(func=_cmd_tasks)
 
     p = lsub.add_parser("presets", help="list model presets and their parameter counts")
@@ -389,9 +421,23 @@ def _add_probe(lsub, parser_class) -> None:
 def _add_batch(lsub, parser_class) -> None:
     bt = lsub.add_parser("batch", help="the exact batch a training step saw: token windows from the data-order "
                                        "log, injected instances marked, and its sha256")
-    bt.add_argument("run", help="run directory (raretask lm train)")
+    bt.add_argument("run", help="run directory (raretask lm train), or an injected copy (raretask lm inject)")
     bt.add_argument("--step", type=int, required=True,
                     help="the update, 1-based as in metrics and checkpoint names (step-000250 has seen 1..250)")
     bt.add_argument("--decode", action="store_true", help="each sequence as text (the run's tokenizer)")
     bt.add_argument("--json", action="store_true", help="JSON: every token of every sequence")
     bt.set_defaults(func=_cmd_batch)
+
+
+def _add_inject(lsub, parser_class) -> None:
+    from ..config_flags import add_config_flags
+    from ._olmo import OlmoInjectConfig
+
+    ij = lsub.add_parser("inject", help="an injected copy of a pre-tokenized corpus that OLMo-core's own data loader, "
+                                        "unchanged, delivers at the planned rate; plus the injection map (needs "
+                                        "raretask[olmo])")
+    add_config_flags(ij, OlmoInjectConfig, overrides={"data": {"nargs": "+", "type": str, "metavar": "FILE"}})
+    ij.add_argument("--restart", action="store_true", help="rewrite an existing inject folder")
+    ij.add_argument("--no-progress", action="store_true")
+    ij.add_argument("--json", action="store_true", help="print the whole inject.json instead of a summary")
+    ij.set_defaults(func=_cmd_inject)

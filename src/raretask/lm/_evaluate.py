@@ -292,7 +292,7 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
     checked before anything is written; each run is locked while its cache is written."""
     import contextlib
 
-    from rich.progress import Progress
+    from .._progress import progress_bar
 
     _check_counts(heldout_windows, reference_prompts)
     runs = [Path(r) for r in runs]
@@ -312,7 +312,7 @@ def evaluate_runs(runs: list[str | Path], out: str | Path | None = None, heldout
             folder.open()
         total = sum(len(v) for v in verified.values())
         frames = []
-        with Progress(transient=False, disable=not progress) as bar:
+        with progress_bar(progress, transient=False) as bar:
             t = bar.add_task("lm eval (checkpoints)", total=total)
             for r in runs:
                 frames.append(evaluate_run(r, heldout_windows, reference_prompts, progress=lambda: bar.advance(t),

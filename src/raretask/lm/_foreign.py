@@ -112,7 +112,7 @@ def evaluate_foreign(folder: str | Path, corpus: str | Path, seq_len: int, batch
                      heldout_windows: int | None = None, reference_prompts: int = 200, progress: bool = True) -> dict:
     """Evaluate every checkpoint of a series (see the module docstring); writes the same table,
     figures and report as ``evaluate_runs`` into ``out`` (default: ``FOLDER-eval`` beside it)."""
-    from rich.progress import Progress
+    from .._progress import progress_bar
 
     from ._config import LMTrainConfig
     from ._evaluate import _check_counts, evaluate_checkpoint, heldout_count, write_eval
@@ -141,7 +141,7 @@ def evaluate_foreign(folder: str | Path, corpus: str | Path, seq_len: int, batch
         stack.callback(report_folder.release)
         report_folder.open()
         (out / "eval").mkdir(exist_ok=True)
-        with Progress(transient=False, disable=not progress) as bar:
+        with progress_bar(progress, transient=False) as bar:
             t = bar.add_task("lm eval (foreign checkpoints)", total=len(cks))
             for step, ck in cks:
                 key = {"format": "foreign-1", "heldout_windows": n_held, "reference_prompts": reference_prompts,

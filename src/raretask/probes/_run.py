@@ -130,9 +130,9 @@ def probe_run(run: str | Path, cfg: ProbeConfig, progress: bool = True) -> dict:
         for t in [*out.glob(".*.tmp"), *(out / "cache").glob(".*.tmp")]:  # a killed write's (we hold the lock)
             t.unlink()
         tables: dict[str, list] = {p: [] for p in probes}
-        from rich.progress import Progress
+        from .._progress import progress_bar
 
-        with Progress(transient=False, disable=not progress) as bar:
+        with progress_bar(progress, transient=False) as bar:
             job = bar.add_task("lm probe", total=len(models) * len(probes))
             for name, step, sha, load in models:
                 model = None
