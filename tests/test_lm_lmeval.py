@@ -80,23 +80,32 @@ def test_lm_eval_scores_a_raretask_checkpoint_as_raretask_does(tmp_path, small_c
     ck = list_checkpoints(tmp_path / "run")[-1]
     ours = evaluate_checkpoint(ck, cfg, heldout_windows=1, n_prompts=PROMPTS)
     write_lmeval_tasks(small_corpus, tmp_path / "lme", reference_prompts=PROMPTS)
-    res = simple_evaluate(model="hf", model_args=f"pretrained={ck},tokenizer={tmp_path / 'lme' / 'tokenizer'},"
-                                                 "dtype=float32", tasks=["raretask"], device="cpu", batch_size=64,
-                          task_manager=TaskManager(include_path=str(tmp_path / "lme")))["results"]
+    out = simple_evaluate(model="hf", model_args=f"pretrained={ck},tokenizer={tmp_path / 'lme' / 'tokenizer'},"
+                                                 "dtype=float32", tasks=["raretask"], device="cpu", batch_size=512,
+                          task_manager=TaskManager(include_path=str(tmp_path / "lme")), log_samples=True)
+    samples, res = out["samples"], out["results"]
     # the injected task: the same argmax over the same candidates after the same two tokens
+    print(f"lm-eval acc raretask_cmp {res['raretask_cmp']['acc,none']!r}, raretask lm eval test_accuracy "
+          f"{ours['test_accuracy']!r}")
     assert abs(res["raretask_cmp"]["acc,none"] - ours["test_accuracy"]) <= 1e-6
     # T_ADD is not injected in this run: raretask's argmax over its 100 candidates, computed here
+    # and instance by instance, on both tasks: lm-eval's verdict on each document is raretask's
     from raretask.lm import Corpus, build_tasks, ordinary_tokens
 
     tok = Corpus(small_corpus).tokenizer
-    add = build_tasks("add", ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id)
     model = load_model(ck)
     with torch.no_grad():
-        inst = torch.as_tensor(add.instances[add.test])
-        logits = model(input_ids=inst[:, :2]).logits[:, 1]
-        cand = torch.as_tensor(add.candidates)
-        acc_add = float((cand[logits[:, cand].argmax(1)] == inst[:, 2]).float().mean())
-        assert abs(res["raretask_add"]["acc,none"] - acc_add) <= 1e-6
+        for task in ("cmp", "add"):
+            ts = build_tasks(task, ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id)
+            inst = torch.as_tensor(ts.instances[ts.test])
+            logits = model(input_ids=inst[:, :2]).logits[:, 1]
+            cand = torch.as_tensor(ts.candidates)
+            right = (cand[logits[:, cand].argmax(1)] == inst[:, 2]).numpy()
+            theirs = {s["doc"]["instance"]: s["acc"] for s in samples[f"raretask_{task}"]}
+            assert len(theirs) == 5000
+            assert [bool(theirs[i]) for i in ts.test.tolist()] == right.tolist()
+            print(f"lm-eval acc raretask_{task} {res[f'raretask_{task}']['acc,none']!r}; raretask's argmax "
+                  f"{right.mean()!r}; documents judged alike {len(right)}/5000")
         # the reference templates: lm-eval's perplexity is exp(mean summed log-loss); raretask's
         # loss the mean per-token loss; equal where every continuation is one token
         for name, pairs in reference_prompts(PROMPTS).items():
@@ -109,6 +118,8 @@ def test_lm_eval_scores_a_raretask_checkpoint_as_raretask_does(tmp_path, small_c
             assert math.log(res[f"raretask_ref_{name}"]["perplexity,none"]) == pytest.approx(np.mean(summed),
                                                                                             abs=1e-4)
             mean_loss = _continuation_loss(model, tok, pairs, torch)
+            print(f"{name}: ln(lm-eval perplexity) {math.log(res[f'raretask_ref_{name}']['perplexity,none'])!r}, "
+                  f"summed log-loss {np.mean(summed)!r}, raretask's per-token loss {ours[f'ref_{name}_loss']!r}")
             assert mean_loss == pytest.approx(ours[f"ref_{name}_loss"], abs=1e-5)
             if all(len(tok.encode(p + c)) - len(tok.encode(p)) == 1 for p, c in pairs):
                 assert mean_loss == pytest.approx(np.mean(summed), abs=1e-4)
