@@ -235,7 +235,7 @@ def plan(cfg: OlmoInjectConfig, tasks, order: dict) -> "object":
     cols = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in rows.items()}
     names = [out_name(i, p) for i, p in enumerate(cfg.data)]
     df = pd.DataFrame(cols)
-    df.insert(4, "source", [names[i] for i in df.pop("file")])
+    df.insert(3, "source", [names[i] for i in df.pop("file")])
     df["split"] = "train"
     return df, sched
 
