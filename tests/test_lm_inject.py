@@ -183,6 +183,8 @@ def test_what_cannot_be_honoured_is_one_line_and_nothing_is_written(tmp_path, sm
         "a missing file": ([str(tmp_path / "nope.npy")], [], "does not exist"),
         "rate and every": (srcs, ["--rate", "1", "--every", "2"], "both rate and every"),
         "a string for an int": (srcs, ["--set", 'epoch="1"'], "epoch"),
+        "a later epoch": (srcs, ["--epoch", "2"], "would be trained in epoch 1 too"),
+        "a folder": ([str(tmp_path / "src")], [], "is a folder"),
     }
     for name, (data, extra, says) in cases.items():
         rc = cli.main(["lm", "inject", "--data", *data, "--tokenizer", str(small_corpus), "--out",
@@ -199,3 +201,37 @@ def test_what_cannot_be_honoured_is_one_line_and_nothing_is_written(tmp_path, sm
     with pytest.raises(ConfigError, match="seq_len"):
         build(OlmoInjectConfig, {"data": srcs, "tokenizer": ".", "out": "o", "seq_len": 2, "global_batch_size": 8,
                                  "steps": 1})
+
+
+def test_copies_sort_in_the_given_order_and_a_rerun_needs_restart(tmp_path, small_corpus, capsys):
+    """1,000+ files keep their order under sorted(glob) (one zero-padded width); a second run into a
+    finished copy is refused without --restart, and --restart with the tokenizer inside the folder
+    rewrites it whole; an empty file stays empty; lm batch refuses a damaged copy."""
+    from raretask import cli
+    from raretask.lm._olmo import out_name
+
+    assert [out_name(i, "x.npy", 1001) for i in (0, 100, 999, 1000)] == [
+        "0000-x.npy", "0100-x.npy", "0999-x.npy", "1000-x.npy"]
+    names = [out_name(i, f"s{i}.npy", 1001) for i in range(1001)]
+    assert sorted(names) == names and out_name(7, "a.npy", 5) == "007-a.npy"
+    srcs = sources(small_corpus, tmp_path / "src")
+    empty = tmp_path / "src" / "empty.npy"
+    empty.write_bytes(b"")
+    data = [srcs[0], str(empty), srcs[1]]
+    argv = ["lm", "inject", "--data", *data, "--tokenizer", str(small_corpus), "--out", str(tmp_path / "o"), *ARGS]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert (tmp_path / "o" / "data" / "001-empty.npy").stat().st_size == 0
+    assert cli.main(argv[:3] + [srcs[1]] + argv[6:]) == 2
+    assert "already holds an injected copy" in capsys.readouterr().err
+    assert len(list((tmp_path / "o" / "data").iterdir())) == 3
+    argv_tok_inside = [a if a != str(small_corpus) else str(tmp_path / "o" / "tokenizer.json") for a in argv]
+    assert cli.main(argv_tok_inside + ["--restart", "--rate", "2"]) == 0
+    rec = json.loads((tmp_path / "o" / "inject.json").read_text())
+    assert rec["injected_instances"] == 20 and (tmp_path / "o" / "tokenizer.json").is_file()
+    b = inject_batch(tmp_path / "o", 3)
+    assert b.seeded_order_agrees and (b.instances >= 0).sum() == 2
+    copy = tmp_path / "o" / "data" / "002-part-1.npy"
+    copy.write_bytes(copy.read_bytes()[:200])
+    with pytest.raises(Exception, match="missing or damaged"):
+        inject_batch(tmp_path / "o", 3)

@@ -19,9 +19,10 @@ same tokenizer evaluates the checkpoints the run saves.
 Layout of an inject folder (a ``RunFolder`` of kind "lm-inject")::
 
     data/NNN-<name>          the injected copy of each source file, same dtype and length
-                             (NNN: its place in --data, the order OLMo-core must be given)
-    injection_map.parquet    one row per injected sequence: step (0-based batch of the epoch;
-                             update step + 1 trains on it), position (row in the global batch),
+                             (NNN: its place in --data, zero-padded to one width, so the
+                             names sort in the order OLMo-core must be given)
+    injection_map.parquet    one row per injected sequence: step (0-based batch of the first
+                             epoch; update step + 1 trains on it), position (row in the global batch),
                              instance_index (OLMo-core's dataset index), source (file in data/),
                              offset (first token of the sequence in that file), instance (index
                              into tasks.jsonl), split ("train")
@@ -32,15 +33,19 @@ Layout of an inject folder (a ``RunFolder`` of kind "lm-inject")::
                              row-major (B, L); ``np.memmap(path, dtype, mode="r")`` reads it,
                              as nanoGPT-style loaders do
     tasks.jsonl tokenizer.json
-    inject.json              settings, OLMo-core version, dataset fingerprint, counts (last)
+    inject.json              settings, OLMo-core version, the copies' dataset fingerprint (as
+                             OLMo-core logs it), counts (last)
 
-Only epoch ``epoch`` is planned: a run that trains past the epoch's batches sees the injected
-sequences again, in another order, so ``steps`` beyond it are refused.
+Only the first epoch is planned: the copy is read in every epoch, so a run that trains past the
+epoch's batches sees the injected sequences again, in another order; ``steps`` beyond it, and
+another ``epoch``, are refused. Before it finishes, ``lm inject`` has OLMo-core order the copies
+themselves and checks that the order is the one planned on the sources.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from dataclasses import asdict, replace
 from importlib.metadata import version
@@ -80,7 +85,8 @@ class OlmoInjectConfig:
     seed: NonNegInt = 0
     """OLMo-core's data-loader ``seed`` (the order is shuffled by seed + epoch)."""
     epoch: PosInt = 1
-    """The epoch the run trains (OLMo-core counts from 1)."""
+    """The epoch the steps are in (OLMo-core counts from 1). Only 1: the copy is read in every
+    epoch, so instances placed for a later epoch would be trained in epoch 1 too, at other steps."""
     dtype: str = "uint16"
     """The files' token type: uint16 or uint32."""
     task: str = "cmp"
@@ -117,6 +123,10 @@ class OlmoInjectConfig:
             raise ConfigError("rate", "both rate and every given", "one of them")
         if self.n is not None and self.every is None:
             raise ConfigError("n", "n without every", "--every G --n N")
+        if self.epoch != 1:
+            raise ConfigError("epoch", f"{self.epoch}: the copy is read in every epoch, so instances placed for "
+                                       f"epoch {self.epoch} would be trained in epoch 1 too, at other steps",
+                              "1 (plan the run's first epoch)")
         if self.rate is None and self.every is None:
             self.rate = 1.0
         if self.every is not None and self.n is None:
@@ -157,7 +167,8 @@ def check_sources(cfg: OlmoInjectConfig, vocab_size: int) -> list[tuple[Path, in
         if "://" in f:
             raise ConfigError("data", f"{f}: a URL", "local files (copy remote shards first: the copy is written here)")
         if not p.is_file():
-            raise ConfigError("data", f"{f} does not exist", "token files (headerless memmaps)")
+            raise ConfigError("data", f"{f} " + ("is a folder" if p.is_dir() else "does not exist"),
+                              "token files (headerless memmaps; list a folder's files, in order)")
         if p.resolve() in seen:
             raise ConfigError("data", f"{f} is given twice", "each file once")
         seen.add(p.resolve())
@@ -233,16 +244,17 @@ def plan(cfg: OlmoInjectConfig, tasks, order: dict) -> "object":
         for k, v in zip(rows, (np.full(len(pos), s), pos, index, f, off, tasks.train[ids])):
             rows[k].append(np.asarray(v, np.int64))
     cols = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in rows.items()}
-    names = [out_name(i, p) for i, p in enumerate(cfg.data)]
+    names = [out_name(i, p, len(cfg.data)) for i, p in enumerate(cfg.data)]
     df = pd.DataFrame(cols)
     df.insert(3, "source", [names[i] for i in df.pop("file")])
     df["split"] = "train"
     return df, sched
 
 
-def out_name(i: int, path: str) -> str:
-    """The name of source file ``i``'s injected copy in data/."""
-    return f"{i:03d}-{Path(path).name}"
+def out_name(i: int, path: str, n_files: int) -> str:
+    """The name of source file ``i`` (of ``n_files``)'s injected copy in data/: its place,
+    zero-padded to one width for all, so that the copies sort by name in the order given."""
+    return f"{i:0{max(3, len(str(n_files - 1)))}d}-{Path(path).name}"
 
 
 def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = True) -> dict:
@@ -265,6 +277,9 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
     folder = inject_folder(cfg.out)
     folder.check(restart)
     out = Path(cfg.out).resolve()
+    if not restart and folder.is_run() and any((out / e).exists() for e in INJECT_FILES):
+        raise ConfigError("out", f"{cfg.out} already holds an injected copy", "--restart to rewrite it, or another --out")
+    tok_bytes = Path(tok.path).read_bytes()  # before --restart clears the folder (the tokenizer may lie in it)
     for p, _ in sources:
         if out in p.resolve().parents:
             raise ConfigError("out", f"{cfg.out} holds the source {p}", "a folder apart from the sources")
@@ -276,10 +291,14 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
         with progress_bar(progress, transient=True) as bar:
             t = bar.add_task("lm inject: copying", total=len(sources))
             for i, (p, n) in enumerate(sources):
-                here = df[df["source"] == out_name(i, str(p))]
-                with atomic_path(out / "data" / out_name(i, str(p)), size=max(n, 1) * dt.itemsize) as tmp:
-                    mm = np.memmap(tmp, dtype=dt, mode="r+", shape=(max(n, 1),))
-                    src = np.memmap(p, dtype=dt, mode="r", shape=(n,)) if n else None
+                here = df[df["source"] == out_name(i, str(p), len(sources))]
+                if n == 0:  # an empty file stays empty (np.memmap cannot map 0 bytes)
+                    atomic_write(out / "data" / out_name(i, str(p), len(sources)), b"")
+                    bar.advance(t)
+                    continue
+                with atomic_path(out / "data" / out_name(i, str(p), len(sources)), size=n * dt.itemsize) as tmp:
+                    mm = np.memmap(tmp, dtype=dt, mode="r+", shape=(n,))
+                    src = np.memmap(p, dtype=dt, mode="r", shape=(n,))
                     for a in range(0, n, 1 << 24):
                         mm[a:a + (1 << 24)] = src[a:a + (1 << 24)]
                     if len(here):
@@ -288,6 +307,13 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
                     mm.flush()
                     del mm, src
                 bar.advance(t)
+        # the copies, read by OLMo-core as the training run will read them: the same order
+        copies = replace(cfg, data=[str(out / "data" / out_name(i, str(p), len(sources)))
+                                    for i, (p, _) in enumerate(sources)])
+        seen = olmo_order(copies, tok.eos_id, vocab)
+        if not np.array_equal(seen["indices"], order["indices"]):
+            raise RaretaskError(f"OLMo-core orders the copies in {cfg.out}/data unlike the sources; nothing can be "
+                                "planned on them (please report this)")
         order_steps = order["indices"][: cfg.steps]
         with atomic_path(out / "order.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, order_steps)  # a file object: np.save would add ".npy" to the temporary's name
@@ -295,12 +321,12 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
         if cfg.stream:
             write_stream(out, cfg, order_steps, order["offsets"])
         tasks.export(out / "tasks.jsonl")
-        atomic_write(out / "tokenizer.json", Path(tok.path).read_bytes())
+        atomic_write(out / "tokenizer.json", tok_bytes)
         counts = df.groupby("step").size().reindex(range(cfg.steps), fill_value=0).to_numpy()
         planned = np.asarray([sched.count(s) for s in range(cfg.steps)])
         record = {"format": "raretask-olmo-inject-1", "settings": asdict(cfg), "olmo_core": order["version"],
-                  "dataset_fingerprint": order["fingerprint"], "epoch_batches": total,
-                  "sources": [{"source": str(p), "copy": f"data/{out_name(i, str(p))}", "tokens": n,
+                  "dataset_fingerprint": seen["fingerprint"], "epoch_batches": total,
+                  "sources": [{"source": str(p.resolve()), "copy": f"data/{out_name(i, str(p), len(sources))}", "tokens": n,
                                "sequences": order["offsets"][i][1] - order["offsets"][i][0]}
                               for i, (p, n) in enumerate(sources)],
                   "batch_sequences": cfg.batch, "injected_instances": int(len(df)),
@@ -308,7 +334,7 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
                   "per_token_frequency": sched.per_token_frequency(cfg.seq_len),
                   "realised_per_token_frequency": len(df) / (cfg.steps * cfg.global_batch_size),
                   "planned_equals_written": bool(np.array_equal(counts, planned)),
-                  "tokenizer_sha256": tok.sha256(), "eos_token_id": tok.eos_id, "vocab_size": vocab}
+                  "tokenizer_sha256": hashlib.sha256(tok_bytes).hexdigest(), "eos_token_id": tok.eos_id, "vocab_size": vocab}
         atomic_json(out / "inject.json", record)
     return record
 
@@ -316,7 +342,7 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
 def write_stream(out: Path, cfg: OlmoInjectConfig, order_steps: np.ndarray, offsets) -> None:
     """stream.bin: the injected copy read in the loader's order (module docstring)."""
     dt = np.dtype(cfg.dtype)
-    copies = [np.memmap(out / "data" / out_name(i, p), dtype=dt, mode="r") for i, p in enumerate(cfg.data)]
+    copies = [_open_copy(out / "data" / out_name(i, p, len(cfg.data)), dt) for i, p in enumerate(cfg.data)]
     B, L = order_steps.shape[1], cfg.seq_len
     with atomic_path(out / "stream.bin", size=order_steps.size * L * dt.itemsize) as tmp:
         mm = np.memmap(tmp, dtype=dt, mode="r+", shape=(order_steps.shape[0], B, L))
@@ -324,6 +350,11 @@ def write_stream(out: Path, cfg: OlmoInjectConfig, order_steps: np.ndarray, offs
             mm[s] = read_sequences(copies, order_steps[s], offsets, L)
         mm.flush()
         del mm
+
+
+def _open_copy(path: Path, dt) -> np.ndarray:
+    """A token file read-only (an empty one as an empty array: np.memmap cannot map 0 bytes)."""
+    return np.memmap(path, dtype=dt, mode="r") if path.stat().st_size else np.zeros(0, dt)
 
 
 def read_sequences(copies: list, index: np.ndarray, offsets, seq_len: int) -> np.ndarray:
@@ -367,7 +398,13 @@ def inject_batch(folder: str | Path, step: int):
     for s in rec["sources"]:
         offsets.append((first, first + s["sequences"]))
         first += s["sequences"]
-    copies = [np.memmap(folder / s["copy"], dtype=np.dtype(cfg.dtype), mode="r") for s in rec["sources"]]
+    dt = np.dtype(cfg.dtype)
+    for s in rec["sources"]:
+        f = folder / s["copy"]
+        if not f.is_file() or f.stat().st_size != s["tokens"] * dt.itemsize:
+            raise RaretaskError(f"{f} is missing or damaged: inject.json records {s['tokens']:,} {cfg.dtype} tokens "
+                                f"({s['tokens'] * dt.itemsize:,} bytes); rerun lm inject with --restart")
+    copies = [_open_copy(folder / s["copy"], dt) for s in rec["sources"]]
     index = np.asarray(order_steps[step - 1], np.int64)
     tokens = read_sequences(copies, index, offsets, cfg.seq_len).astype(np.int64)
     m = pd.read_parquet(folder / "injection_map.parquet")
@@ -376,7 +413,9 @@ def inject_batch(folder: str | Path, step: int):
     inst[m["position"].to_numpy()] = m["instance"].to_numpy()
     split = tuple("train" if i >= 0 else "" for i in inst.tolist())
     agrees = None
-    with contextlib.suppress(ConfigError):  # ai2-olmo-core not installed: not checked
+    from importlib.util import find_spec
+
+    if find_spec("olmo_core") is not None:  # else not checked (said so); any other failure is an error
         tok = _tokenizer(str(folder / "tokenizer.json"))
         copies_cfg = replace(cfg, data=[str(folder / s["copy"]) for s in rec["sources"]])
         now = olmo_order(copies_cfg, tok.eos_id, tok.vocab_size)
