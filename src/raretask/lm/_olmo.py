@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 import tempfile
 from dataclasses import asdict, replace
 from importlib.metadata import version
@@ -56,13 +57,13 @@ import numpy as np
 from ..errors import ConfigError, RaretaskError
 from ..runfolder import RunFolder, atomic_json, atomic_parquet, atomic_path, atomic_write
 from ..validate import NonNegInt, PosFloat, PosInt, strict
+from ._tokenizer import load_tokenizer
 
 INJECT_FILES = ("data", "injection_map.parquet", "order.npy", "stream.bin", "tasks.jsonl", "tokenizer.json",
                 "inject.json")
 """What an inject folder holds: all that ``lm inject --restart`` deletes there."""
 
 DTYPES = ("uint16", "uint32")
-OLMO_CORE = "ai2-olmo-core==3.0.0"
 
 
 @strict
@@ -145,12 +146,6 @@ def _need_olmo_core():
     except ImportError as e:
         raise ConfigError("install", f"lm inject computes the order with OLMo-core's own loader ({e.name} is missing)",
                           "pip install 'raretask[olmo]'") from None
-
-
-def _tokenizer(path: str):
-    from ._tokenizer import load_tokenizer
-
-    return load_tokenizer(path)  # a tokenizer.json, or a folder holding one (a raretask corpus)
 
 
 def check_sources(cfg: OlmoInjectConfig, vocab_size: int) -> list[tuple[Path, int]]:
@@ -244,7 +239,7 @@ def plan(cfg: OlmoInjectConfig, tasks, order: dict) -> "object":
         for k, v in zip(rows, (np.full(len(pos), s), pos, index, f, off, tasks.train[ids])):
             rows[k].append(np.asarray(v, np.int64))
     cols = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in rows.items()}
-    names = [out_name(i, p, len(cfg.data)) for i, p in enumerate(cfg.data)]
+    names = copy_names(cfg.data)
     df = pd.DataFrame(cols)
     df.insert(3, "source", [names[i] for i in df.pop("file")])
     df["split"] = "train"
@@ -257,16 +252,20 @@ def out_name(i: int, path: str, n_files: int) -> str:
     return f"{i:0{max(3, len(str(n_files - 1)))}d}-{Path(path).name}"
 
 
+def copy_names(data: list[str]) -> list[str]:
+    """``out_name`` of every source file, in order."""
+    return [out_name(i, p, len(data)) for i, p in enumerate(data)]
+
+
 def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = True) -> dict:
     """Write the injected copy, the map, the order (and the stream); see the module docstring."""
     from .._progress import progress_bar
 
     from ._tasks import build_tasks, ordinary_tokens
 
-    tok = _tokenizer(cfg.tokenizer)
+    tok = load_tokenizer(cfg.tokenizer)  # a tokenizer.json, or a folder holding one (a raretask corpus)
     vocab = tok.vocab_size
-    sources = check_sources(cfg, vocab)  # before OLMo-core is imported (seconds): bad input fails fast
-    _need_olmo_core()
+    sources = check_sources(cfg, vocab)  # before olmo_order imports OLMo-core (seconds): bad input fails fast
     tasks = build_tasks(cfg.task, ordinary_tokens(tok.vocab(), tok.special_ids()), tok.eos_id, cfg.task_seed)
     order = olmo_order(cfg, tok.eos_id, vocab)
     total = len(order["indices"])
@@ -284,32 +283,26 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
         if out in p.resolve().parents:
             raise ConfigError("out", f"{cfg.out} holds the source {p}", "a folder apart from the sources")
     dt = np.dtype(cfg.dtype)
+    names = copy_names(cfg.data)
     with contextlib.ExitStack() as stack:
         stack.callback(folder.release)
         folder.open(restart)
         (out / "data").mkdir(exist_ok=True)
         with progress_bar(progress, transient=True) as bar:
             t = bar.add_task("lm inject: copying", total=len(sources))
-            for i, (p, n) in enumerate(sources):
-                here = df[df["source"] == out_name(i, str(p), len(sources))]
-                if n == 0:  # an empty file stays empty (np.memmap cannot map 0 bytes)
-                    atomic_write(out / "data" / out_name(i, str(p), len(sources)), b"")
-                    bar.advance(t)
-                    continue
-                with atomic_path(out / "data" / out_name(i, str(p), len(sources)), size=n * dt.itemsize) as tmp:
-                    mm = np.memmap(tmp, dtype=dt, mode="r+", shape=(n,))
-                    src = np.memmap(p, dtype=dt, mode="r", shape=(n,))
-                    for a in range(0, n, 1 << 24):
-                        mm[a:a + (1 << 24)] = src[a:a + (1 << 24)]
-                    if len(here):
-                        at = here["offset"].to_numpy()[:, None] + np.arange(4)[None, :]
-                        mm[at] = tasks.instances[here["instance"].to_numpy()].astype(dt)
-                    mm.flush()
-                    del mm, src
+            for (p, _), name in zip(sources, names):
+                here = df[df["source"] == name]
+                with atomic_path(out / "data" / name) as tmp:
+                    shutil.copyfile(p, tmp)
+                    if len(here):  # the instances over the first 4 tokens of their sequences
+                        mm = np.memmap(tmp, dtype=dt, mode="r+")
+                        mm[here["offset"].to_numpy()[:, None] + np.arange(4)[None, :]] = \
+                            tasks.instances[here["instance"].to_numpy()].astype(dt)
+                        mm.flush()
+                        del mm
                 bar.advance(t)
         # the copies, read by OLMo-core as the training run will read them: the same order
-        copies = replace(cfg, data=[str(out / "data" / out_name(i, str(p), len(sources)))
-                                    for i, (p, _) in enumerate(sources)])
+        copies = replace(cfg, data=[str(out / "data" / name) for name in names])
         seen = olmo_order(copies, tok.eos_id, vocab)
         if not np.array_equal(seen["indices"], order["indices"]):
             raise RaretaskError(f"OLMo-core orders the copies in {cfg.out}/data unlike the sources; nothing can be "
@@ -326,7 +319,7 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
         planned = np.asarray([sched.count(s) for s in range(cfg.steps)])
         record = {"format": "raretask-olmo-inject-1", "settings": asdict(cfg), "olmo_core": order["version"],
                   "dataset_fingerprint": seen["fingerprint"], "epoch_batches": total,
-                  "sources": [{"source": str(p.resolve()), "copy": f"data/{out_name(i, str(p), len(sources))}", "tokens": n,
+                  "sources": [{"source": str(p.resolve()), "copy": f"data/{names[i]}", "tokens": n,
                                "sequences": order["offsets"][i][1] - order["offsets"][i][0]}
                               for i, (p, n) in enumerate(sources)],
                   "batch_sequences": cfg.batch, "injected_instances": int(len(df)),
@@ -342,7 +335,7 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
 def write_stream(out: Path, cfg: OlmoInjectConfig, order_steps: np.ndarray, offsets) -> None:
     """stream.bin: the injected copy read in the loader's order (module docstring)."""
     dt = np.dtype(cfg.dtype)
-    copies = [_open_copy(out / "data" / out_name(i, p, len(cfg.data)), dt) for i, p in enumerate(cfg.data)]
+    copies = [_open_copy(out / "data" / name, dt) for name in copy_names(cfg.data)]
     B, L = order_steps.shape[1], cfg.seq_len
     with atomic_path(out / "stream.bin", size=order_steps.size * L * dt.itemsize) as tmp:
         mm = np.memmap(tmp, dtype=dt, mode="r+", shape=(order_steps.shape[0], B, L))
@@ -381,13 +374,14 @@ def inject_batch(folder: str | Path, step: int):
     OLMo-core's loader gives (order.npy), read from the injected files, the injected ones marked
     from the map; ``seeded_order_agrees``: order.npy equals the order OLMo-core computes now
     from the recorded settings (None when ai2-olmo-core is not installed)."""
+    from importlib.util import find_spec
+
     import pandas as pd
 
+    from ..validate import build
     from ._batch import StepBatch
 
     folder = Path(folder)
-    from ..validate import build
-
     rec = read_inject(folder)
     cfg = build(OlmoInjectConfig, rec["settings"], "inject.json")
     order_steps = np.load(folder / "order.npy", mmap_mode="r")
@@ -413,10 +407,8 @@ def inject_batch(folder: str | Path, step: int):
     inst[m["position"].to_numpy()] = m["instance"].to_numpy()
     split = tuple("train" if i >= 0 else "" for i in inst.tolist())
     agrees = None
-    from importlib.util import find_spec
-
     if find_spec("olmo_core") is not None:  # else not checked (said so); any other failure is an error
-        tok = _tokenizer(str(folder / "tokenizer.json"))
+        tok = load_tokenizer(folder / "tokenizer.json")
         copies_cfg = replace(cfg, data=[str(folder / s["copy"]) for s in rec["sources"]])
         now = olmo_order(copies_cfg, tok.eos_id, tok.vocab_size)
         agrees = bool(np.array_equal(now["indices"][step - 1], index))
