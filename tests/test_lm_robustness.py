@@ -638,6 +638,9 @@ def test_interrupt_then_rerun_gives_identical_metrics(tmp_path, small_corpus, lo
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["resumed_from"] >= 20
+    assert list(parts(out)["step"]) == list(range(1, 121))  # every step once (1-based: steps done)
+    per_step = parts(out, "data_order").groupby("step").size()
+    assert list(per_step.index) == list(range(120)) and (per_step == 4).all()  # no batch skipped or repeated
     same_training(long_ref, out)
     no_temporaries(out)
 

@@ -122,7 +122,7 @@ def test_an_lm_sweep_with_two_workers_stops_on_ctrl_c_and_on_sigterm_and_resumes
     Ctrl-C (SIGINT to the whole process group, as a terminal sends it) gives one line, exit 130
     and no process of the group left; SIGTERM to the parent alone stops its workers too (exit
     143); the last rerun completes every run exactly once per step, resumed from its checkpoints
-    (bit-identity with an uninterrupted run: test_lm_train's kill-and-rerun test)."""
+    (bit-identity with an uninterrupted run: test_lm_robustness's kill -9 and Ctrl-C tests)."""
     pytest.importorskip("transformers")
     import pandas as pd
 

@@ -147,6 +147,8 @@ def test_retention_study_traces_rare_task(tmp_path):
 
 @pytest.mark.slow
 def test_interrupted_study_resumes_to_identical_results(tmp_path):
+    """kill -9 (no clean-up of any kind) once a cell has checkpointed past step 50, mid-cell; the
+    rerun resumes it and the results equal an uninterrupted run's."""
     import time
 
     import numpy as np
