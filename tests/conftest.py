@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
             build(target)
             (target / ".built").touch()
     return target
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a command a test will Ctrl-C: SIGINT back to its default. A shell starts a
+    background job (``nohup``, ``&``, CI runners) with SIGINT ignored; the test's commands inherit
+    that, Python then never raises KeyboardInterrupt in them, and a Ctrl-C test interrupts nothing
+    (seen: the LM one skipped itself in every CI run, the study one passed without a stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(items):

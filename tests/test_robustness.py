@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interruptible
 
 from raretask import cli
 from raretask.runfolder import LOCK, LOCK_INFO
@@ -461,7 +462,8 @@ def test_repeated_ctrl_c_then_rerun_give_identical_results(tmp_path):
     args = phase[:-1] + [str(out)]
     interrupted, last = 0, 0
     for _ in range(3):
-        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible)
         t0 = time.time()
         while p.poll() is None and max(checkpointed_steps(out.parent / ".cells"), default=0) <= last:
             assert time.time() - t0 < 120, "no cell checkpointed"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import interruptible
 
 STUDY = ["study", "retention", "--workers", "2", "--set", 'mixture={"n_tasks": 8, "block_dim": 2, "beta": 1.5}',
          "--set", "train.steps=2500", "--set", "train.batch_size=64", "--set", "widths=[2,8]",
@@ -133,7 +134,7 @@ def test_an_lm_sweep_with_two_workers_stops_on_ctrl_c_and_on_sigterm_and_resumes
             "--set", "train.warmup=10"]
     # 1. Ctrl-C: SIGINT to the group (its own session, so the test's pytest is not in it)
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=interruptible)
     t0 = time.time()
     while not list(out.glob("*/checkpoints/step-000020")):
         assert p.poll() is None and time.time() - t0 < 240, "no worker reached step 20"
