@@ -610,9 +610,10 @@ def test_bfloat16_on_the_cpu_really_runs_in_bfloat16(capsys, tmp_path, small_cor
 # ------------------------------------------------------------------ kill -9 and Ctrl-C
 @pytest.fixture(scope="module")
 def long_ref(tmp_path_factory, small_corpus):
-    """An uninterrupted 120-step run (checkpoints every 10) to compare interrupted ones with."""
+    """An uninterrupted 120-step run (checkpoints every 10) to compare interrupted ones with; at a
+    fractional rate (1.5 per batch), so the resumed injection draws are checked too."""
     out = tmp_path_factory.mktemp("lmlong") / "ref"
-    assert cli.main(train_args(small_corpus, out, 120, 10)) == 0
+    assert cli.main(train_args(small_corpus, out, 120, 10, "--rate", "1.5")) == 0
     return out
 
 
@@ -620,7 +621,7 @@ def long_ref(tmp_path_factory, small_corpus):
 @pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -9), (signal.SIGINT, 130)])
 def test_interrupt_then_rerun_gives_identical_metrics(tmp_path, small_corpus, long_ref, sig, code):
     out = tmp_path / "r"
-    args = MODULE + train_args(small_corpus, out, 120, 10)
+    args = MODULE + train_args(small_corpus, out, 120, 10, "--rate", "1.5")
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     t0 = time.time()
     while not (ckpt(out, 20) / "trainer_state.json").exists():
