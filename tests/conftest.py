@@ -63,6 +63,21 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return target
 
 
+def cell_steps(root: Path) -> list[int]:
+    """The steps of the study cell checkpoints under ``root/.cells`` (one being replaced right now
+    is skipped)."""
+    import numpy as np
+
+    steps = []
+    for ck in root.glob(".cells/*/checkpoint.npz"):
+        try:
+            with np.load(ck) as z:
+                steps.append(int(z["step"]))
+        except Exception:  # noqa: BLE001  being replaced right now
+            continue
+    return steps
+
+
 def interruptible() -> None:
     """``preexec_fn`` of a command a test will Ctrl-C: SIGINT back to its default. A shell starts a
     background job (``nohup``, ``&``, CI runners) with SIGINT ignored; the test's commands inherit

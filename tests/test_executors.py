@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import built_once
+from conftest import built_once, cell_steps
 
 from raretask import ConfigError
 from raretask.studies._executors import execute
@@ -26,19 +26,6 @@ def study(out: Path, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "raretask.cli", "study", "phase", "--preset", "quick", "--out", str(out)]
     args += sum((["--set", s] for s in SETS), []) + list(extra)
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def cell_steps(root: Path) -> list[int]:
-    import numpy as np
-
-    steps = []
-    for ck in root.glob(".cells/*/checkpoint.npz"):
-        try:
-            with np.load(ck) as z:
-                steps.append(int(z["step"]))
-        except Exception:  # being replaced right now
-            pass
-    return steps
 
 
 def kill_one_worker_mid_cell(proc: subprocess.Popen, root: Path, find_workers) -> int:

@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from conftest import interruptible
+from conftest import cell_steps, interruptible
 
 from raretask import cli
 from raretask.runfolder import LOCK, LOCK_INFO
@@ -437,18 +436,6 @@ def test_two_studies_sharing_a_cell_run_it_once_and_agree(tmp_path):
     assert len(list((tmp_path / ".cells").iterdir())) == 1
 
 
-def checkpointed_steps(cells: Path) -> list[int]:
-    """The steps of the cell checkpoints under a ``.cells`` folder (one being replaced is skipped)."""
-    steps = []
-    for ck in cells.glob("*/checkpoint.npz"):
-        try:
-            with np.load(ck) as z:
-                steps.append(int(z["step"]))
-        except Exception:  # noqa: BLE001  being replaced right now
-            continue
-    return steps
-
-
 @pytest.mark.slow
 def test_repeated_ctrl_c_then_rerun_give_identical_results(tmp_path):
     """Ctrl-C up to three times, each once a cell has checkpointed further than before (mid-cell):
@@ -465,10 +452,10 @@ def test_repeated_ctrl_c_then_rerun_give_identical_results(tmp_path):
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              preexec_fn=interruptible)
         t0 = time.time()
-        while p.poll() is None and max(checkpointed_steps(out.parent / ".cells"), default=0) <= last:
+        while p.poll() is None and max(cell_steps(out.parent), default=0) <= last:
             assert time.time() - t0 < 120, "no cell checkpointed"
             time.sleep(0.01)
-        last = max(checkpointed_steps(out.parent / ".cells"), default=0)
+        last = max(cell_steps(out.parent), default=0)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
         if p.returncode == 0:  # finished before the signal
