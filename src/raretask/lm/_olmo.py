@@ -290,11 +290,12 @@ def inject_olmo(cfg: OlmoInjectConfig, restart: bool = False, progress: bool = T
         (out / "data").mkdir(exist_ok=True)
         with progress_bar(progress, transient=True) as bar:
             t = bar.add_task("lm inject: copying", total=len(sources))
+            by_source = dict(tuple(df.groupby("source")))  # one pass over the map, not one per file
             for (p, _), name in zip(sources, names):
-                here = df[df["source"] == name]
+                here = by_source.get(name)
                 with atomic_path(out / "data" / name) as tmp:
                     shutil.copyfile(p, tmp)
-                    if len(here):  # the instances over the first 4 tokens of their sequences
+                    if here is not None:  # the instances over the first 4 tokens of their sequences
                         mm = np.memmap(tmp, dtype=dt, mode="r+")
                         mm[here["offset"].to_numpy()[:, None] + np.arange(4)[None, :]] = \
                             tasks.instances[here["instance"].to_numpy()].astype(dt)
