@@ -163,8 +163,6 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
     import torch
     import torch.distributed as dist
 
-    from ._runs import train_folder
-
     callbacks = list(callbacks)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
@@ -196,21 +194,31 @@ def train(cfg: LMTrainConfig, progress: bool = True, extend: bool = False, resta
 
     with contextlib.ExitStack() as stack:
         if rank == 0:
-            folder = train_folder(out, tuple(log for cb in callbacks for log in cb.logs))
-            stack.callback(folder.release)
-            folder.open(restart)  # the lock, held until training ends
-            if record is not None:
-                atomic_json(out / "run_config.json", record)
-            for sub in {*LOGS, *(log for cb in cbs for log in cb.logs)}:
-                (out / sub).mkdir(exist_ok=True)
-            if not (out / "tasks.jsonl").exists():
-                env.tasks.export(out / "tasks.jsonl")
-            tok = env.tokenizer
-            if not (out / "tokenizer.json").exists() or (out / "tokenizer.json").read_bytes() != tok.path.read_bytes():
-                atomic_write(out / "tokenizer.json", tok.path.read_bytes())
+            open_run(stack, out, record, env, cbs, restart)
         if distributed:
             dist.barrier()
         return _train(cfg, out, world, rank, device, env, cbs)
+
+
+def open_run(stack: contextlib.ExitStack, out: Path, record: dict | None, env: TrainEnv, callbacks: list[Callback],
+             restart: bool) -> None:
+    """Open a checked run folder for training (rank 0; ``lm train`` and a pack, ``lm._packed``):
+    its lock, held until ``stack`` closes; run_config.json when ``record`` is new; the log
+    folders; the task set and the tokenizer."""
+    from ._runs import train_folder
+
+    folder = train_folder(out, tuple(log for cb in callbacks for log in cb.logs))
+    stack.callback(folder.release)
+    folder.open(restart)  # the lock, held until training ends
+    if record is not None:
+        atomic_json(out / "run_config.json", record)
+    for sub in {*LOGS, *(log for cb in callbacks for log in cb.logs)}:
+        (out / sub).mkdir(exist_ok=True)
+    if not (out / "tasks.jsonl").exists():
+        env.tasks.export(out / "tasks.jsonl")
+    tok = env.tokenizer
+    if not (out / "tokenizer.json").exists() or (out / "tokenizer.json").read_bytes() != tok.path.read_bytes():
+        atomic_write(out / "tokenizer.json", tok.path.read_bytes())
 
 
 LOGS = ("checkpoints", "metrics", "data_order", "interference")
