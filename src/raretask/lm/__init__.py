@@ -6,6 +6,7 @@ from ._injection import InjectionSchedule, inject
 from ._evaluate import evaluate_runs
 from ._families import FAMILIES, ModelFamily, auto_load, register_family
 from ._models import PRESETS, ModelPreset, build_model, count_params, model_config, register_preset
+from ._packed import train_pack
 from ._sweep import run_sweep
 from ._tasks import TASKS, TaskSet, build_tasks, ordinary_tokens
 from ._tokenizer import Tok, fetch_olmo_tokenizer, load_tokenizer, train_bpe
@@ -17,4 +18,4 @@ __all__ = ["auto_load", "Batch", "Callback", "setup", "TensorBoard", "Trainer", 
            "fetch_olmo_tokenizer", "inject", "InjectionSchedule", "list_checkpoints", "LMTrainConfig",
            "load_tokenizer", "model_config", "ModelFamily", "ModelPreset", "ordinary_tokens", "PRESETS",
            "register_family", "register_preset", "run_sweep", "StepBatches", "TASKS", "TaskSet", "Tok", "train",
-           "train_bpe", "user_documents"]
+           "train_bpe", "train_pack", "user_documents"]

@@ -216,7 +216,7 @@ def _cmd_sweep(args) -> int:
     from ..probes import monitor_callbacks
 
     res = run_sweep(args.name, args.corpus, args.out, args.set, progress=not args.no_progress, probe=probe,
-                    workers=args.workers, callbacks=monitor_callbacks)
+                    workers=args.workers, callbacks=monitor_callbacks, pack=args.pack)
     if res is not None:
         print(f"report: {res['report']}")
         if "scaling" in res:
@@ -373,7 +373,10 @@ def _add_eval_sweep(lsub, parser_class) -> None:
                     help="with --dry-run: the accelerator's peak (default 989, H100 SXM dense bf16)")
     sw.add_argument("--json", action="store_true", help="with --dry-run: JSON")
     sw.add_argument("--workers", type=int, default=1,
-                    help="train this many runs at once, in separate processes sharing the cores (default 1)")
+                    help="train this many runs (or packs) at once, in separate processes sharing the cores (default 1)")
+    sw.add_argument("--pack", type=int, default=None, metavar="N",
+                    help="train runs of one shape together in one process, at most N a pack (default: as many "
+                         "as memory allows, split over the workers; 1: each run alone)")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

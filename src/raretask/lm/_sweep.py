@@ -286,17 +286,21 @@ def check_corpus_vocab(sw: dict, name: str, corpus: str) -> None:
     """A sweep sized for one vocabulary refuses a corpus of another (its presets' cost and
     the embedding share of compute depend on it)."""
     want = sw.get("corpus_vocab")
-    if not want:
+    have = _corpus_vocab(corpus)
+    if not want or have is None:  # not a corpus: LMTrainConfig / train say so in their own words
         return
-    meta = Path(corpus, "meta.json")
-    try:
-        have = json.loads(meta.read_text())["tokenizer"]["vocab_size"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # not a corpus: LMTrainConfig / train say so in their own words
     if int(have) != int(want):
         raise ConfigError("corpus", f"{corpus} has a {have}-token vocabulary; {name} is sized for {want}",
                           f"a corpus from `raretask lm corpus build --out C --vocab-size {want}`"
                           " (or --set corpus_vocab=null to run anyway)")
+
+
+def _corpus_vocab(corpus: str) -> int | None:
+    """The corpus's tokenizer vocabulary (None where it is not a corpus: training says so)."""
+    try:
+        return int(json.loads(Path(corpus, "meta.json").read_text())["tokenizer"]["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _say(progress: bool, text: str) -> None:
@@ -319,10 +323,61 @@ def _train_in_worker(cfg_dict: dict, threads: int, callbacks) -> dict:
     return {"final_loss": s["final_loss"], "already_complete": bool(s.get("already_complete"))}
 
 
+def _pack_in_worker(cfg_dicts: list[dict], threads: int) -> dict:
+    """One pack of sweep runs in a worker process (``lm._packed.train_pack``)."""
+    import torch
+
+    from .._workers import run_task, worker_signals
+    from ._config import LMTrainConfig
+    from ._packed import train_pack
+
+    worker_signals()
+    torch.set_num_threads(threads)
+    out = run_task(train_pack, [LMTrainConfig.from_dict(d) for d in cfg_dicts], progress=False)
+    return {"final_loss": max(s["final_loss"] for s in out), "already_complete": all(s.get("already_complete")
+                                                                                      for s in out)}
+
+
+def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab: int | None = None) -> list[list]:
+    """The sweep's runs as units of work: each a list of configs trained together (one
+    ``train_pack``), or a single config trained alone (``lm train``'s path). Runs of one shape
+    (``_packed.pack_key``) that can be packed are split into packs of at most ``pack`` runs
+    (None: as large as memory allows), and into at least ``workers`` packs when there are that
+    many runs, so every worker has one; runs that cannot be packed (the interference monitor's),
+    and every run when ``pack`` is 1, train alone. An explicit ``pack`` that memory does not
+    allow is refused (``_packed.check_pack``) before anything is written."""
+    from ._packed import available_memory, check_pack, pack_key, pack_memory, packable
+
+    alone, groups = [], {}
+    for c in cfgs:
+        if pack == 1 or packable(c, callbacks(c) if callbacks else ()) is not None:
+            alone.append([c])
+        else:
+            groups.setdefault(pack_key(c), []).append(c)
+    units = []
+    for key, group in groups.items():
+        size = pack
+        if size is None:
+            per = pack_memory(key[0], vocab or 50304, key[1], key[2], 1)
+            size = max(1, int(0.8 * available_memory() // per))
+        n = max(math.ceil(len(group) / size), min(workers, len(group)))
+        chunks = [group[i::n] for i in range(n)]  # balanced: sizes differ by at most one
+        for ch in chunks:
+            if vocab is not None and len(ch) > 1:
+                check_pack(ch, vocab)
+        units += chunks
+    return units + alone
+
+
+def _unit_name(unit: list) -> str:
+    return Path(unit[0].out).name if len(unit) == 1 else f"pack of {len(unit)}: " + ", ".join(
+        Path(c.out).name for c in unit)
+
+
 def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: float, stage: str,
                     callbacks) -> None:
-    """Train ``cfgs`` on ``workers`` processes (spawned: no forked torch state), each run in its
-    own locked folder as in one process. The first failure stops the sweep at once: the other
+    """Train ``cfgs``, units of work (``plan_packs``: a pack, or one run alone), on ``workers``
+    processes (spawned: no forked torch state), each run in its own locked folder as in one process. The first failure stops the sweep at once: the other
     workers are stopped (their runs keep their last checkpoints) and the error is raised;
     re-running the sweep resumes every unfinished run."""
     import multiprocessing
@@ -331,18 +386,20 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        todo = {pool.submit(_train_in_worker, c.to_dict(), threads, callbacks): c for c in cfgs}
-        say(f"[{stage}] {len(cfgs)} runs on {workers} worker processes ({threads} thread(s) each); a line as each "
-            "finishes")
+        todo = {(pool.submit(_train_in_worker, u[0].to_dict(), threads, callbacks) if len(u) == 1 else
+                 pool.submit(_pack_in_worker, [c.to_dict() for c in u], threads)): u for u in cfgs}
+        say(f"[{stage}] {sum(map(len, cfgs))} runs in {len(cfgs)} unit(s) of work on {workers} worker processes "
+            f"({threads} thread(s) each); a line as each finishes")
         done = 0
         while todo:
             finished, _ = wait(todo, return_when=FIRST_COMPLETED)
             for fut in finished:
-                c = todo.pop(fut)
+                u = todo.pop(fut)
                 r = fut.result()  # a run's error (or a dead worker's) ends the sweep here
                 done += 1
-                say(f"[{stage} {done}/{len(cfgs)}] {Path(c.out).name} "
-                    f"{'was complete' if r['already_complete'] else 'trained'} (final loss {r['final_loss']:.3f}; "
+                say(f"[{stage} {done}/{len(cfgs)}] {_unit_name(u)} "
+                    f"{'was complete' if r['already_complete'] else 'trained'} (final loss {r['final_loss']:.3f}"
+                    f"{'' if len(u) == 1 else ', the highest of the pack'}; "
                     f"{(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
     except BaseException:
         procs = list((pool._processes or {}).values())
@@ -357,7 +414,7 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
 
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
               probe: Callable[[Path, dict], object] | None = None, workers: int = 1,
-              callbacks: Callable[[object], list] | None = None) -> dict | None:
+              callbacks: Callable[[object], list] | None = None, pack: int | None = None) -> dict | None:
     """Train every run, then evaluate them together into ``out/report`` (and, for a scaling
     sweep, choose and train the boundary seeds, probe, and write ``out/scaling``).
 
@@ -367,11 +424,15 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     its own process with its share of the cores (one process only: not under torchrun).
     ``callbacks(cfg)``: the training callbacks of each run (the CLI passes
     ``probes.monitor_callbacks``, for sweeps that set ``train.monitor_interference``); a
-    module-level function, so worker processes can take it."""
+    module-level function, so worker processes can take it. ``pack``: runs of one shape train
+    together in one process, at most ``pack`` of them (``lm._packed``; None: as many as memory
+    allows, split over the workers; 1: each run alone, as ``lm train`` trains it); runs with
+    callbacks train alone."""
     import contextlib
 
     from ._evaluate import evaluate_runs
     from ._runs import eval_folder, sweep_folder
+    from ._packed import train_pack
     from ._train import check_run_dir, require_callbacks, train
 
     sw = load_sweep(name, overrides)
@@ -379,6 +440,12 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         raise ConfigError("workers", f"{workers!r}", "an integer >= 1")
     if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
+    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
+        raise ConfigError("pack", f"{pack!r}", "an integer >= 1 (1: each run alone), or none for as many as fit")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if pack not in (None, 1):
+            raise ConfigError("pack", f"{pack} under torchrun", "1 under torchrun (its ranks share each run)")
+        pack = 1
     check_corpus_vocab(sw, name, corpus)
     configs = _planned_configs(sw, corpus, out)
     folder = sweep_folder(out)
@@ -388,16 +455,22 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         check_run_dir(copy.copy(cfg), Path(cfg.out), sweep=True)
         require_callbacks(cfg, callbacks(cfg) if callbacks else [])
     eval_folder(Path(out) / "report").check()
+    vocab = _corpus_vocab(corpus)
+    plan_packs(configs, pack, workers, callbacks, vocab)  # a pack that cannot be, refused before anything is written
     rank0 = int(os.environ.get("RANK", "0")) == 0
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
+        units = plan_packs(cfgs, pack, workers, callbacks, vocab)
         if workers > 1:
-            return _train_parallel(cfgs, workers, lambda text: _say(progress and rank0, text), t0, stage, callbacks)
-        for i, cfg in enumerate(cfgs, 1):
-            _say(progress and rank0, f"[{stage} {i}/{len(cfgs)}] {Path(cfg.out).name}"
+            return _train_parallel(units, workers, lambda text: _say(progress and rank0, text), t0, stage, callbacks)
+        for i, unit in enumerate(units, 1):
+            _say(progress and rank0, f"[{stage} {i}/{len(units)}] {_unit_name(unit)}"
                                      f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
-            train(cfg, progress=progress, callbacks=callbacks(cfg) if callbacks else ())
+            if len(unit) > 1:
+                train_pack(unit, progress=progress)
+            else:
+                train(unit[0], progress=progress, callbacks=callbacks(unit[0]) if callbacks else ())
 
     with contextlib.ExitStack() as stack:
         if rank0:
