@@ -366,7 +366,10 @@ def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab
             if vocab is not None and len(ch) > 1:
                 check_pack(ch, vocab)
         units += chunks
-    return units + alone
+    units += alone
+    # the costliest first, so that no worker is left with a large unit when the others are done
+    return sorted(units, key=lambda u: -len(u) * u[0].steps * pack_memory(u[0].preset, vocab or 50304,
+                                                                           u[0].batch_size, u[0].seq_len, 1))
 
 
 def _unit_name(unit: list) -> str:
