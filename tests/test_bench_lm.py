@@ -77,3 +77,29 @@ def test_bench_synthetic_labels_the_width_it_timed_alone(monkeypatch):
     assert [64] in timed and [512] not in timed
     assert "width 64 alone" in text and "512 alone" not in text and "width 64: fraction of peak" in text
     assert r["widest"] == 64 and not any(k.startswith("width512") for k in r)
+
+
+@pytest.mark.slow(seconds=20)
+def test_bench_ladder_times_both_ways_and_ends_with_the_speed_up(small_corpus, tmp_path, capsys):
+    """`raretask bench ladder` on a two-size slice: both ways train the same runs (their final losses
+    agree to float32 rounding), every number is finite and positive, the folders are gone, and the
+    last line is the speed-up the rows give."""
+    out = tmp_path / "ladder.json"
+    rc = main(["bench", "ladder", "--corpus", str(small_corpus), "--sizes", "w24", "w48", "--rates", "2", "0.5",
+               "--seeds", "0", "--steps", "4", "--workers", "1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert [(r["size"], r["mode"]) for r in res["rows"]] == [("w24", "old"), ("w24", "new"), ("w48", "new"),
+                                                             ("w48", "old")]  # interleaved, the first alternating
+    for r in res["rows"]:
+        assert all(_positive(float(r[k])) for k in ("wall_seconds", "run_steps_per_s", "gflops", "share_of_peak"))
+        assert r["runs"] == 2 and r["final_loss_max_rel_diff"] < 1e-5
+        assert r["pack_sizes"] == ([1, 1] if r["mode"] == "old" else [2])
+    old = sum(r["wall_seconds"] for r in res["rows"] if r["mode"] == "old")
+    new = sum(r["wall_seconds"] for r in res["rows"] if r["mode"] == "new")
+    assert res["speedup"] == pytest.approx(old / new)
+    assert text.strip().splitlines()[-1] == f"ladder speed-up: {old / new:.1f}x"
+    assert _positive(res["peak_gflops"]) and "matmul peak measured in this run" in text
+    rc = main(["bench", "ladder", "--corpus", str(tmp_path), "--sizes", "w24"])
+    assert rc == 2 and "is not a corpus" in capsys.readouterr().err

@@ -237,6 +237,17 @@ def add_bench_parser(sub) -> None:
     lm.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     lm.set_defaults(func=_cmd_lm)
 
+    ld = bsub.add_parser("ladder", help="a slice of the CPU size ladder, one run per process against packs, side by "
+                                        "side (needs raretask[lm])")
+    ld.add_argument("--corpus", required=True, help="a BPE-2048 corpus (raretask lm corpus build --vocab-size 2048)")
+    ld.add_argument("--sizes", nargs="+", default=["w24", "w48", "w96", "w192"], help="presets (default the ladder)")
+    ld.add_argument("--rates", type=float, nargs="+", default=[16.0, 2.0, 0.25], help="instances per batch")
+    ld.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ld.add_argument("--steps", type=int, default=200, help="steps per run (default 200)")
+    ld.add_argument("--workers", type=int, default=2, help="worker processes, both ways (default 2)")
+    ld.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
+    ld.set_defaults(func=_cmd_ladder)
+
     sz = bsub.add_parser("sizing", help="coverage of lm sizing's prediction interval on simulated sweeps with a known "
                                         "truth, the current method beside the one before")
     sz.add_argument("--from", dest="sweep", default=None, metavar="SWEEP",
@@ -283,6 +294,20 @@ def _cmd_lm(args: argparse.Namespace) -> int:
     if args.corpus is None:
         res["corpus"] = "default sources, BPE-8192, built for this run"
     print(format_bench_lm(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    import sys
+
+    from .lm._bench_ladder import bench_ladder, format_bench_ladder
+
+    _check_positive(steps=args.steps, workers=args.workers)
+    res = bench_ladder(args.corpus, args.sizes, args.rates, args.seeds, args.steps, args.workers,
+                       say=lambda msg: sys.stderr.write(msg + "\n"))
+    print(format_bench_ladder(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0

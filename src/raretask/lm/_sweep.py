@@ -415,6 +415,23 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
     pool.shutdown()
 
 
+def train_units(units: list[list], workers: int, progress: bool, t0: float, stage: str, callbacks=None) -> None:
+    """Train ``units`` (``plan_packs``): on ``workers`` processes, or one after another here; a
+    line as each starts (one process) or ends (workers) when ``progress``."""
+    from ._packed import train_pack
+    from ._train import train
+
+    if workers > 1:
+        return _train_parallel(units, workers, lambda text: _say(progress, text), t0, stage, callbacks)
+    for i, unit in enumerate(units, 1):
+        _say(progress, f"[{stage} {i}/{len(units)}] {_unit_name(unit)}"
+                       f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
+        if len(unit) > 1:
+            train_pack(unit, progress=progress)
+        else:
+            train(unit[0], progress=progress, callbacks=callbacks(unit[0]) if callbacks else ())
+
+
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
               probe: Callable[[Path, dict], object] | None = None, workers: int = 1,
               callbacks: Callable[[object], list] | None = None, pack: int | None = None) -> dict | None:
@@ -435,8 +452,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
 
     from ._evaluate import evaluate_runs
     from ._runs import eval_folder, sweep_folder
-    from ._packed import train_pack
-    from ._train import check_run_dir, require_callbacks, train
+    from ._train import check_run_dir, require_callbacks
 
     sw = load_sweep(name, overrides)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -464,16 +480,8 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
-        units = plan_packs(cfgs, pack, workers, callbacks, vocab)
-        if workers > 1:
-            return _train_parallel(units, workers, lambda text: _say(progress and rank0, text), t0, stage, callbacks)
-        for i, unit in enumerate(units, 1):
-            _say(progress and rank0, f"[{stage} {i}/{len(units)}] {_unit_name(unit)}"
-                                     f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
-            if len(unit) > 1:
-                train_pack(unit, progress=progress)
-            else:
-                train(unit[0], progress=progress, callbacks=callbacks(unit[0]) if callbacks else ())
+        train_units(plan_packs(cfgs, pack, workers, callbacks, vocab), workers, progress and rank0, t0, stage,
+                    callbacks)
 
     with contextlib.ExitStack() as stack:
         if rank0:
