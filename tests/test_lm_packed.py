@@ -102,6 +102,7 @@ def test_packs_refuse_what_they_cannot_train(small_corpus, tmp_path, capsys, mon
     in one folder; a pack larger than the memory available (estimated before anything is built)."""
     base = ["lm", "sweep", "cpu-rates-quick", "--corpus", small_corpus, "--out", tmp_path / "sw", "--no-progress"]
     refused(capsys, [*base, "--pack", "0"], 2, "invalid pack: 0", keep=tmp_path / "sw")
+    refused(capsys, [*base, "--pack", "-2", "--dry-run"], 2, "invalid pack: -2", keep=tmp_path / "sw")
     assert not (tmp_path / "sw").exists()
     c = cfgs(small_corpus, tmp_path)
     with pytest.raises(ConfigError, match=r"runs of different shapes \(w24 batch 4 x 16 tokens; w48 batch 4"):
@@ -141,3 +142,12 @@ def test_plan_packs_groups_by_shape_and_spreads_over_workers(small_corpus, tmp_p
     mon = [LMTrainConfig(**{**x.to_dict(), "monitor_interference": 5}) if i == 0 else x for i, x in enumerate(c)]
     assert ["r0"] in names(plan_packs(mon, None, 1))  # the monitor's run trains alone
     assert digest(tmp_path) == {}  # planning writes nothing
+
+
+def test_a_run_that_would_train_on_the_gpu_is_not_packed(small_corpus, tmp_path, monkeypatch):
+    c = LMTrainConfig(corpus=str(small_corpus), out=str(tmp_path / "r"), preset="w24")
+    assert _packed.packable(c) is None
+    monkeypatch.setattr(_packed, "_cuda", lambda: True)  # device auto on a machine with a GPU
+    assert "trains on the GPU" in _packed.packable(c)
+    assert "trains on the GPU" in _packed.packable(LMTrainConfig(**{**c.to_dict(), "device": "cuda"}))
+    assert "bfloat16" in _packed.packable(LMTrainConfig(**{**c.to_dict(), "device": "cpu", "dtype": "bfloat16"}))

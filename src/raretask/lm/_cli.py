@@ -184,10 +184,11 @@ def _cmd_probe(args) -> int:
 
 def _cmd_sweep(args) -> int:
     _need_lm()
-    from ._sweep import load_sweep, plan_sweep, probe_settings, run_sweep
+    from ._sweep import check_pack_option, load_sweep, plan_sweep, probe_settings, run_sweep
     from ..probes import ProbeConfig
 
     sw = load_sweep(args.name, args.set)
+    check_pack_option(args.pack)
     if sw.get("probe") and (sw["probe"].get("rates") or []):  # the probe stage's settings, before any training
         ProbeConfig(**probe_settings(sw))
     if args.dry_run:  # the same validation as a real run: every run's config is built

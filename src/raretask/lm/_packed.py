@@ -81,11 +81,17 @@ def packable(cfg: LMTrainConfig, callbacks: Sequence = ()) -> str | None:
         return f"dtype {cfg.dtype} (packs train in float32)"
     if cfg.compile:
         return "compile is set (a pack is not compiled)"
-    if cfg.device == "cuda":
-        return "device cuda (packs train on the CPU)"
+    if cfg.device == "cuda" or (cfg.device == "auto" and _cuda()):
+        return "it trains on the GPU (packs train on the CPU)"
     if cfg.monitor_interference or list(callbacks):
         return "it has training callbacks (the interference monitor reads one model's gradient)"
     return None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def pack_memory(preset_name: str, vocab: int, batch_size: int, seq_len: int, runs: int) -> int:

@@ -338,6 +338,18 @@ def _pack_in_worker(cfg_dicts: list[dict], threads: int) -> dict:
                                                                                       for s in out)}
 
 
+def check_pack_option(pack: int | None) -> int | None:
+    """``--pack``: an integer >= 1, or None (as many as memory allows); under torchrun only 1
+    (returned for None: its ranks share each run)."""
+    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
+        raise ConfigError("pack", f"{pack!r}", "an integer >= 1 (1: each run alone), or none for as many as fit")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if pack not in (None, 1):
+            raise ConfigError("pack", f"{pack} under torchrun", "1 under torchrun (its ranks share each run)")
+        return 1
+    return pack
+
+
 def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab: int | None = None) -> list[list]:
     """The sweep's runs as units of work: each a list of configs trained together (one
     ``train_pack``), or a single config trained alone (``lm train``'s path). Runs of one shape
@@ -459,12 +471,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         raise ConfigError("workers", f"{workers!r}", "an integer >= 1")
     if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
-    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
-        raise ConfigError("pack", f"{pack!r}", "an integer >= 1 (1: each run alone), or none for as many as fit")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        if pack not in (None, 1):
-            raise ConfigError("pack", f"{pack} under torchrun", "1 under torchrun (its ranks share each run)")
-        pack = 1
+    pack = check_pack_option(pack)
     check_corpus_vocab(sw, name, corpus)
     configs = _planned_configs(sw, corpus, out)
     folder = sweep_folder(out)
