@@ -128,7 +128,7 @@ def test_packs_refuse_what_they_cannot_train(small_corpus, tmp_path, capsys, mon
     assert "GiB" in line and not (tmp_path / "sw").exists()
 
 
-def test_plan_packs_groups_by_shape_and_spreads_over_workers(small_corpus, tmp_path):
+def test_plan_packs_groups_by_shape_and_spreads_over_workers(small_corpus, tmp_path, monkeypatch):
     from raretask.lm._sweep import plan_packs
 
     c = [LMTrainConfig(corpus=str(small_corpus), out=str(tmp_path / f"r{i}"), preset=p, rate=r, batch_size=4,
@@ -141,6 +141,14 @@ def test_plan_packs_groups_by_shape_and_spreads_over_workers(small_corpus, tmp_p
     assert names(plan_packs(c, 1, 1)) == [[f"r{i}"] for i in range(6)]
     mon = [LMTrainConfig(**{**x.to_dict(), "monitor_interference": 5}) if i == 0 else x for i, x in enumerate(c)]
     assert ["r0"] in names(plan_packs(mon, None, 1))  # the monitor's run trains alone
+    # by default only shapes whose run-step is under PACK_BELOW_GFLOP are packed: the ladder's w96 at
+    # 16 x 64 tokens (3.2 GFLOP) trains alone unless --pack asks
+    big = [LMTrainConfig(corpus=str(small_corpus), out=str(tmp_path / f"b{i}"), preset="w96", rate=r,
+                         batch_size=16, seq_len=64) for i, r in enumerate((1, 2))]
+    assert names(plan_packs(big, None, 1, vocab=2048)) == [["b0"], ["b1"]]
+    assert names(plan_packs(big, 2, 1, vocab=2048)) == [["b0", "b1"]]
+    monkeypatch.setattr(_packed, "PACK_BELOW_GFLOP", 4.0)
+    assert names(plan_packs(big, None, 1, vocab=2048)) == [["b0", "b1"]]
     assert digest(tmp_path) == {}  # planning writes nothing
 
 

@@ -376,8 +376,9 @@ def _add_eval_sweep(lsub, parser_class) -> None:
     sw.add_argument("--workers", type=int, default=1,
                     help="train this many runs (or packs) at once, in separate processes sharing the cores (default 1)")
     sw.add_argument("--pack", type=int, default=None, metavar="N",
-                    help="train runs of one shape together in one process, at most N a pack (default: as many "
-                         "as memory allows, split over the workers; 1: each run alone)")
+                    help="train runs of one shape together in one process, at most N a pack (default: shapes "
+                         "whose run-step is under 2 GFLOP, as many as memory allows, split over the "
+                         "workers; 1: each run alone)")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

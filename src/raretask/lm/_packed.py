@@ -66,6 +66,17 @@ def keep_freed_memory() -> None:
     mallopt(M_TRIM_THRESHOLD, 1 << 62 if ctypes.sizeof(ctypes.c_int) > 4 else 2**31 - 1)
 
 
+PACK_BELOW_GFLOP = 2.0
+"""``lm sweep`` packs a shape by default only when one run's training step costs less than this
+many GFLOP (``_bench_ladder.model_flops_per_step``; the ladder: w24 0.45, w48 1.13, w96 3.17,
+w192 9.97). Measured on the 2-core machines (the cpu-scaling grid of 2026-12-08, two worker
+processes of one thread, freed memory kept in both ways): a w24 run-step took 29-33 ms in packs
+against 40-43 ms alone, w48 52 against 60-64, but w96 108-111 against 97-98 and w192 280
+against 225-227. Above it each product is large enough to run near the matmul peak alone, and a
+pack's K-fold activations cost more in memory traffic than it saves. ``--pack N`` packs every
+shape."""
+
+
 def pack_key(cfg: LMTrainConfig) -> tuple:
     """What runs of one pack share: the model shape, the batch shape and the corpus."""
     return (cfg.preset, cfg.batch_size, cfg.seq_len, str(Path(cfg.corpus).resolve()), cfg.device)

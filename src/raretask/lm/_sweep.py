@@ -358,11 +358,13 @@ def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab
     many runs, so every worker has one; runs that cannot be packed (the interference monitor's),
     and every run when ``pack`` is 1, train alone. An explicit ``pack`` that memory does not
     allow is refused (``_packed.check_pack``) before anything is written."""
-    from ._packed import available_memory, check_pack, pack_key, pack_memory, packable
+    from ._bench_ladder import model_flops_per_step
+    from ._packed import PACK_BELOW_GFLOP, available_memory, check_pack, pack_key, pack_memory, packable
 
     alone, groups = [], {}
     for c in cfgs:
-        if pack == 1 or packable(c, callbacks(c) if callbacks else ()) is not None:
+        small = model_flops_per_step(c.preset, vocab or 50304, c.batch_size, c.seq_len) < PACK_BELOW_GFLOP * 1e9
+        if pack == 1 or (pack is None and not small) or packable(c, callbacks(c) if callbacks else ()) is not None:
             alone.append([c])
         else:
             groups.setdefault(pack_key(c), []).append(c)
@@ -457,9 +459,9 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     ``callbacks(cfg)``: the training callbacks of each run (the CLI passes
     ``probes.monitor_callbacks``, for sweeps that set ``train.monitor_interference``); a
     module-level function, so worker processes can take it. ``pack``: runs of one shape train
-    together in one process, at most ``pack`` of them (``lm._packed``; None: as many as memory
-    allows, split over the workers; 1: each run alone, as ``lm train`` trains it); runs with
-    callbacks train alone."""
+    together in one process, at most ``pack`` of them (``lm._packed``; None: shapes whose
+    run-step costs under ``_packed.PACK_BELOW_GFLOP``, as many as memory allows, split over the
+    workers; 1: each run alone, as ``lm train`` trains it); runs with callbacks train alone."""
     import contextlib
 
     from ._evaluate import evaluate_runs
