@@ -199,10 +199,12 @@ def test_sweep_refuses_the_monitor_without_its_callback_before_writing(tmp_path,
 
 @pytest.mark.slow
 def test_sweep_workers_train_the_same_runs(tmp_path, small_corpus):
-    """Two worker processes train exactly what one process does (same metrics and data order)."""
+    """Two worker processes train exactly what one process does (same metrics and data order), one
+    run per process (--pack 1: one process would pack the two runs, two workers one each)."""
     args = ["train.steps=4", "train.checkpoint_every=2", "train.seq_len=32", "train.batch_size=8", "train.warmup=1"]
-    one = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "one"), args, progress=False)
-    two = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "two"), args, progress=False, workers=2)
+    one = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "one"), args, progress=False, pack=1)
+    two = run_sweep("cpu-rates-quick", str(small_corpus), str(tmp_path / "two"), args, progress=False, workers=2,
+                    pack=1)
     cols = ["step", "heldout_loss", "task_test_loss", "test_accuracy"]
     pd.testing.assert_frame_equal(one["table"][cols].reset_index(drop=True), two["table"][cols].reset_index(drop=True))
     for a in sorted((tmp_path / "one").glob("*-rate*")):

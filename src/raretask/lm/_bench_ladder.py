@@ -40,22 +40,13 @@ def torch_matmul_peak(n: int = 1024, repeats: int = 10) -> float:
     return best
 
 
-def model_flops_per_step(preset: str, vocab: int, batch_size: int, seq_len: int) -> float:
-    """Model FLOPs of one training step (forward and backward): 6 N + 12 L T h per token."""
-    from ._models import model_config, non_embedding_params
-
-    hf = model_config(preset, vocab, seq_len)
-    n = non_embedding_params(preset) + hf.vocab_size * hf.hidden_size
-    return batch_size * seq_len * (6.0 * n + 12.0 * hf.num_hidden_layers * seq_len * hf.hidden_size)
-
-
 def bench_ladder(corpus: str, sizes: list[str], rates: list[float], seeds: list[int], steps: int = 200,
                  workers: int = 2, workdir: str | None = None, say: Callable[[str], None] = lambda s: None) -> dict:
     """Old and new way per size, interleaved; returns every timing and ratio."""
     import os
 
     from ..errors import ConfigError
-    from ._models import preset
+    from ._models import preset, step_flops
     from ._sweep import _config, _corpus_vocab, grid_name, load_sweep, plan_packs, train_units
     from ..runfolder import read_parts
 
@@ -77,7 +68,7 @@ def bench_ladder(corpus: str, sizes: list[str], rates: list[float], seeds: list[
     root = Path(tempfile.mkdtemp(prefix="raretask-bench-ladder-", dir=workdir))
     try:
         for i, size in enumerate(sizes):
-            flops = model_flops_per_step(size, vocab, sw["train"]["batch_size"], sw["train"]["seq_len"])
+            flops = step_flops(size, vocab, sw["train"]["batch_size"], sw["train"]["seq_len"])
             finals = {}
             for mode in (("old", "new") if i % 2 == 0 else ("new", "old")):
                 out = root / mode / size

@@ -113,6 +113,13 @@ def non_embedding_params(name: str) -> int:
     return p.layers * (4 * p.hidden * p.hidden + 3 * p.hidden * p.intermediate)
 
 
+def step_flops(preset: str, vocab: int, batch_size: int, seq_len: int) -> float:
+    """Model FLOPs of one training step (forward and backward): 6 N + 12 L T h per token."""
+    hf = model_config(preset, vocab, seq_len)
+    n = non_embedding_params(preset) + hf.vocab_size * hf.hidden_size
+    return batch_size * seq_len * (6.0 * n + 12.0 * hf.num_hidden_layers * seq_len * hf.hidden_size)
+
+
 def count_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 

@@ -41,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._memory import available_memory, keep_freed_memory  # noqa: F401  (keep_freed_memory: re-exported)
 from ..errors import ConfigError, RaretaskError
 from ._config import LMTrainConfig
 from .callbacks import Callback
@@ -48,27 +49,9 @@ from .callbacks import Callback
 _LN_EPS = 1e-5  # OlmoLayerNorm's
 
 
-def keep_freed_memory() -> None:
-    """Large tensors are allocated and freed every step; glibc returns each one above 128 KiB to
-    the kernel and the next step faults it in again page by page (measured: a w24 step 45 ->
-    33 ms, a pack of 9 w24 runs 342 -> 218 ms). Freed memory stays in the process instead (the
-    peak is the same). No-op where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    mallopt(M_TRIM_THRESHOLD, 1 << 62 if ctypes.sizeof(ctypes.c_int) > 4 else 2**31 - 1)
-
-
 PACK_BELOW_GFLOP = 2.0
 """``lm sweep`` packs a shape by default only when one run's training step costs less than this
-many GFLOP (``_bench_ladder.model_flops_per_step``; the ladder: w24 0.45, w48 1.13, w96 3.17,
+many GFLOP (``_models.step_flops``; the ladder: w24 0.45, w48 1.13, w96 3.17,
 w192 9.97). Measured on the 2-core machines (the cpu-scaling grid of 2026-12-08, two worker
 processes of one thread, freed memory kept in both ways): a w24 run-step took 29-33 ms in packs
 against 40-43 ms alone, w48 52 against 60-64, but w96 108-111 against 97-98 and w192 280
@@ -118,19 +101,6 @@ def pack_memory(preset_name: str, vocab: int, batch_size: int, seq_len: int, run
     tokens = batch_size * seq_len
     acts = layers * (tokens * (16 * h + 5 * inter) + batch_size * heads * seq_len * seq_len) + 3 * tokens * V
     return int(runs * (28 * params + 4 * acts))
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), or the physical memory where /proc is absent."""
-    import os
-
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_pack(cfgs: Sequence[LMTrainConfig], vocab: int | None = None) -> None:

@@ -358,12 +358,12 @@ def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab
     many runs, so every worker has one; runs that cannot be packed (the interference monitor's),
     and every run when ``pack`` is 1, train alone. An explicit ``pack`` that memory does not
     allow is refused (``_packed.check_pack``) before anything is written."""
-    from ._bench_ladder import model_flops_per_step
+    from ._models import step_flops
     from ._packed import PACK_BELOW_GFLOP, available_memory, check_pack, pack_key, pack_memory, packable
 
     alone, groups = [], {}
     for c in cfgs:
-        small = model_flops_per_step(c.preset, vocab or 50304, c.batch_size, c.seq_len) < PACK_BELOW_GFLOP * 1e9
+        small = step_flops(c.preset, vocab or 50304, c.batch_size, c.seq_len) < PACK_BELOW_GFLOP * 1e9
         if pack == 1 or (pack is None and not small) or packable(c, callbacks(c) if callbacks else ()) is not None:
             alone.append([c])
         else:
@@ -483,14 +483,12 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
         check_run_dir(copy.copy(cfg), Path(cfg.out), sweep=True)
         require_callbacks(cfg, callbacks(cfg) if callbacks else [])
     eval_folder(Path(out) / "report").check()
-    vocab = _corpus_vocab(corpus)
-    plan_packs(configs, pack, workers, callbacks, vocab)  # a pack that cannot be, refused before anything is written
+    plan_packs(configs, pack, workers, callbacks, vocab := _corpus_vocab(corpus))  # refused before anything is written
     rank0 = int(os.environ.get("RANK", "0")) == 0
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
-        train_units(plan_packs(cfgs, pack, workers, callbacks, vocab), workers, progress and rank0, t0, stage,
-                    callbacks)
+        train_units(plan_packs(cfgs, pack, workers, callbacks, vocab), workers, progress and rank0, t0, stage, callbacks)
 
     with contextlib.ExitStack() as stack:
         if rank0:

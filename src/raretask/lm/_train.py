@@ -248,7 +248,7 @@ def _train(cfg: LMTrainConfig, out: Path, world: int, rank: int, device: str, en
     import torch
     import torch.distributed as dist
 
-    from ._packed import keep_freed_memory
+    from .._memory import keep_freed_memory
 
     keep_freed_memory()
     t = _build(cfg, out, world, rank, device, env, callbacks)
