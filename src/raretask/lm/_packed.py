@@ -360,7 +360,8 @@ class PackedOlmo:
         self.steps += 1
         K = len(self.steps)
         f64 = np.float64
-        lr, b1, b2 = np.asarray(lrs, f64), np.asarray([b[0] for b in betas], f64), np.asarray([b[1] for b in betas], f64)
+        lr = np.asarray(lrs, f64)
+        b1, b2 = np.asarray([b[0] for b in betas], f64), np.asarray([b[1] for b in betas], f64)
         bc1, bc2_sqrt = 1 - b1 ** self.steps, np.sqrt(1 - b2 ** self.steps)
 
         def vec(a, dim):
@@ -492,7 +493,8 @@ def _train_pack(trainers: list, progress: bool) -> list[dict]:
                         cb.post_step(t, step[k], row, plan)
                     if step[k] >= c.steps:
                         done.append(j)
-                bar.update(job, advance=len(active), info=f"{len(active)} runs, {len(active) * toks[0].numel() / dt:,.0f} tok/s")
+                bar.update(job, advance=len(active),
+                           info=f"{len(active)} runs, {len(active) * toks[0].numel() / dt:,.0f} tok/s")
                 if done:
                     stay = [j for j in range(len(active)) if j not in done]
                     pack.keep(stay)

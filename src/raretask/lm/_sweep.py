@@ -338,6 +338,15 @@ def _pack_in_worker(cfg_dicts: list[dict], threads: int) -> dict:
                                                                                       for s in out)}
 
 
+def check_workers_and_pack(workers, pack: int | None) -> int | None:
+    """``--workers`` (an integer >= 1; 1 under torchrun) and ``--pack`` (``check_pack_option``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError("workers", f"{workers!r}", "an integer >= 1")
+    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
+    return check_pack_option(pack)
+
+
 def check_pack_option(pack: int | None) -> int | None:
     """``--pack``: an integer >= 1, or None (as many as memory allows); under torchrun only 1
     (returned for None: its ranks share each run)."""
@@ -394,7 +403,8 @@ def _unit_name(unit: list) -> str:
 def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: float, stage: str,
                     callbacks) -> None:
     """Train ``cfgs``, units of work (``plan_packs``: a pack, or one run alone), on ``workers``
-    processes (spawned: no forked torch state), each run in its own locked folder as in one process. The first failure stops the sweep at once: the other
+    processes (spawned: no forked torch state), each run in its own locked folder as in one
+    process. The first failure stops the sweep at once: the other
     workers are stopped (their runs keep their last checkpoints) and the error is raised;
     re-running the sweep resumes every unfinished run."""
     import multiprocessing
@@ -469,11 +479,7 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     from ._train import check_run_dir, require_callbacks
 
     sw = load_sweep(name, overrides)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError("workers", f"{workers!r}", "an integer >= 1")
-    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("workers", f"{workers} under torchrun", "1 under torchrun (its ranks share each run)")
-    pack = check_pack_option(pack)
+    pack = check_workers_and_pack(workers, pack)
     check_corpus_vocab(sw, name, corpus)
     configs = _planned_configs(sw, corpus, out)
     folder = sweep_folder(out)
@@ -488,7 +494,8 @@ def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = No
     t0 = time.perf_counter()
 
     def train_all(stage: str, cfgs: list) -> None:
-        train_units(plan_packs(cfgs, pack, workers, callbacks, vocab), workers, progress and rank0, t0, stage, callbacks)
+        train_units(plan_packs(cfgs, pack, workers, callbacks, vocab), workers, progress and rank0, t0, stage,
+                    callbacks)
 
     with contextlib.ExitStack() as stack:
         if rank0:
