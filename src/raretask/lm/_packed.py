@@ -341,7 +341,7 @@ class PackedOlmo:
         x = F.layer_norm(x, (h,), eps=_LN_EPS).view(K, B, T, h)[:, :, :-1].reshape(K, B * (T - 1), h)
         return linear_cross_entropy(x, head, tokens[:, :, 1:].reshape(K, -1)).view(K, B, T - 1)
 
-    def clip(self, max_norms) -> "object":
+    def clip(self, max_norms):
         """Per run: the gradient norm over that run's slice, and the gradient scaled as
         ``clip_grad_norm_`` scales it (max_norm / (norm + 1e-6), at most 1). Returns the norms [K]."""
         import torch
