@@ -41,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._memory import available_memory, keep_freed_memory  # noqa: F401  (keep_freed_memory: re-exported)
+from .._memory import available_memory, keep_freed_memory
 from ..errors import ConfigError, RaretaskError
 from ._config import LMTrainConfig
 from .callbacks import Callback
@@ -53,9 +53,9 @@ PACK_BELOW_GFLOP = 2.0
 """``lm sweep`` packs a shape by default only when one run's training step costs less than this
 many GFLOP (``_models.step_flops``; the ladder: w24 0.45, w48 1.13, w96 3.17,
 w192 9.97). Measured on the 2-core machines (the cpu-scaling grid of 2026-12-08, two worker
-processes of one thread, freed memory kept in both ways): a w24 run-step took 29-33 ms in packs
-against 40-43 ms alone, w48 52 against 60-64, but w96 108-111 against 97-98 and w192 280
-against 225-227. Above it each product is large enough to run near the matmul peak alone, and a
+processes of one thread, glibc's default allocator settings both ways): a w24 run-step took
+29-33 ms in packs against 40-43 ms alone, w48 52 against 60-64, but w96 108-111 against 97-98
+and w192 280 against 225-227. Above it each product is large enough to run near the matmul peak alone, and a
 pack's K-fold activations cost more in memory traffic than it saves. ``--pack N`` packs every
 shape."""
 
@@ -412,6 +412,7 @@ def train_pack(cfgs: Sequence[LMTrainConfig], progress: bool = True, restart: bo
             warnings.warn(f"{Path(c.out).name}: the warm-up ({c.warmup} steps) covers the whole run ({c.steps} "
                           "steps)", RaretaskWarning, stacklevel=2)
     names = [Path(c.out).name for c in cfgs]
+    keep_freed_memory()
     with contextlib.ExitStack() as stack:
         trainers = []
         for c, rec, env in zip(cfgs, records, envs):
