@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 from pathlib import Path
@@ -125,10 +126,9 @@ def check_pack(cfgs: Sequence[LMTrainConfig], vocab: int | None = None) -> None:
         if why:
             raise ConfigError("pack", f"{Path(c.out).name} cannot be packed: {why}", "train it alone (lm train)")
     if vocab is not None:
-        need, have = pack_memory(cfgs[0].preset, vocab, cfgs[0].batch_size, cfgs[0].seq_len, len(cfgs)), \
-            available_memory()
+        per = pack_memory(cfgs[0].preset, vocab, cfgs[0].batch_size, cfgs[0].seq_len, 1)
+        need, have = len(cfgs) * per, available_memory()
         if need > 0.8 * have:
-            per = max(1, pack_memory(cfgs[0].preset, vocab, cfgs[0].batch_size, cfgs[0].seq_len, 1))
             raise ConfigError("pack", f"{len(cfgs)} {cfgs[0].preset} runs need about {need / 2**30:.1f} GiB, and "
                                       f"{have / 2**30:.1f} GiB are available",
                               f"--pack {max(1, int(0.8 * have // per))} or fewer runs per pack")
@@ -141,10 +141,12 @@ def linear_cross_entropy(x, w, target):
     one-hot, scaled), where autograd would fill a one-hot and run log-softmax's backward over
     three buffers of that size: the largest tensors of a small model's step (V = 2048 against a
     width of 24)."""
-    return _LinearCE.apply(x, w, target)
+    return _linear_ce_class().apply(x, w, target)
 
 
+@functools.cache
 def _linear_ce_class():
+    """The autograd Function, made at first use (torch is imported lazily)."""
     import torch
 
     class LinearCE(torch.autograd.Function):
@@ -192,21 +194,6 @@ def _linear_ce_class():
     return LinearCE
 
 
-class _LazyCE:
-    """The autograd Function, made at first use (torch is imported lazily)."""
-
-    cls = None
-
-    @classmethod
-    def apply(cls, *args):
-        if cls.cls is None:
-            cls.cls = _linear_ce_class()
-        return cls.cls.apply(*args)
-
-
-_LinearCE = _LazyCE
-
-
 class PackedOlmo:
     """The weights of K OLMo-1 models of one shape, stacked (leading dimension: the run), with the
     forward pass of ``OlmoForCausalLM`` as batched products and AdamW over the stack.
@@ -224,8 +211,8 @@ class PackedOlmo:
         self.layers, self.clip_qkv = c.num_hidden_layers, c.clip_qkv
         self.rotary = m0.model.rotary_emb  # HF's own cos / sin (rope_theta, head_dim from the config)
         self.names = self._names(c.num_hidden_layers)
-        self.params = [torch.stack([self._gather(m, names) for m in models]).requires_grad_()
-                       for names in self.names]
+        self.params = [torch.empty(len(models), *self._gather(m0, names).shape).requires_grad_()
+                       for names in self.names]  # filled by load
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = np.zeros(len(models), np.int64)
@@ -266,7 +253,7 @@ class PackedOlmo:
         p = dict(model.named_parameters())
         with torch.no_grad():
             for i, names in enumerate(self.names):
-                self.params[i][k].copy_(torch.cat([p[n].detach() for n in names], 0))
+                self.params[i][k].copy_(self._gather(model, names))
                 st = [optimizer.state.get(p[n], {}) for n in names]
                 for buf, key in ((self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
                     buf[i][k].copy_(torch.cat([s[key] if key in s else torch.zeros_like(p[n])

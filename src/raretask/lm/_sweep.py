@@ -308,32 +308,28 @@ def _say(progress: bool, text: str) -> None:
         print(text, flush=True)
 
 
-def _train_in_worker(cfg_dict: dict, threads: int, callbacks) -> dict:
-    """One sweep run in a worker process (``workers`` > 1): ``threads`` torch threads each, so the
-    workers share the cores instead of oversubscribing them."""
-    import torch
+def _train_unit(unit: list, progress: bool, callbacks=None) -> list[dict]:
+    """One unit of work (``plan_packs``): a pack (``train_pack``), or one run alone (``train``, with
+    its callbacks); returns the runs' summaries."""
+    from ._packed import train_pack
+    from ._train import train
 
-    from .._workers import run_task, worker_signals
-    from ._train import LMTrainConfig, train
-
-    worker_signals()
-    torch.set_num_threads(threads)
-    cfg = LMTrainConfig.from_dict(cfg_dict)
-    s = run_task(train, cfg, progress=False, callbacks=callbacks(cfg) if callbacks else ())
-    return {"final_loss": s["final_loss"], "already_complete": bool(s.get("already_complete"))}
+    if len(unit) > 1:
+        return train_pack(unit, progress=progress)
+    return [train(unit[0], progress=progress, callbacks=callbacks(unit[0]) if callbacks else ())]
 
 
-def _pack_in_worker(cfg_dicts: list[dict], threads: int) -> dict:
-    """One pack of sweep runs in a worker process (``lm._packed.train_pack``)."""
+def _train_in_worker(cfg_dicts: list[dict], threads: int, callbacks) -> dict:
+    """One unit of sweep runs in a worker process (``workers`` > 1): ``threads`` torch threads
+    each, so the workers share the cores instead of oversubscribing them."""
     import torch
 
     from .._workers import run_task, worker_signals
     from ._config import LMTrainConfig
-    from ._packed import train_pack
 
     worker_signals()
     torch.set_num_threads(threads)
-    out = run_task(train_pack, [LMTrainConfig.from_dict(d) for d in cfg_dicts], progress=False)
+    out = run_task(_train_unit, [LMTrainConfig.from_dict(d) for d in cfg_dicts], False, callbacks)
     return {"final_loss": max(s["final_loss"] for s in out), "already_complete": all(s.get("already_complete")
                                                                                       for s in out)}
 
@@ -372,8 +368,8 @@ def plan_packs(cfgs: list, pack: int | None, workers: int, callbacks=None, vocab
 
     alone, groups = [], {}
     for c in cfgs:
-        small = step_flops(c.preset, vocab or 50304, c.batch_size, c.seq_len) < PACK_BELOW_GFLOP * 1e9
-        if pack == 1 or (pack is None and not small) or packable(c, callbacks(c) if callbacks else ()) is not None:
+        large = pack is None and step_flops(c.preset, vocab or 50304, c.batch_size, c.seq_len) >= PACK_BELOW_GFLOP * 1e9
+        if pack == 1 or large or packable(c, callbacks(c) if callbacks else ()) is not None:
             alone.append([c])
         else:
             groups.setdefault(pack_key(c), []).append(c)
@@ -413,8 +409,7 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        todo = {(pool.submit(_train_in_worker, u[0].to_dict(), threads, callbacks) if len(u) == 1 else
-                 pool.submit(_pack_in_worker, [c.to_dict() for c in u], threads)): u for u in cfgs}
+        todo = {pool.submit(_train_in_worker, [c.to_dict() for c in u], threads, callbacks): u for u in cfgs}
         say(f"[{stage}] {sum(map(len, cfgs))} runs in {len(cfgs)} unit(s) of work on {workers} worker processes "
             f"({threads} thread(s) each); a line as each finishes")
         done = 0
@@ -442,18 +437,12 @@ def _train_parallel(cfgs: list, workers: int, say: Callable[[str], None], t0: fl
 def train_units(units: list[list], workers: int, progress: bool, t0: float, stage: str, callbacks=None) -> None:
     """Train ``units`` (``plan_packs``): on ``workers`` processes, or one after another here; a
     line as each starts (one process) or ends (workers) when ``progress``."""
-    from ._packed import train_pack
-    from ._train import train
-
     if workers > 1:
         return _train_parallel(units, workers, lambda text: _say(progress, text), t0, stage, callbacks)
     for i, unit in enumerate(units, 1):
         _say(progress, f"[{stage} {i}/{len(units)}] {_unit_name(unit)}"
                        f"  ({(time.perf_counter() - t0) / 60:.1f} min into the sweep)")
-        if len(unit) > 1:
-            train_pack(unit, progress=progress)
-        else:
-            train(unit[0], progress=progress, callbacks=callbacks(unit[0]) if callbacks else ())
+        _train_unit(unit, progress, callbacks)
 
 
 def run_sweep(name: str, corpus: str, out: str, overrides: list[str] | None = None, progress: bool = True,
